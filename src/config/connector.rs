@@ -1,0 +1,218 @@
+//! `connectors/*.toml`: how each backend system is reached.
+//!
+//! A connector file is read in two steps: first only its `kind`, then the whole file as that
+//! kind's struct. Internally tagged serde enums lose spans and ignore `deny_unknown_fields`, so
+//! this keeps every error pointing at its line and every misspelt key an error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The kinds of backend this gateway speaks to; the exhaustive `match` on it is the registry.
+#[derive(Debug, Clone)]
+pub enum ConnectorConfig {
+    /// JSON over HTTP.
+    Rest(RestConfig),
+}
+
+impl ConnectorConfig {
+    /// The connector's name as the SDL refers to it.
+    pub fn name(&self) -> &Spanned<String> {
+        match self {
+            Self::Rest(rest) => &rest.name,
+        }
+    }
+
+    /// The protocol noun, as written in `kind =`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rest(_) => "rest",
+        }
+    }
+
+    /// The operations the connector offers, by name.
+    pub fn operation_names(&self) -> Vec<&Spanned<String>> {
+        match self {
+            Self::Rest(rest) => rest.operations.keys().collect(),
+        }
+    }
+}
+
+/// Only the `kind` key, read first to choose the struct for the rest of the file.
+#[derive(Debug, Deserialize)]
+pub(crate) struct KindProbe {
+    pub(crate) kind: Option<Spanned<String>>,
+}
+
+/// The connector kinds a file may name, for error messages.
+pub const CONNECTOR_KINDS: &[&str] = &["rest"];
+
+/// A REST backend: JSON over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestConfig {
+    /// The name the SDL uses in `@connect(connector: …)`; unique across files.
+    pub name: Spanned<String>,
+    /// Always `"rest"` here.
+    pub kind: String,
+    /// What the backend is, for `civicgraph check` and operators.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Scheme, host, port and optional path prefix, e.g. `http://127.0.0.1:7101`.
+    pub base_url: Spanned<String>,
+    /// Per-call deadline; a slow legacy backend must not hold a citizen's request forever.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Idle pooled connections kept per backend host.
+    #[serde(default = "default_pool_idle")]
+    pub pool_max_idle: usize,
+    /// Static headers sent with every call (credentials come in through `${VAR}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Static credentials for the backend.
+    #[serde(default)]
+    pub auth: Option<RestAuth>,
+    /// The calls this backend offers, by name.
+    pub operations: BTreeMap<Spanned<String>, RestOperation>,
+}
+
+fn default_timeout_ms() -> u64 {
+    2_000
+}
+
+fn default_pool_idle() -> usize {
+    32
+}
+
+/// Credentials sent to a REST backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "scheme")]
+pub enum RestAuth {
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token, normally `${SOME_TOKEN}`.
+        token: Secret,
+    },
+    /// `Authorization: Basic …`.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password, normally `${SOME_PASSWORD}`.
+        password: Secret,
+    },
+}
+
+/// One call on a REST backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestOperation {
+    /// What the call does, shown by `civicgraph check`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// HTTP method; reads are `GET`.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Path after `base_url`, with `{placeholders}` filled from arguments or parent fields.
+    pub path: Spanned<String>,
+    /// Query parameters; a parameter whose placeholders are all null is left out.
+    #[serde(default)]
+    pub query: BTreeMap<String, Spanned<String>>,
+    /// JSON body for `POST`/`PUT`; a string that is exactly `"{name}"` becomes that value.
+    #[serde(default)]
+    pub body: Option<Spanned<toml::Value>>,
+    /// JSON pointer (RFC 6901) to the object in the response, e.g. `/account`.
+    #[serde(default)]
+    pub select: Option<Spanned<String>>,
+    /// What a 404 means for this operation.
+    #[serde(default)]
+    pub not_found: NotFound,
+    /// Set when the operation returns one page of a list.
+    #[serde(default)]
+    pub page: Option<PageConfig>,
+}
+
+/// Methods a REST operation may use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// A read; the default.
+    #[default]
+    Get,
+    /// A create or a query too large for a URL.
+    Post,
+    /// A replace.
+    Put,
+    /// A partial update.
+    Patch,
+    /// A removal.
+    Delete,
+}
+
+impl HttpMethod {
+    /// The method as reqwest wants it.
+    pub fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            Self::Get => reqwest::Method::GET,
+            Self::Post => reqwest::Method::POST,
+            Self::Put => reqwest::Method::PUT,
+            Self::Patch => reqwest::Method::PATCH,
+            Self::Delete => reqwest::Method::DELETE,
+        }
+    }
+}
+
+/// What a 404 from the backend means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotFound {
+    /// The entity does not exist: the field is `null` and no error is reported.
+    #[default]
+    Null,
+    /// The path should always exist: report `BACKEND_BAD_RESPONSE`.
+    Error,
+}
+
+/// How to read one page of a list, so the graph can offer a Relay-style connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageConfig {
+    /// JSON pointer to the array of items.
+    pub items: Spanned<String>,
+    /// JSON pointer to the cursor of the next page (null or absent on the last page).
+    pub next_cursor: Spanned<String>,
+    /// JSON pointer, inside an item, to that item's own cursor; absent → edges share the page cursor.
+    #[serde(default)]
+    pub edge_cursor: Option<Spanned<String>>,
+}
+
+/// A configuration string that must never reach a log: its `Debug` is redacted.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let secret: Secret = serde_json::from_str("\"hunter2\"").unwrap();
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(secret.expose(), "hunter2");
+    }
+}

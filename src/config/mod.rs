@@ -1,0 +1,285 @@
+//! Configuration: `civicgraph.toml`, `connectors/*.toml` and `schema/*.graphql` → typed,
+//! validated values whose errors carry `file:line:column`.
+//!
+//! Loading never stops at the first problem: every file is read and every error collected, so
+//! `civicgraph check` can list them all at once.
+
+mod connector;
+mod gateway;
+mod interpolate;
+mod source;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use connector::{
+    CONNECTOR_KINDS, ConnectorConfig, HttpMethod, NotFound, PageConfig, RestAuth, RestConfig,
+    RestOperation, Secret,
+};
+pub use gateway::{GatewayConfig, PathsConfig, ServerConfig, StorageConfig};
+pub use interpolate::{Interpolated, Vars, interpolate_toml};
+pub use source::{Diagnostic, Diagnostics, Location, SourceFile};
+
+use connector::KindProbe;
+
+/// A TOML file after interpolation, able to turn a span of the parsed text into a location.
+#[derive(Debug, Clone)]
+pub struct TomlFile {
+    /// The file as written.
+    pub source: SourceFile,
+    interpolated: Interpolated,
+}
+
+impl TomlFile {
+    /// The location of a span start reported by the TOML parser.
+    pub fn location(&self, span: &std::ops::Range<usize>) -> Location {
+        self.source
+            .location(self.interpolated.original_offset(span.start))
+    }
+
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
+        toml::from_str(&self.interpolated.text).map_err(|error| {
+            let location = match error.span() {
+                Some(span) => self.location(&span),
+                None => self.source.location(0),
+            };
+            Diagnostic::at(location, toml_message(error.message()))
+        })
+    }
+}
+
+/// Rephrases serde's messages where they would puzzle a newcomer.
+fn toml_message(message: &str) -> String {
+    let message = message.trim_end();
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        return format!("unknown key {rest}");
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        return format!("missing required key {rest}");
+    }
+    message.to_string()
+}
+
+/// A connector file and what it configures.
+#[derive(Debug, Clone)]
+pub struct LoadedConnector {
+    /// The typed configuration.
+    pub config: ConnectorConfig,
+    /// The file it came from, for locations in later checks.
+    pub file: TomlFile,
+}
+
+/// Everything the gateway is configured from, loaded and syntax-checked.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The directory of `civicgraph.toml`; relative paths in it are relative to here.
+    pub root: PathBuf,
+    /// `civicgraph.toml`.
+    pub gateway: GatewayConfig,
+    /// Every connector file that parsed.
+    pub connectors: Vec<LoadedConnector>,
+    /// Names of connectors whose files did not parse, so later checks don't pile on.
+    pub broken_connectors: HashSet<String>,
+    /// Every `schema/*.graphql`, in file-name order.
+    pub schema_files: Vec<SourceFile>,
+}
+
+/// Loads `civicgraph.toml` and the directories it names. Problems come back together with
+/// whatever did load, so the graph can still be checked and report its own problems too.
+pub fn load_project(config_path: &Path, vars: &Vars) -> (Project, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let root = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let gateway = match read_toml_file(config_path, vars) {
+        Ok(Some(file)) => file.parse::<GatewayConfig>().unwrap_or_else(|d| {
+            diagnostics.push(d);
+            GatewayConfig::default()
+        }),
+        Ok(None) => {
+            diagnostics.push(Diagnostic::file(
+                config_path,
+                "this file does not exist; create it (an empty file uses the defaults) or pass --config",
+            ));
+            GatewayConfig::default()
+        }
+        Err(mut ds) => {
+            diagnostics.append(&mut ds);
+            GatewayConfig::default()
+        }
+    };
+
+    let connectors_dir = root.join(&gateway.paths.connectors);
+    let mut connectors = Vec::new();
+    let mut broken_connectors = HashSet::new();
+    for path in list_files(&connectors_dir, "toml", &mut diagnostics) {
+        match read_toml_file(&path, vars) {
+            Ok(Some(file)) => match parse_connector(&file) {
+                Ok(config) => connectors.push(LoadedConnector { config, file }),
+                Err(d) => {
+                    if let Some(name) = probe_name(&file) {
+                        broken_connectors.insert(name);
+                    }
+                    diagnostics.push(d);
+                }
+            },
+            Ok(None) => {}
+            Err(mut ds) => {
+                broken_connectors.extend(file_stem(&path));
+                diagnostics.append(&mut ds);
+            }
+        }
+    }
+    check_duplicate_connectors(&connectors, &mut diagnostics);
+
+    let schema_dir = root.join(&gateway.paths.schema);
+    let mut schema_files = Vec::new();
+    for path in list_files(&schema_dir, "graphql", &mut diagnostics) {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => schema_files.push(SourceFile::new(display_path(&path), text)),
+            Err(error) => diagnostics.push(Diagnostic::file(
+                &display_path(&path),
+                format!("cannot read this file: {error}"),
+            )),
+        }
+    }
+    if schema_files.is_empty() && schema_dir.is_dir() {
+        diagnostics.push(Diagnostic::file(
+            &display_path(&schema_dir),
+            "no `*.graphql` files here; the graph needs at least a `type Query`",
+        ));
+    }
+
+    (
+        Project {
+            root,
+            gateway,
+            connectors,
+            broken_connectors,
+            schema_files,
+        },
+        diagnostics,
+    )
+}
+
+fn file_stem(path: &Path) -> Option<String> {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned())
+}
+
+/// Reads and interpolates a TOML file; `Ok(None)` when it does not exist.
+fn read_toml_file(path: &Path, vars: &Vars) -> Result<Option<TomlFile>, Vec<Diagnostic>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(vec![Diagnostic::file(
+                &display_path(path),
+                format!("cannot read this file: {error}"),
+            )]);
+        }
+    };
+    let source = SourceFile::new(display_path(path), text);
+    match interpolate_toml(&source.text, vars) {
+        Ok(interpolated) => Ok(Some(TomlFile {
+            source,
+            interpolated,
+        })),
+        Err(errors) => Err(errors
+            .into_iter()
+            .map(|e| Diagnostic::at(source.location(e.offset), e.message))
+            .collect()),
+    }
+}
+
+fn parse_connector(file: &TomlFile) -> Result<ConnectorConfig, Diagnostic> {
+    let probe: KindProbe = file.parse()?;
+    let Some(kind) = probe.kind else {
+        return Err(Diagnostic::at(
+            file.source.location(0),
+            format!(
+                "missing required key `kind`; say which protocol this backend speaks: {}",
+                quoted_list(CONNECTOR_KINDS)
+            ),
+        ));
+    };
+    match kind.get_ref().as_str() {
+        "rest" => file.parse().map(ConnectorConfig::Rest),
+        other => Err(Diagnostic::at(
+            file.location(&kind.span()),
+            format!(
+                "unknown connector kind `{other}`; expected one of {}",
+                quoted_list(CONNECTOR_KINDS)
+            ),
+        )),
+    }
+}
+
+/// The `name` of a connector file that failed to parse, when it can still be read.
+fn probe_name(file: &TomlFile) -> Option<String> {
+    let table: toml::Table = toml::from_str(&file.interpolated.text).ok()?;
+    table.get("name")?.as_str().map(str::to_string)
+}
+
+fn check_duplicate_connectors(connectors: &[LoadedConnector], diagnostics: &mut Vec<Diagnostic>) {
+    let mut seen: Vec<&LoadedConnector> = Vec::new();
+    for connector in connectors {
+        let name = connector.config.name();
+        if let Some(first) = seen
+            .iter()
+            .find(|c| c.config.name().get_ref() == name.get_ref())
+        {
+            diagnostics.push(Diagnostic::at(
+                connector.file.location(&name.span()),
+                format!(
+                    "duplicate connector name `{}`: {} already uses it; connector names must be unique",
+                    name.get_ref(),
+                    first.file.location(&first.config.name().span())
+                ),
+            ));
+        } else {
+            seen.push(connector);
+        }
+    }
+}
+
+/// Files with the given extension in `dir`, sorted by name so the load order is reproducible.
+fn list_files(dir: &Path, extension: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            diagnostics.push(Diagnostic::file(
+                &display_path(dir),
+                format!("cannot read this directory: {error}"),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A path as the user would type it: relative to the working directory when it is below it.
+fn display_path(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// `"a", "b" or "c"` for messages.
+pub fn quoted_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}

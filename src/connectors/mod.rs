@@ -1,0 +1,165 @@
+//! Connectors: the runtime objects that call backend systems.
+//!
+//! A connector file's typed config builds an `Arc<dyn Connector>`. The graph speaks to every
+//! backend through this one trait, in plain JSON, so connector kinds never see GraphQL types
+//! and the graph never sees HTTP or SQL.
+
+mod rest;
+mod template;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::config::{ConnectorConfig, Diagnostic, LoadedConnector, Location, PageConfig};
+use crate::error::ErrorCode;
+
+pub use rest::RestConnector;
+pub use template::{RenderError, Template};
+
+/// Placeholder values for one backend call, by placeholder name.
+pub type Arguments = BTreeMap<String, Value>;
+
+/// A backend system the graph can call.
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// Calls `operation` with `args`. `Ok(None)` means the entity does not exist (or the
+    /// selected value is null), which the graph shows as `null` without an error.
+    fn call<'a>(
+        &'a self,
+        operation: &'a str,
+        args: &'a Arguments,
+    ) -> BoxFuture<'a, Result<Option<Value>, CallError>>;
+}
+
+/// Why a backend call failed. The message is for logs; clients see only the code.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Connection refused, reset, or DNS failure.
+    #[error("backend unreachable: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    /// No answer within the connector's deadline.
+    #[error("backend did not answer within {timeout_ms} ms")]
+    Timeout {
+        /// The deadline that passed.
+        timeout_ms: u64,
+    },
+    /// The backend answered with a status that means it is failing (5xx).
+    #[error("backend answered HTTP {status}")]
+    ServerError {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The backend refused the request as sent (4xx other than an entity's 404).
+    #[error("backend rejected the request with HTTP {status}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The answer could not be used: not JSON, too large, or missing the selected value.
+    #[error("backend answer unusable: {reason}")]
+    BadResponse {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// An argument cannot be put into the request.
+    #[error(transparent)]
+    BadArgument(#[from] RenderError),
+    /// The graph asked for an operation this connector does not have (a bug: `check` prevents it).
+    #[error("unknown operation `{0}`")]
+    UnknownOperation(String),
+}
+
+impl CallError {
+    /// The stable code a client sees for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unreachable(_) | Self::ServerError { .. } => ErrorCode::BackendUnavailable,
+            Self::Timeout { .. } => ErrorCode::BackendTimeout,
+            Self::Rejected { .. } | Self::BadResponse { .. } => ErrorCode::BackendBadResponse,
+            Self::BadArgument(_) => ErrorCode::BadUserInput,
+            Self::UnknownOperation(_) => ErrorCode::InternalError,
+        }
+    }
+}
+
+/// What the graph needs to know about an operation to bind a field to it.
+#[derive(Debug, Clone)]
+pub struct OperationSpec {
+    /// Placeholders that must have a value, or the call is skipped (path placeholders).
+    pub required: Vec<String>,
+    /// Placeholders that may be null (query parameters, body values).
+    pub optional: Vec<String>,
+    /// Where the operation is defined.
+    pub location: Location,
+    /// Set for operations that return one page of a list.
+    pub page: Option<PageConfig>,
+    /// The operation's description from the connector file.
+    pub description: Option<String>,
+}
+
+impl OperationSpec {
+    /// Every placeholder, required first.
+    pub fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.required
+            .iter()
+            .chain(self.optional.iter())
+            .map(String::as_str)
+    }
+}
+
+/// A connector's name, kind and operations, as the graph binder sees them.
+#[derive(Debug, Clone)]
+pub struct ConnectorSpec {
+    /// `rest`, …
+    pub kind: &'static str,
+    /// Where the connector file is.
+    pub location: Location,
+    /// Operations by name.
+    pub operations: BTreeMap<String, OperationSpec>,
+}
+
+/// The built connectors, by name; what the graph's resolvers call.
+#[derive(Debug, Clone, Default)]
+pub struct Connectors {
+    by_name: HashMap<String, Arc<dyn Connector>>,
+    specs: BTreeMap<String, ConnectorSpec>,
+}
+
+impl Connectors {
+    /// The runtime connector called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Connector>> {
+        self.by_name.get(name)
+    }
+
+    /// The static description of every connector.
+    pub fn specs(&self) -> &BTreeMap<String, ConnectorSpec> {
+        &self.specs
+    }
+
+    /// Replaces (or adds) a connector's runtime object; tests use it to wrap a connector.
+    pub fn insert(&mut self, name: impl Into<String>, connector: Arc<dyn Connector>) {
+        self.by_name.insert(name.into(), connector);
+    }
+}
+
+/// Builds every connector, collecting every problem (bad URL, malformed template).
+pub fn build_connectors(loaded: &[LoadedConnector]) -> (Connectors, Vec<Diagnostic>) {
+    let mut connectors = Connectors::default();
+    let mut diagnostics = Vec::new();
+    for connector in loaded {
+        let name = connector.config.name().get_ref().clone();
+        let built = match &connector.config {
+            ConnectorConfig::Rest(config) => RestConnector::build(config, &connector.file),
+        };
+        match built {
+            Ok((runtime, spec)) => {
+                connectors.by_name.insert(name.clone(), runtime);
+                connectors.specs.insert(name, spec);
+            }
+            Err(mut errors) => diagnostics.append(&mut errors),
+        }
+    }
+    (connectors, diagnostics)
+}

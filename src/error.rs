@@ -1,0 +1,83 @@
+//! The stable error codes a client sees in `extensions.code`.
+//!
+//! Clients branch on these strings, so a code is never renamed: add a new one instead. Each
+//! code also decides the HTTP status when an error ends a request before execution.
+
+use std::fmt;
+
+/// Every `extensions.code` the gateway emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The backend could not be reached (refused, reset, DNS) or answered with a server error.
+    BackendUnavailable,
+    /// The backend did not answer within the connector's `timeout_ms`.
+    BackendTimeout,
+    /// The backend answered, but not with something the connector can use.
+    BackendBadResponse,
+    /// An argument value cannot be sent to the backend (e.g. an object where a path needs text).
+    BadUserInput,
+    /// The HTTP request is not a well-formed GraphQL request (bad JSON, no `query`).
+    BadRequest,
+    /// The query text is not valid GraphQL syntax.
+    GraphqlParseFailed,
+    /// The query does not fit the schema.
+    GraphqlValidationFailed,
+    /// A JSON array of operations was sent; batching is off.
+    BatchNotAllowed,
+    /// GET may not run a mutation.
+    MethodNotAllowed,
+    /// The body is larger than `server.max_body_bytes`.
+    PayloadTooLarge,
+    /// The request's `Content-Type` is not one this endpoint accepts.
+    UnsupportedMediaType,
+    /// The client accepts no media type the endpoint can produce.
+    NotAcceptable,
+    /// A bug or an unexpected state in the gateway; details are only in the log.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The string in `extensions.code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BackendUnavailable => "BACKEND_UNAVAILABLE",
+            Self::BackendTimeout => "BACKEND_TIMEOUT",
+            Self::BackendBadResponse => "BACKEND_BAD_RESPONSE",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::BatchNotAllowed => "BATCH_NOT_ALLOWED",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::NotAcceptable => "NOT_ACCEPTABLE",
+            Self::InternalError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// The HTTP status for a request that this error stops before execution.
+    pub fn http_status(self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Self::BadRequest
+            | Self::GraphqlParseFailed
+            | Self::GraphqlValidationFailed
+            | Self::BadUserInput
+            | Self::BatchNotAllowed => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            Self::BackendUnavailable | Self::BackendBadResponse => StatusCode::BAD_GATEWAY,
+            Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,419 @@
+//! Type system + bindings → an async-graphql dynamic schema with one resolver per field.
+//!
+//! This is the only place that speaks async-graphql's resolver types. Objects travel through
+//! the executor as the backend's own `serde_json::Value`, borrowed wherever possible, so a
+//! nested field costs a map lookup, not a copy.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_graphql::dynamic::{
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object,
+    ResolverContext, Scalar, Schema, SchemaBuilder, TypeRef,
+};
+use async_graphql::parser::types::{BaseType, Type as SdlType};
+use async_graphql::{ErrorExtensions, Value as GqlValue};
+use serde_json::Value;
+
+use super::bind::{Bindings, ConnectBinding, FieldSource};
+use super::directives::ArgSource;
+use super::scalars::{self, Leaf};
+use super::sdl::{InputDef, TypeDefKind, TypeSystem, deprecation};
+use crate::config::PageConfig;
+use crate::connectors::{Arguments, CallError, Connector, Connectors};
+use crate::error::ErrorCode;
+
+static NULL: Value = Value::Null;
+
+/// What shape a field's value must have, precomputed so resolvers never look at the schema.
+#[derive(Debug, Clone)]
+enum Shape {
+    NonNull(Box<Shape>),
+    List(Box<Shape>),
+    Leaf(Leaf),
+    Object,
+}
+
+/// Adds every type of `system` to a schema builder, with resolvers from `bindings`.
+pub(crate) fn build_schema(
+    system: &TypeSystem,
+    bindings: &Bindings,
+    connectors: &Connectors,
+) -> SchemaBuilder {
+    let mut builder = Schema::build(&system.query, system.mutation.as_deref(), None);
+    for ty in system.types.values() {
+        builder = match &ty.kind {
+            TypeDefKind::Object(fields) => {
+                let mut object = Object::new(&ty.name);
+                if let Some(description) = &ty.description {
+                    object = object.description(description);
+                }
+                for field in fields.values() {
+                    let Some(source) = bindings.get(&(ty.name.clone(), field.name.clone())) else {
+                        continue;
+                    };
+                    let shape = Arc::new(shape_of(&field.ty, system));
+                    let mut dynamic = match source {
+                        FieldSource::Parent(path) => {
+                            let path = path.clone();
+                            Field::new(&field.name, type_ref(&field.ty), move |ctx| {
+                                resolve_from_parent(&ctx, &path, &shape)
+                            })
+                        }
+                        FieldSource::Connect(binding) => {
+                            let Some(connector) = connectors.get(&binding.connector).cloned()
+                            else {
+                                continue;
+                            };
+                            let call = Arc::new(BoundCall {
+                                binding: binding.clone(),
+                                connector,
+                                shape: Shape::clone(&shape),
+                            });
+                            Field::new(&field.name, type_ref(&field.ty), move |ctx| {
+                                let call = Arc::clone(&call);
+                                FieldFuture::new(async move { call.resolve(&ctx).await })
+                            })
+                        }
+                    };
+                    if let Some(description) = &field.description {
+                        dynamic = dynamic.description(description);
+                    }
+                    if let Some(reason) = deprecation(&field.directives) {
+                        dynamic = dynamic.deprecation(Some(&reason));
+                    }
+                    for argument in &field.arguments {
+                        dynamic = dynamic.argument(input_value(argument));
+                    }
+                    object = object.field(dynamic);
+                }
+                builder.register(object)
+            }
+            TypeDefKind::InputObject(fields) => {
+                let mut input = InputObject::new(&ty.name);
+                if let Some(description) = &ty.description {
+                    input = input.description(description);
+                }
+                for field in fields.values() {
+                    input = input.field(input_value(field));
+                }
+                builder.register(input)
+            }
+            TypeDefKind::Enum(values) => {
+                let mut enumeration = Enum::new(&ty.name);
+                if let Some(description) = &ty.description {
+                    enumeration = enumeration.description(description);
+                }
+                for value in values {
+                    let mut item = EnumItem::new(&value.name);
+                    if let Some(description) = &value.description {
+                        item = item.description(description);
+                    }
+                    if let Some(reason) = &value.deprecated {
+                        item = item.deprecation(Some(reason));
+                    }
+                    enumeration = enumeration.item(item);
+                }
+                builder.register(enumeration)
+            }
+            TypeDefKind::Scalar => {
+                let description = ty
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| scalars::default_description(&ty.name).to_string());
+                let validator = scalars::input_validator(&ty.name);
+                builder.register(
+                    Scalar::new(&ty.name)
+                        .description(description)
+                        .validator(validator),
+                )
+            }
+        };
+    }
+    builder
+}
+
+fn input_value(def: &InputDef) -> InputValue {
+    let mut input = InputValue::new(&def.name, type_ref(&def.ty));
+    if let Some(description) = &def.description {
+        input = input.description(description);
+    }
+    if let Some(default) = &def.default {
+        input = input.default_value(default.clone());
+    }
+    input
+}
+
+fn type_ref(ty: &SdlType) -> TypeRef {
+    let inner = match &ty.base {
+        BaseType::Named(name) => TypeRef::Named(name.to_string().into()),
+        BaseType::List(item) => TypeRef::List(Box::new(type_ref(item))),
+    };
+    if ty.nullable {
+        inner
+    } else {
+        TypeRef::NonNull(Box::new(inner))
+    }
+}
+
+fn shape_of(ty: &SdlType, system: &TypeSystem) -> Shape {
+    let inner = match &ty.base {
+        BaseType::List(item) => Shape::List(Box::new(shape_of(item, system))),
+        BaseType::Named(name) => match Leaf::scalar(name) {
+            Some(leaf) => Shape::Leaf(leaf),
+            None => match system.types.get(name.as_str()).map(|t| &t.kind) {
+                Some(TypeDefKind::Enum(values)) => Shape::Leaf(Leaf::Enum(Arc::new(
+                    values
+                        .iter()
+                        .map(|v| v.name.clone())
+                        .collect::<HashSet<_>>(),
+                ))),
+                _ => Shape::Object,
+            },
+        },
+    };
+    if ty.nullable {
+        inner
+    } else {
+        Shape::NonNull(Box::new(inner))
+    }
+}
+
+/// A field's value read from its parent object: no I/O, so no boxed future on success.
+fn resolve_from_parent<'a>(
+    ctx: &ResolverContext<'a>,
+    path: &super::directives::JsonPath,
+    shape: &Shape,
+) -> FieldFuture<'a> {
+    let parent = ctx.parent_value.downcast_ref::<Value>().unwrap_or(&NULL);
+    match borrowed(path.lookup(parent), shape) {
+        Ok(value) => FieldFuture::Value(value),
+        Err(reason) => {
+            tracing::warn!(
+                field = %ctx.path_node.map(|p| p.to_string()).unwrap_or_default(),
+                %reason,
+                "Backend data does not fit the schema."
+            );
+            let error = bad_data_error(None);
+            FieldFuture::new(async move { Err::<Option<FieldValue<'a>>, _>(error) })
+        }
+    }
+}
+
+/// A field bound to an operation, with the connector looked up once at build time.
+#[derive(Debug)]
+struct BoundCall {
+    binding: ConnectBinding,
+    connector: Arc<dyn Connector>,
+    shape: Shape,
+}
+
+impl BoundCall {
+    async fn resolve<'a>(
+        &self,
+        ctx: &ResolverContext<'a>,
+    ) -> async_graphql::Result<Option<FieldValue<'a>>> {
+        let parent = ctx.parent_value.downcast_ref::<Value>().unwrap_or(&NULL);
+        let mut args = Arguments::new();
+        for (name, source) in &self.binding.args {
+            let value = match source {
+                ArgSource::Argument(argument) => match ctx.args.get(argument) {
+                    Some(value) => value.as_value().clone().into_json()?,
+                    None => Value::Null,
+                },
+                ArgSource::Parent(path) => path.lookup(parent).cloned().unwrap_or(Value::Null),
+                ArgSource::Constant(value) => value.clone(),
+            };
+            args.insert(name.clone(), value);
+        }
+        let (connector, operation) = (&self.binding.connector, &self.binding.operation);
+        let result = match self.connector.call(operation, &args).await {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::warn!(
+                    connector = %connector,
+                    operation = %operation,
+                    code = %error.code(),
+                    %error,
+                    "Backend call failed."
+                );
+                return Err(backend_error(connector, &error));
+            }
+        };
+        let Some(value) = result else {
+            return match &self.shape {
+                Shape::NonNull(_) => Err(bad_data_error(Some(connector))),
+                _ => Ok(None),
+            };
+        };
+        let value = match &self.binding.page {
+            Some(page) => to_connection(value, page),
+            None => Ok(value),
+        };
+        value
+            .and_then(|value| owned(value, &self.shape))
+            .map_err(|reason| {
+                tracing::warn!(
+                    connector = %connector,
+                    operation = %operation,
+                    %reason,
+                    "Backend answer does not fit the schema."
+                );
+                bad_data_error(Some(connector))
+            })
+    }
+}
+
+fn backend_error(connector: &str, error: &CallError) -> async_graphql::Error {
+    let code = error.code();
+    let message = match code {
+        ErrorCode::BackendTimeout => format!("The `{connector}` backend did not answer in time."),
+        ErrorCode::BackendBadResponse => {
+            format!("The `{connector}` backend sent an answer the gateway cannot use.")
+        }
+        ErrorCode::BadUserInput => error.to_string(),
+        ErrorCode::InternalError => "Internal error.".to_string(),
+        _ => format!("The `{connector}` backend is unavailable."),
+    };
+    let connector = connector.to_string();
+    async_graphql::Error::new(message).extend_with(move |_, extensions| {
+        extensions.set("code", code.as_str());
+        extensions.set("connector", connector.as_str());
+    })
+}
+
+fn bad_data_error(connector: Option<&str>) -> async_graphql::Error {
+    let connector = connector.map(str::to_string);
+    let message = match &connector {
+        Some(name) => format!("The `{name}` backend sent data that does not fit the schema."),
+        None => "The backend sent data that does not fit the schema.".to_string(),
+    };
+    async_graphql::Error::new(message).extend_with(move |_, extensions| {
+        extensions.set("code", ErrorCode::BackendBadResponse.as_str());
+        if let Some(connector) = &connector {
+            extensions.set("connector", connector.as_str());
+        }
+    })
+}
+
+/// Borrowed backend data → executor value.
+fn borrowed<'a>(value: Option<&'a Value>, shape: &Shape) -> Result<Option<FieldValue<'a>>, String> {
+    let value = value.filter(|v| !v.is_null());
+    match (shape, value) {
+        (Shape::NonNull(_), None) => Err("a required value is missing".to_string()),
+        (Shape::NonNull(inner), value) => borrowed(value, inner),
+        (_, None) => Ok(None),
+        (Shape::List(item), Some(Value::Array(items))) => {
+            let items = items
+                .iter()
+                .map(|i| borrowed(Some(i), item).map(|v| v.unwrap_or(FieldValue::NULL)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(FieldValue::list(items)))
+        }
+        (Shape::List(_), Some(_)) => Err("expected a list".to_string()),
+        (Shape::Object, Some(object @ Value::Object(_))) => {
+            Ok(Some(FieldValue::borrowed_any(object)))
+        }
+        (Shape::Object, Some(_)) => Err("expected an object".to_string()),
+        (Shape::Leaf(leaf), Some(value)) => leaf.coerce(value).map(|v| Some(FieldValue::value(v))),
+    }
+}
+
+/// Owned backend data (a call's answer) → executor value.
+fn owned(value: Value, shape: &Shape) -> Result<Option<FieldValue<'static>>, String> {
+    match (shape, value) {
+        (Shape::NonNull(_), Value::Null) => Err("a required value is missing".to_string()),
+        (Shape::NonNull(inner), value) => owned(value, inner),
+        (_, Value::Null) => Ok(None),
+        (Shape::List(item), Value::Array(items)) => {
+            let items = items
+                .into_iter()
+                .map(|i| owned(i, item).map(|v| v.unwrap_or(FieldValue::NULL)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(FieldValue::list(items)))
+        }
+        (Shape::List(_), _) => Err("expected a list".to_string()),
+        (Shape::Object, object @ Value::Object(_)) => Ok(Some(FieldValue::owned_any(object))),
+        (Shape::Object, _) => Err("expected an object".to_string()),
+        (Shape::Leaf(leaf), value) => leaf
+            .coerce(&value)
+            .map(|v: GqlValue| Some(FieldValue::value(v))),
+    }
+}
+
+/// One page of a backend list → a Relay connection object.
+fn to_connection(mut page_value: Value, page: &PageConfig) -> Result<Value, String> {
+    let items = match page_value
+        .pointer_mut(page.items.get_ref())
+        .map(Value::take)
+    {
+        Some(Value::Array(items)) => items,
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => return Err(format!("`{}` is not a list", page.items.get_ref())),
+    };
+    let cursor_text = |value: Option<&Value>| match value {
+        Some(Value::String(s)) => Value::String(s.clone()),
+        Some(Value::Number(n)) => Value::String(n.to_string()),
+        _ => Value::Null,
+    };
+    let next_cursor = cursor_text(page_value.pointer(page.next_cursor.get_ref()));
+    let edges: Vec<Value> = items
+        .into_iter()
+        .map(|node| {
+            let cursor = page
+                .edge_cursor
+                .as_ref()
+                .map_or(Value::Null, |p| cursor_text(node.pointer(p.get_ref())));
+            serde_json::json!({ "cursor": cursor, "node": node })
+        })
+        .collect();
+    let start_cursor = edges.first().map_or(Value::Null, |e| e["cursor"].clone());
+    let end_cursor = if next_cursor.is_null() {
+        edges.last().map_or(Value::Null, |e| e["cursor"].clone())
+    } else {
+        next_cursor.clone()
+    };
+    Ok(serde_json::json!({
+        "edges": edges,
+        "pageInfo": {
+            "hasNextPage": !next_cursor.is_null(),
+            "hasPreviousPage": false,
+            "startCursor": start_cursor,
+            "endCursor": end_cursor,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn page(edge_cursor: bool) -> PageConfig {
+        let mut text = "items = \"/people\"\nnext_cursor = \"/next\"\n".to_string();
+        if edge_cursor {
+            text.push_str("edge_cursor = \"/id\"\n");
+        }
+        toml::from_str(&text).expect("a valid page table")
+    }
+
+    #[test]
+    fn pages_become_relay_connections() {
+        let value = json!({"people": [{"id": "a"}, {"id": "b"}], "next": "b"});
+        let connection = to_connection(value, &page(true)).unwrap();
+        assert_eq!(
+            connection,
+            json!({
+                "edges": [{"cursor": "a", "node": {"id": "a"}}, {"cursor": "b", "node": {"id": "b"}}],
+                "pageInfo": {"hasNextPage": true, "hasPreviousPage": false, "startCursor": "a", "endCursor": "b"},
+            })
+        );
+    }
+
+    #[test]
+    fn the_last_page_has_no_next_page() {
+        let connection = to_connection(json!({"people": [], "next": null}), &page(false)).unwrap();
+        assert_eq!(connection["pageInfo"]["hasNextPage"], json!(false));
+        assert_eq!(connection["edges"], json!([]));
+    }
+}

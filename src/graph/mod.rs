@@ -1,0 +1,155 @@
+//! The citizen graph: `schema/*.graphql` + connectors → an executable GraphQL schema.
+//!
+//! Loading runs in stages, each collecting every problem it finds: parse and merge the SDL
+//! (`sdl`), read the binding directives (`directives`), bind every field to a source (`bind`),
+//! then build the async-graphql dynamic schema (`build`).
+
+mod bind;
+mod build;
+mod directives;
+mod order;
+mod scalars;
+mod sdl;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use async_graphql::dynamic::Schema;
+
+use crate::config::{Diagnostic, SourceFile};
+
+use crate::connectors::Connectors;
+pub use order::restore_field_order;
+
+/// Executor settings taken from `civicgraph.toml`.
+#[derive(Debug, Clone)]
+pub struct GraphOptions {
+    /// Answer `__schema` / `__type` queries.
+    pub introspection: bool,
+    /// Deepest selection set allowed.
+    pub max_depth: usize,
+}
+
+/// An executable graph and what it is made of.
+#[derive(Clone)]
+pub struct Graph {
+    /// The executable schema.
+    pub schema: Schema,
+    /// What `civicgraph check` prints.
+    pub summary: GraphSummary,
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Graph")
+            .field("summary", &self.summary)
+            .finish()
+    }
+}
+
+/// Counts and bindings of a loaded graph, for `civicgraph check` and operators.
+#[derive(Debug, Clone, Default)]
+pub struct GraphSummary {
+    /// Type names in definition order.
+    pub types: Vec<String>,
+    /// Fields across all object types.
+    pub fields: usize,
+    /// Per connector: its kind, operations, and the fields it serves (`Type.field` → operation).
+    pub connectors: BTreeMap<String, ConnectorUse>,
+}
+
+/// How the graph uses one connector.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectorUse {
+    /// `rest`, …
+    pub kind: &'static str,
+    /// Every operation the connector file defines.
+    pub operations: Vec<String>,
+    /// `(Type.field, operation)` for every field bound to this connector.
+    pub fields: Vec<(String, String)>,
+}
+
+impl fmt::Display for GraphSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let operations: usize = self.connectors.values().map(|c| c.operations.len()).sum();
+        writeln!(
+            f,
+            "{} types, {} fields, {} connectors, {} operations",
+            self.types.len(),
+            self.fields,
+            self.connectors.len(),
+            operations
+        )?;
+        writeln!(f, "types: {}", self.types.join(", "))?;
+        for (name, usage) in &self.connectors {
+            writeln!(f, "connector `{name}` ({})", usage.kind)?;
+            writeln!(f, "  operations: {}", usage.operations.join(", "))?;
+            if usage.fields.is_empty() {
+                writeln!(f, "  serves no field")?;
+            }
+            for (field, operation) in &usage.fields {
+                writeln!(f, "  {field} <- {operation}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the graph from schema files and built connectors. `broken_connectors` names
+/// connectors whose files failed to load, so their fields do not add a second error.
+pub fn build_graph(
+    schema_files: &[SourceFile],
+    connectors: &Connectors,
+    broken_connectors: &HashSet<String>,
+    options: &GraphOptions,
+) -> Result<Graph, Vec<Diagnostic>> {
+    let (system, mut diagnostics) = sdl::load_type_system(schema_files);
+    let bindings = bind::bind(
+        &system,
+        connectors.specs(),
+        broken_connectors,
+        &mut diagnostics,
+    );
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
+    }
+
+    let mut summary = GraphSummary {
+        types: system.types.keys().cloned().collect(),
+        ..GraphSummary::default()
+    };
+    for (name, spec) in connectors.specs() {
+        summary.connectors.insert(
+            name.clone(),
+            ConnectorUse {
+                kind: spec.kind,
+                operations: spec.operations.keys().cloned().collect(),
+                fields: Vec::new(),
+            },
+        );
+    }
+    for ((type_name, field_name), source) in &bindings {
+        summary.fields += 1;
+        if let bind::FieldSource::Connect(binding) = source
+            && let Some(usage) = summary.connectors.get_mut(&binding.connector)
+        {
+            usage.fields.push((
+                format!("{type_name}.{field_name}"),
+                binding.operation.clone(),
+            ));
+        }
+    }
+
+    let mut builder =
+        build::build_schema(&system, &bindings, connectors).limit_depth(options.max_depth);
+    if !options.introspection {
+        builder = builder.disable_introspection();
+    }
+    let schema = builder.finish().map_err(|error| {
+        vec![Diagnostic {
+            location: None,
+            message: format!("the schema is not valid GraphQL: {error}"),
+        }]
+    })?;
+    Ok(Graph { schema, summary })
+}

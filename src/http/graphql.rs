@@ -1,0 +1,431 @@
+//! `/graphql` over HTTP, following the GraphQL-over-HTTP specification: POST and GET,
+//! `application/graphql-response+json` and `application/json`, and the spec's status codes.
+
+use std::collections::BTreeMap;
+
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::{ServerError, Value as GqlValue, Variables};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::error::ErrorCode;
+use crate::graph::restore_field_order;
+
+/// The two response media types of the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// `application/graphql-response+json`: request errors get 4xx.
+    GraphqlResponse,
+    /// `application/json`: the legacy type; well-formed requests always get 200.
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+            Self::Json => "application/json; charset=utf-8",
+        })
+    }
+}
+
+/// Picks the response type from `Accept`; `None` when the client accepts neither.
+pub(crate) fn negotiate(headers: &HeaderMap) -> Option<Format> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(Format::Json);
+    };
+    let mut best: Option<(f32, Format)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let format = match media.as_str() {
+            "application/graphql-response+json" => Format::GraphqlResponse,
+            "application/json" | "application/*" | "*/*" => Format::Json,
+            _ => continue,
+        };
+        if quality <= 0.0 {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some((q, f)) => {
+                quality > q
+                    || (quality == q
+                        && f == Format::Json
+                        && format == Format::GraphqlResponse
+                        && media != "*/*")
+            }
+        };
+        if better {
+            best = Some((quality, format));
+        }
+    }
+    best.map(|(_, format)| format)
+}
+
+/// A GraphQL request as sent in a POST body or GET query string.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GraphqlRequest {
+    query: Option<String>,
+    #[serde(default)]
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "accepted per the spec; no extension is understood yet"
+    )]
+    extensions: Option<serde_json::Value>,
+}
+
+/// GET parameters: `variables` and `extensions` arrive as JSON text.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GetParams {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ResponseBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a GqlValue>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [ServerError],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: &'a BTreeMap<String, GqlValue>,
+}
+
+/// `GET /graphql`: GraphiQL for browsers, otherwise a query from the URL (never a mutation).
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let has_query = params.as_ref().is_ok_and(|p| p.query.is_some());
+    if wants_html && !has_query && state.server.graphiql {
+        return Html(state.graphiql.clone()).into_response();
+    }
+    let Some(format) = negotiate(&headers) else {
+        return request_error(
+            Format::Json,
+            ErrorCode::NotAcceptable,
+            "Accept must allow application/graphql-response+json or application/json.",
+        );
+    };
+    let Ok(Query(params)) = params else {
+        return request_error(
+            format,
+            ErrorCode::BadRequest,
+            "The query string is not valid.",
+        );
+    };
+    let variables = match params
+        .variables
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+    {
+        Ok(variables) => variables,
+        Err(_) => {
+            return request_error(
+                format,
+                ErrorCode::BadRequest,
+                "`variables` must be a JSON object.",
+            );
+        }
+    };
+    if params.extensions.as_deref().is_some_and(|e| {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(e).is_err()
+    }) {
+        return request_error(
+            format,
+            ErrorCode::BadRequest,
+            "`extensions` must be a JSON object.",
+        );
+    }
+    let request = GraphqlRequest {
+        query: params.query,
+        operation_name: params.operation_name,
+        variables,
+        extensions: None,
+    };
+    execute(&state, request, format, true).await
+}
+
+/// `POST /graphql` with a JSON body.
+pub(crate) async fn post(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Response {
+    let headers = request.headers();
+    let Some(format) = negotiate(headers) else {
+        return request_error(
+            Format::Json,
+            ErrorCode::NotAcceptable,
+            "Accept must allow application/graphql-response+json or application/json.",
+        );
+    };
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if media_type.as_deref() != Some("application/json") {
+        return request_error(
+            format,
+            ErrorCode::UnsupportedMediaType,
+            "POST /graphql takes a JSON body with `Content-Type: application/json`.",
+        );
+    }
+    let limit = state.server.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return request_error(
+            format,
+            ErrorCode::PayloadTooLarge,
+            "The request body is too large.",
+        );
+    }
+    let body = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            let mut response = request_error(
+                format,
+                ErrorCode::PayloadTooLarge,
+                "The request body is too large.",
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        Err(_) => {
+            return request_error(
+                format,
+                ErrorCode::BadRequest,
+                "The request body could not be read.",
+            );
+        }
+    };
+    let trimmed = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| body[i]);
+    if trimmed == Some(b'[') {
+        return request_error(
+            format,
+            ErrorCode::BatchNotAllowed,
+            "Batched requests are not accepted; send one operation per request.",
+        );
+    }
+    let request: GraphqlRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(_) => {
+            return request_error(
+                format,
+                ErrorCode::BadRequest,
+                "The body is not a JSON object with a `query` string.",
+            );
+        }
+    };
+    execute(&state, request, format, false).await
+}
+
+async fn execute(
+    state: &AppState,
+    request: GraphqlRequest,
+    format: Format,
+    is_get: bool,
+) -> Response {
+    let Some(query) = request.query else {
+        return request_error(format, ErrorCode::BadRequest, "The request has no `query`.");
+    };
+    let variables = match request.variables {
+        None | Some(serde_json::Value::Null) => Variables::default(),
+        Some(value @ serde_json::Value::Object(_)) => Variables::from_json(value),
+        Some(_) => {
+            return request_error(
+                format,
+                ErrorCode::BadRequest,
+                "`variables` must be a JSON object.",
+            );
+        }
+    };
+    let document = match async_graphql::parser::parse_query(&query) {
+        Ok(document) => document,
+        Err(error) => {
+            let mut server_error = ServerError::new(
+                format!(
+                    "Syntax error: {}",
+                    error.to_string().lines().next().unwrap_or("invalid query")
+                ),
+                error.positions().next(),
+            );
+            set_code(&mut server_error, ErrorCode::GraphqlParseFailed);
+            return graphql_request_error(format, vec![server_error]);
+        }
+    };
+    if is_get && selects_mutation(&document, request.operation_name.as_deref()) {
+        let mut response = request_error(
+            format,
+            ErrorCode::MethodNotAllowed,
+            "Mutations are only accepted with POST.",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+
+    let mut gql_request = async_graphql::Request::new(query).variables(variables);
+    if let Some(name) = &request.operation_name {
+        gql_request = gql_request.operation_name(name);
+    }
+    gql_request.set_parsed_query(document.clone());
+    let mut response = state.graph.schema.execute(gql_request).await;
+
+    let executed =
+        response.data != GqlValue::Null || response.errors.iter().any(|e| !e.path.is_empty());
+    if !executed && !response.errors.is_empty() {
+        let mut errors = response.errors;
+        for error in &mut errors {
+            set_code(error, ErrorCode::GraphqlValidationFailed);
+        }
+        return graphql_request_error(format, errors);
+    }
+    restore_field_order(
+        &mut response.data,
+        &document,
+        request.operation_name.as_deref(),
+    );
+    let body = ResponseBody {
+        data: Some(&response.data),
+        errors: &response.errors,
+        extensions: &response.extensions,
+    };
+    json_response(StatusCode::OK, format, &body)
+}
+
+/// Whether the operation that would run is a mutation (an unknown name selects none).
+fn selects_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    use async_graphql::parser::types::DocumentOperations;
+    let ty = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    ty == Some(OperationType::Mutation)
+}
+
+fn set_code(error: &mut ServerError, code: ErrorCode) {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", code.as_str());
+    }
+}
+
+/// A GraphQL request error (parse, validation): 400 for the new media type, 200 for legacy JSON.
+fn graphql_request_error(format: Format, errors: Vec<ServerError>) -> Response {
+    let status = match format {
+        Format::GraphqlResponse => StatusCode::BAD_REQUEST,
+        Format::Json => StatusCode::OK,
+    };
+    let body = ResponseBody {
+        data: None,
+        errors: &errors,
+        extensions: &BTreeMap::new(),
+    };
+    json_response(status, format, &body)
+}
+
+/// An HTTP-level rejection with a GraphQL-shaped body and the code's status.
+pub(crate) fn request_error(format: Format, code: ErrorCode, message: &str) -> Response {
+    let mut error = ServerError::new(message, None);
+    set_code(&mut error, code);
+    let body = ResponseBody {
+        data: None,
+        errors: std::slice::from_ref(&error),
+        extensions: &BTreeMap::new(),
+    };
+    json_response(code.http_status(), format, &body)
+}
+
+fn json_response(status: StatusCode, format: Format, body: &ResponseBody<'_>) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = (status, Body::from(bytes)).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, format.content_type());
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "Could not serialise a GraphQL response.");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> Option<Format> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        negotiate(&headers)
+    }
+
+    #[test]
+    fn negotiates_the_response_media_type() {
+        assert_eq!(negotiate(&HeaderMap::new()), Some(Format::Json));
+        assert_eq!(
+            accept("application/graphql-response+json"),
+            Some(Format::GraphqlResponse)
+        );
+        assert_eq!(accept("application/json"), Some(Format::Json));
+        assert_eq!(
+            accept("application/graphql-response+json, application/json;q=0.9"),
+            Some(Format::GraphqlResponse)
+        );
+        assert_eq!(
+            accept("application/graphql-response+json;q=0.5, application/json"),
+            Some(Format::Json)
+        );
+        assert_eq!(accept("*/*"), Some(Format::Json));
+        assert_eq!(accept("text/html"), None);
+    }
+}

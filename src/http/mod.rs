@@ -1,0 +1,93 @@
+//! The HTTP surface: `/graphql` (POST, GET), GraphiQL, `/healthz`, `/readyz`.
+//!
+//! `app(state)` builds the whole router so tests can drive it with `oneshot` and the server
+//! can wrap it with its listener; request ids and tracing are layered here, once.
+
+mod graphql;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServerConfig;
+use crate::graph::Graph;
+use crate::store::Store;
+
+/// The header that carries a request's id in and out (kept when a client sends one).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What every handler can reach. Cheap to clone: everything is behind one `Arc`.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The shared parts of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
+    /// The executable graph.
+    pub graph: Graph,
+    /// The gateway's store, pinged by `/readyz`.
+    pub store: Store,
+    /// HTTP settings.
+    pub server: ServerConfig,
+    pub(crate) graphiql: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Bundles the parts the handlers need; GraphiQL's page is rendered once here.
+    pub fn new(graph: Graph, store: Store, server: ServerConfig) -> Self {
+        let graphiql = async_graphql::http::GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("CivicGraph")
+            .finish();
+        Self(Arc::new(Shared {
+            graph,
+            store,
+            server,
+            graphiql,
+        }))
+    }
+}
+
+/// The gateway's router with every layer applied.
+pub fn app(state: AppState) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                // The path only: query strings can carry personal data.
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %id,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id));
+    Router::new()
+        .route("/", get(health::graphiql))
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+        .layer(layers)
+}

@@ -1,0 +1,27 @@
+//! CivicGraph: a GraphQL gateway that joins legacy agency systems into one citizen graph.
+//!
+//! # Layout
+//!
+//! Modules in the order a request meets them; data flows one way, down this list.
+//!
+//! - [`http`]: axum router — `/graphql` (GraphQL-over-HTTP), GraphiQL, health, request ids.
+//! - [`graph`]: `schema/*.graphql` + bindings → async-graphql dynamic schema and resolvers.
+//! - [`connectors`]: the `Connector` trait and its kinds (`rest`), called with plain JSON.
+//! - [`store`]: the gateway's own database (SQLite, PostgreSQL).
+//!
+//! Around them:
+//!
+//! - [`config`]: `civicgraph.toml`, `connectors/*.toml`, `${VAR}` interpolation, diagnostics
+//!   with `file:line:column`.
+//! - [`server`]: load → check → bind → serve → graceful shutdown.
+//! - [`error`]: the stable `extensions.code` values.
+//! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
+
+pub mod config;
+pub mod connectors;
+pub mod demo;
+pub mod error;
+pub mod graph;
+pub mod http;
+pub mod server;
+pub mod store;

@@ -1,0 +1,254 @@
+//! Loading a gateway from its configuration and running it until shutdown.
+//!
+//! `serve`, `demo`, the integration tests and the load benchmark all go through here, so what
+//! they exercise is exactly what production runs.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{Diagnostics, GatewayConfig, Vars, load_project};
+use crate::connectors::build_connectors;
+use crate::graph::{Graph, GraphOptions, GraphSummary, build_graph};
+use crate::http::{AppState, app};
+use crate::store::{Store, StoreError};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartGatewayError {
+    /// The configuration has errors (all of them are listed).
+    #[error("{0}")]
+    Config(#[from] Diagnostics),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A validated configuration and its graph, before anything is opened or bound.
+#[derive(Debug)]
+pub struct Checked {
+    /// `civicgraph.toml` as loaded.
+    pub config: GatewayConfig,
+    /// The executable graph.
+    pub graph: Graph,
+}
+
+/// Loads and validates everything, opening nothing: what `civicgraph check` runs.
+pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
+    let (project, mut diagnostics) = load_project(config_path, vars);
+    let (connectors, mut connector_problems) = build_connectors(&project.connectors);
+    diagnostics.append(&mut connector_problems);
+    let options = GraphOptions {
+        introspection: project.gateway.server.introspection,
+        max_depth: project.gateway.server.max_depth,
+    };
+    match build_graph(
+        &project.schema_files,
+        &connectors,
+        &project.broken_connectors,
+        &options,
+    ) {
+        Ok(graph) if diagnostics.is_empty() => Ok(Checked {
+            config: project.gateway,
+            graph,
+        }),
+        Ok(_) => Err(Diagnostics(diagnostics)),
+        Err(mut graph_problems) => {
+            diagnostics.append(&mut graph_problems);
+            Err(Diagnostics(diagnostics))
+        }
+    }
+}
+
+/// A loaded gateway, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    state: AppState,
+    listen: SocketAddr,
+    shutdown_grace: Duration,
+}
+
+impl Gateway {
+    /// Loads the configuration, builds the graph and opens the store.
+    pub async fn load(config_path: &Path, vars: &Vars) -> Result<Self, StartGatewayError> {
+        let checked = check(config_path, vars)?;
+        let store = Store::connect(&checked.config.storage).await?;
+        let server = checked.config.server;
+        Ok(Self {
+            listen: server.listen,
+            shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
+            state: AppState::new(checked.graph, store, server),
+        })
+    }
+
+    /// The summary `civicgraph check` prints, for start-up logs.
+    pub fn summary(&self) -> &GraphSummary {
+        &self.state.graph.summary
+    }
+
+    /// The configured listen address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Overrides the listen address (the demo's `--port`, tests' port 0).
+    pub fn with_listen_addr(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The router, for in-process use (benchmarks, `oneshot` tests).
+    pub fn router(&self) -> axum::Router {
+        app(self.state.clone())
+    }
+
+    /// Binds the listener; the port is known before serving starts.
+    pub async fn bind(self) -> Result<BoundGateway, StartGatewayError> {
+        let listener =
+            TcpListener::bind(self.listen)
+                .await
+                .map_err(|source| StartGatewayError::Listen {
+                    addr: self.listen,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartGatewayError::Listen {
+                addr: self.listen,
+                source,
+            })?;
+        Ok(BoundGateway {
+            gateway: self,
+            listener,
+            local_addr,
+        })
+    }
+}
+
+/// A gateway with its listener bound.
+#[derive(Debug)]
+pub struct BoundGateway {
+    gateway: Gateway,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl BoundGateway {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish within the
+    /// configured grace period and closes the store.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            gateway, listener, ..
+        } = self;
+        let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        };
+        let server = axum::serve(listener, gateway.router()).with_graceful_shutdown(signal);
+        let grace = gateway.shutdown_grace;
+        let result = tokio::select! {
+            result = server => result,
+            () = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "Shutdown grace period ended with requests still in flight.");
+                Ok(())
+            }
+        };
+        gateway.state.store.close().await;
+        result
+    }
+
+    /// Serves in a background task; the handle stops it. For tests, benchmarks and the demo.
+    pub fn spawn(self) -> RunningGateway {
+        let addr = self.local_addr;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(async move {
+            let _ = stopped.await;
+        }));
+        RunningGateway {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+}
+
+/// A gateway serving in the background.
+#[derive(Debug)]
+pub struct RunningGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningGateway {
+    /// `http://addr` for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, waits for in-flight requests, and returns how serving ended.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(error) => Err(std::io::Error::other(error)),
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "Cannot listen for Ctrl-C.");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "Cannot listen for SIGTERM.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("Shutdown signal received; finishing in-flight requests.");
+}
