@@ -65,12 +65,25 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
             config: project.gateway,
             graph,
         }),
-        Ok(_) => Err(Diagnostics(diagnostics)),
+        Ok(_) => Err(sorted(diagnostics)),
         Err(mut graph_problems) => {
             diagnostics.append(&mut graph_problems);
-            Err(Diagnostics(diagnostics))
+            Err(sorted(diagnostics))
         }
     }
+}
+
+/// Problems in file and line order, so a user can walk through them top to bottom.
+fn sorted(mut diagnostics: Vec<crate::config::Diagnostic>) -> Diagnostics {
+    diagnostics.sort_by(|a, b| {
+        let key = |d: &crate::config::Diagnostic| {
+            d.location
+                .as_ref()
+                .map(|l| (l.path.clone(), l.line, l.column))
+        };
+        key(a).cmp(&key(b))
+    });
+    Diagnostics(diagnostics)
 }
 
 /// A loaded gateway, ready to serve.
@@ -251,4 +264,20 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("Shutdown signal received; finishing in-flight requests.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configuration_is_valid() {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("civicgraph.toml");
+        let checked = check(&config, &Vars::default()).unwrap_or_else(|d| panic!("{d}"));
+        let tax = &checked.graph.summary.connectors["tax"];
+        assert_eq!(
+            tax.fields,
+            vec![("Citizen.taxAccount".to_string(), "account".to_string())]
+        );
+    }
 }

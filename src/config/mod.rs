@@ -39,7 +39,27 @@ impl TomlFile {
             .location(self.interpolated.original_offset(span.start))
     }
 
-    fn parse<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
+    /// Interpolates `text` as if read from `path`; for tests and embedded configuration.
+    pub fn from_text(
+        path: impl Into<PathBuf>,
+        text: &str,
+        vars: &Vars,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let source = SourceFile::new(path, text.to_string());
+        match interpolate_toml(&source.text, vars) {
+            Ok(interpolated) => Ok(Self {
+                source,
+                interpolated,
+            }),
+            Err(errors) => Err(errors
+                .into_iter()
+                .map(|e| Diagnostic::at(source.location(e.offset), e.message))
+                .collect()),
+        }
+    }
+
+    /// Deserialises the interpolated text; a failure points at the original line and column.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
         toml::from_str(&self.interpolated.text).map_err(|error| {
             let location = match error.span() {
                 Some(span) => self.location(&span),
@@ -181,17 +201,7 @@ fn read_toml_file(path: &Path, vars: &Vars) -> Result<Option<TomlFile>, Vec<Diag
             )]);
         }
     };
-    let source = SourceFile::new(display_path(path), text);
-    match interpolate_toml(&source.text, vars) {
-        Ok(interpolated) => Ok(Some(TomlFile {
-            source,
-            interpolated,
-        })),
-        Err(errors) => Err(errors
-            .into_iter()
-            .map(|e| Diagnostic::at(source.location(e.offset), e.message))
-            .collect()),
-    }
+    TomlFile::from_text(display_path(path), &text, vars).map(Some)
 }
 
 fn parse_connector(file: &TomlFile) -> Result<ConnectorConfig, Diagnostic> {
@@ -281,5 +291,55 @@ pub fn quoted_list(items: &[&str]) -> String {
         None => String::new(),
         Some((last, [])) => last.clone(),
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_toml_block_in_the_readme_loads() {
+        let readme = include_str!("../../README.md");
+        let mut blocks = 0;
+        for (i, block) in readme.split("```toml\n").skip(1).enumerate() {
+            let text = block.split("```").next().expect("a closed code block");
+            let file = TomlFile::from_text(format!("README.md block {i}"), text, &Vars::default())
+                .unwrap_or_else(|e| panic!("README toml block {i}: {e:?}"));
+            if text.contains("kind = ") {
+                parse_connector(&file)
+                    .unwrap_or_else(|e| panic!("README connector block {i}: {e}"));
+            } else {
+                file.parse::<GatewayConfig>()
+                    .unwrap_or_else(|e| panic!("README gateway block {i}: {e}"));
+            }
+            blocks += 1;
+        }
+        assert!(blocks >= 2, "the README documents both file kinds");
+    }
+
+    #[test]
+    fn a_misspelt_key_names_its_line_and_column() {
+        let file = TomlFile::from_text(
+            "connectors/tax.toml",
+            "name = \"tax\"\nkind = \"rest\"\nbase_url = \"${URL:-http://h}\"\ntmeout_ms = 5\n[operations.a]\npath = \"/\"\n",
+            &Vars::default(),
+        )
+        .expect("interpolates");
+        let diagnostic = parse_connector(&file).expect_err("misspelt key");
+        assert_eq!(
+            diagnostic.to_string(),
+            "connectors/tax.toml:4:1: unknown key `tmeout_ms`, expected one of `name`, `kind`, `description`, `base_url`, `timeout_ms`, `pool_max_idle`, `headers`, `auth`, `operations`"
+        );
+    }
+
+    #[test]
+    fn errors_after_an_interpolated_value_keep_their_original_column() {
+        let vars = Vars::default().set("LONG", "a-much-longer-value-than-the-reference");
+        let file = TomlFile::from_text("g.toml", "[server]\nlisten = \"${LONG}\" x\n", &vars)
+            .expect("interpolates");
+        let diagnostic = file.parse::<GatewayConfig>().expect_err("trailing garbage");
+        let location = diagnostic.location.expect("located");
+        assert_eq!((location.line, location.column), (2, 20), "the `x` after the value");
     }
 }

@@ -214,7 +214,10 @@ impl RestConnector {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let response = request.send().await.map_err(classify)?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| classify(e, self.timeout))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND && op.not_found == NotFound::Null {
             return Ok(None);
@@ -229,7 +232,7 @@ impl RestConnector {
                 status: status.as_u16(),
             });
         }
-        let body = read_limited(response).await?;
+        let body = read_limited(response, self.timeout).await?;
         let mut value: Value =
             serde_json::from_slice(&body).map_err(|error| CallError::BadResponse {
                 reason: format!("not JSON: {error}"),
@@ -267,7 +270,10 @@ impl super::Connector for RestConnector {
 }
 
 /// Reads a body up to [`MAX_RESPONSE_BYTES`], never more.
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, CallError> {
+async fn read_limited(
+    mut response: reqwest::Response,
+    timeout: Duration,
+) -> Result<Vec<u8>, CallError> {
     if response
         .content_length()
         .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
@@ -275,7 +281,7 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, CallEr
         return Err(too_large());
     }
     let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, timeout))? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(too_large());
         }
@@ -290,12 +296,15 @@ fn too_large() -> CallError {
     }
 }
 
-/// Sorts a transport error into a failure kind, once, at the edge.
-fn classify(error: reqwest::Error) -> CallError {
+/// Sorts a transport error into a failure kind, once, at the edge. The URL is dropped from
+/// the error because paths carry agency keys (a TIN is personal data) and errors get logged.
+fn classify(error: reqwest::Error, timeout: Duration) -> CallError {
     if error.is_timeout() {
-        CallError::Timeout { timeout_ms: 0 }
+        CallError::Timeout {
+            timeout_ms: timeout.as_millis() as u64,
+        }
     } else {
-        CallError::Unreachable(error)
+        CallError::Unreachable(error.without_url())
     }
 }
 
@@ -476,5 +485,48 @@ impl BodyTemplate {
                     .collect::<Result<_, _>>()?,
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Vars;
+    use crate::connectors::Connector as _;
+
+    fn connector(base_url: &str) -> Arc<dyn super::super::Connector> {
+        let text = format!(
+            "name = \"tax\"\nkind = \"rest\"\nbase_url = \"{base_url}\"\ntimeout_ms = 500\n\
+             [operations.account]\npath = \"/v1/taxpayers/{{tin}}/account\"\n"
+        );
+        let file = TomlFile::from_text("tax.toml", &text, &Vars::default()).expect("valid toml");
+        let config: RestConfig = file.parse().expect("valid connector");
+        RestConnector::build(&config, &file).expect("builds").0
+    }
+
+    #[tokio::test]
+    async fn transport_errors_never_carry_the_url() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let tax = connector(&format!("http://127.0.0.1:{port}"));
+        let args = Arguments::from([("tin".to_string(), Value::from("123456789"))]);
+        let error = tax
+            .call("account", &args)
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(error.code(), crate::error::ErrorCode::BackendUnavailable);
+        let text = format!("{error} {error:?}");
+        assert!(
+            !text.contains("123456789"),
+            "personal data in an error: {text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_null_path_placeholder_skips_the_call() {
+        let tax = connector("http://127.0.0.1:9");
+        let args = Arguments::from([("tin".to_string(), Value::Null)]);
+        assert!(matches!(tax.call("account", &args).await, Ok(None)));
     }
 }

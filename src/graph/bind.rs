@@ -190,16 +190,18 @@ fn bind_connect(
         if operation.optional.iter().any(|o| o == placeholder) {
             continue;
         }
+        let remedy = if is_root {
+            format!("or map it from an argument with `args: {{{placeholder}: \"$args.<name>\"}}`")
+        } else {
+            format!(
+                "give `{type_name}` a field `{placeholder}`, or map it with `args: {{{placeholder}: \"$parent.{placeholder}\"}}`"
+            )
+        };
         problems.push(Diagnostic::at(
             connect.location.clone(),
             format!(
-                "placeholder `{{{placeholder}}}` of operation `{}.{}` ({}) has no source: give `{}.{}` an argument `{placeholder}`, {}or map it with `args: {{{placeholder}: \"$parent.{placeholder}\"}}`",
-                connect.connector,
-                connect.operation,
-                operation.location,
-                type_name,
-                field.name,
-                if is_root { String::new() } else { format!("give `{type_name}` a field `{placeholder}`, ") },
+                "placeholder `{{{placeholder}}}` of operation `{}.{}` ({}) has no source: give `{}.{}` an argument `{placeholder}`, {remedy}",
+                connect.connector, connect.operation, operation.location, type_name, field.name,
             ),
         ));
     }

@@ -77,3 +77,50 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_memory_store_answers_pings() {
+        let store = Store::connect(&StorageConfig {
+            url: "sqlite::memory:".into(),
+            max_connections: 1,
+        })
+        .await
+        .expect("in-memory SQLite opens");
+        store.ping().await.expect("ping");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_store_answers_pings() {
+        let Ok(url) = std::env::var("CIVICGRAPH_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: CIVICGRAPH_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let store = Store::connect(&StorageConfig {
+            url,
+            max_connections: 2,
+        })
+        .await
+        .expect("PostgreSQL from CIVICGRAPH_TEST_POSTGRES_URL opens");
+        store.ping().await.expect("ping");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn unsupported_urls_are_named() {
+        let error = Store::connect(&StorageConfig {
+            url: "mysql://x".into(),
+            max_connections: 1,
+        })
+        .await
+        .expect_err("mysql is not a store");
+        assert_eq!(
+            error.to_string(),
+            "`storage.url` must start with `sqlite:` or `postgres://` (got `mysql`)"
+        );
+    }
+}
