@@ -284,13 +284,8 @@ async fn execute(
     let document = match async_graphql::parser::parse_query(&query) {
         Ok(document) => document,
         Err(error) => {
-            let mut server_error = ServerError::new(
-                format!(
-                    "Syntax error: {}",
-                    error.to_string().lines().next().unwrap_or("invalid query")
-                ),
-                error.positions().next(),
-            );
+            let mut server_error =
+                ServerError::new(parse_error_message(&error), error.positions().next());
             set_code(&mut server_error, ErrorCode::GraphqlParseFailed);
             return graphql_request_error(format, vec![server_error]);
         }
@@ -334,6 +329,23 @@ async fn execute(
         extensions: &response.extensions,
     };
     json_response(StatusCode::OK, format, &body)
+}
+
+/// A one-line, human message for a query that does not parse.
+fn parse_error_message(error: &async_graphql::parser::Error) -> String {
+    use async_graphql::parser::Error;
+    match error {
+        Error::Syntax { message, .. } => {
+            // pest's message is a multi-line drawing; its "= expected …" line is the useful part.
+            let expected = message
+                .lines()
+                .find_map(|line| line.trim_start().strip_prefix("= "))
+                .unwrap_or("unexpected input");
+            format!("Syntax error: {expected}.")
+        }
+        Error::RecursionLimitExceeded => "The query is nested too deeply.".to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// Whether the operation that would run is a mutation (an unknown name selects none).
