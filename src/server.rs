@@ -51,6 +51,15 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
     let (project, mut diagnostics) = load_project(config_path, vars);
     let (connectors, mut connector_problems) = build_connectors(&project.connectors);
     diagnostics.append(&mut connector_problems);
+    // A connector that parsed but did not build is already reported; its fields must not
+    // also be called "unknown connector".
+    let mut broken = project.broken_connectors.clone();
+    for loaded in &project.connectors {
+        let name = loaded.config.name().get_ref();
+        if connectors.get(name).is_none() {
+            broken.insert(name.clone());
+        }
+    }
     let options = GraphOptions {
         introspection: project.gateway.server.introspection,
         max_depth: project.gateway.server.max_depth,
@@ -58,7 +67,7 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
     match build_graph(
         &project.schema_files,
         &connectors,
-        &project.broken_connectors,
+        &broken,
         &options,
     ) {
         Ok(graph) if diagnostics.is_empty() => Ok(Checked {

@@ -194,9 +194,28 @@ fn resolve_from_parent<'a>(
                 %reason,
                 "Backend data does not fit the schema."
             );
-            let error = bad_data_error(None);
-            FieldFuture::new(async move { Err::<Option<FieldValue<'a>>, _>(error) })
+            match fail(ctx, bad_data_error(None), shape) {
+                Ok(value) => FieldFuture::Value(value),
+                Err(marker) => {
+                    FieldFuture::new(async move { Err::<Option<FieldValue<'a>>, _>(marker) })
+                }
+            }
         }
+    }
+}
+
+/// Records a field's error with its path and answers `null` — or, for a non-null field, the
+/// marker that makes [`super::complete`] null the nearest nullable ancestor. (The dynamic
+/// executor would otherwise drop the field and lose the error's path.)
+fn fail<'a>(
+    ctx: &ResolverContext<'a>,
+    error: async_graphql::Error,
+    shape: &Shape,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
+    match shape {
+        Shape::NonNull(_) => Err(async_graphql::Error::new(super::complete::PROPAGATE_NULL)),
+        _ => Ok(None),
     }
 }
 
@@ -210,6 +229,16 @@ struct BoundCall {
 
 impl BoundCall {
     async fn resolve<'a>(
+        &self,
+        ctx: &ResolverContext<'a>,
+    ) -> async_graphql::Result<Option<FieldValue<'a>>> {
+        match self.call(ctx).await {
+            Ok(value) => Ok(value),
+            Err(error) => fail(ctx, error, &self.shape),
+        }
+    }
+
+    async fn call<'a>(
         &self,
         ctx: &ResolverContext<'a>,
     ) -> async_graphql::Result<Option<FieldValue<'a>>> {

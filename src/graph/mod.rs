@@ -6,20 +6,22 @@
 
 mod bind;
 mod build;
+mod complete;
 mod directives;
-mod order;
 mod scalars;
 mod sdl;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
+
+use async_graphql::parser::types::ExecutableDocument;
 
 use async_graphql::dynamic::Schema;
 
 use crate::config::{Diagnostic, SourceFile};
 
 use crate::connectors::Connectors;
-pub use order::restore_field_order;
 
 /// Executor settings taken from `civicgraph.toml`.
 #[derive(Debug, Clone)]
@@ -37,6 +39,39 @@ pub struct Graph {
     pub schema: Schema,
     /// What `civicgraph check` prints.
     pub summary: GraphSummary,
+    types: Arc<complete::TypeIndex>,
+}
+
+/// How one operation ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Execution started: `data` is present (perhaps `null`) and errors carry paths.
+    Executed(async_graphql::Response),
+    /// The operation was rejected before execution (validation, unknown operation name).
+    Rejected(Vec<async_graphql::ServerError>),
+}
+
+impl Graph {
+    /// Validates and runs one parsed operation. An executed response is spec-complete: keys in
+    /// query order, failed fields `null` with their path, nulls propagated past non-null fields.
+    pub async fn execute(
+        &self,
+        mut request: async_graphql::Request,
+        document: &ExecutableDocument,
+    ) -> Outcome {
+        let operation_name = request.operation_name.clone();
+        request.set_parsed_query(document.clone());
+        let mut response = self.schema.execute(request).await;
+        let executed = response.data != async_graphql::Value::Null
+            || response.errors.iter().any(|e| !e.path.is_empty())
+            || response.errors.is_empty();
+        if !executed {
+            return Outcome::Rejected(response.errors);
+        }
+        self.types
+            .complete(&mut response, document, operation_name.as_deref());
+        Outcome::Executed(response)
+    }
 }
 
 impl fmt::Debug for Graph {
@@ -151,5 +186,9 @@ pub fn build_graph(
             message: format!("the schema is not valid GraphQL: {error}"),
         }]
     })?;
-    Ok(Graph { schema, summary })
+    Ok(Graph {
+        schema,
+        summary,
+        types: Arc::new(complete::TypeIndex::new(&system)),
+    })
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::error::ErrorCode;
-use crate::graph::restore_field_order;
+use crate::graph::Outcome;
 
 /// The two response media types of the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,23 +306,15 @@ async fn execute(
     if let Some(name) = &request.operation_name {
         gql_request = gql_request.operation_name(name);
     }
-    gql_request.set_parsed_query(document.clone());
-    let mut response = state.graph.schema.execute(gql_request).await;
-
-    let executed =
-        response.data != GqlValue::Null || response.errors.iter().any(|e| !e.path.is_empty());
-    if !executed && !response.errors.is_empty() {
-        let mut errors = response.errors;
-        for error in &mut errors {
-            set_code(error, ErrorCode::GraphqlValidationFailed);
+    let response = match state.graph.execute(gql_request, &document).await {
+        Outcome::Executed(response) => response,
+        Outcome::Rejected(mut errors) => {
+            for error in &mut errors {
+                set_code(error, ErrorCode::GraphqlValidationFailed);
+            }
+            return graphql_request_error(format, errors);
         }
-        return graphql_request_error(format, errors);
-    }
-    restore_field_order(
-        &mut response.data,
-        &document,
-        request.operation_name.as_deref(),
-    );
+    };
     let body = ResponseBody {
         data: Some(&response.data),
         errors: &response.errors,

@@ -1,0 +1,263 @@
+//! Completes an executed response the way the GraphQL spec says it must look.
+//!
+//! async-graphql 7's dynamic executor has two gaps this pass closes:
+//! - it merges fields as their futures finish, so keys come back in completion order
+//!   (async-graphql issue #612); the spec orders them by the query;
+//! - a field whose resolver fails is left out of its object instead of being `null`, and a
+//!   failed non-null field does not make its parent `null` (no null propagation).
+//!
+//! Resolvers therefore record their own error (with its path) and return `null`; a non-null
+//! field returns [`PROPAGATE_NULL`] instead, which this pass removes after turning the nearest
+//! nullable ancestor into `null`. One walk over the response, guided by the document and the
+//! SDL's types, does ordering, missing fields and propagation together.
+
+use std::collections::{HashMap, HashSet};
+
+use async_graphql::Value;
+use async_graphql::parser::types::{
+    BaseType, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+    Type as SdlType,
+};
+use indexmap::IndexMap;
+
+use super::sdl::{TypeDefKind, TypeSystem};
+
+/// The message of the error a failed non-null field returns so the executor drops it; it never
+/// reaches a client.
+pub(crate) const PROPAGATE_NULL: &str = "\u{0}civicgraph: propagate null";
+
+/// Output field types by object type, for the walk.
+#[derive(Debug, Default)]
+pub(crate) struct TypeIndex {
+    objects: HashMap<String, HashMap<String, SdlType>>,
+    query: String,
+    mutation: Option<String>,
+}
+
+impl TypeIndex {
+    pub(crate) fn new(system: &TypeSystem) -> Self {
+        let objects = system
+            .types
+            .values()
+            .filter_map(|ty| match &ty.kind {
+                TypeDefKind::Object(fields) => Some((
+                    ty.name.clone(),
+                    fields
+                        .values()
+                        .map(|f| (f.name.clone(), f.ty.clone()))
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        Self {
+            objects,
+            query: system.query.clone(),
+            mutation: system.mutation.clone(),
+        }
+    }
+
+    /// Completes `response` in place for the operation that ran.
+    pub(crate) fn complete(
+        &self,
+        response: &mut async_graphql::Response,
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+    ) {
+        response.errors.retain(|e| e.message != PROPAGATE_NULL);
+        let operation = match (&document.operations, operation_name) {
+            (DocumentOperations::Single(op), _) => Some(op),
+            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+            (DocumentOperations::Multiple(ops), None) => ops.values().next(),
+        };
+        let Some(operation) = operation else {
+            return;
+        };
+        let root = match operation.node.ty {
+            OperationType::Query => Some(&self.query),
+            OperationType::Mutation => self.mutation.as_ref(),
+            OperationType::Subscription => None,
+        };
+        let Some(root) = root else {
+            return;
+        };
+        if response.data == Value::Null {
+            response.data = Value::Object(IndexMap::new());
+        }
+        let walk = Walk {
+            index: self,
+            document,
+        };
+        let selections = [&operation.node.selection_set.node];
+        if let Value::Object(map) = &mut response.data
+            && walk.object(map, root, &selections).is_err()
+        {
+            response.data = Value::Null;
+        }
+    }
+}
+
+/// A non-null position received null: the nearest nullable ancestor must become null.
+struct NullPropagates;
+
+struct Walk<'a> {
+    index: &'a TypeIndex,
+    document: &'a ExecutableDocument,
+}
+
+impl<'a> Walk<'a> {
+    fn object(
+        &self,
+        map: &mut IndexMap<async_graphql::Name, Value>,
+        type_name: &str,
+        selections: &[&'a SelectionSet],
+    ) -> Result<(), NullPropagates> {
+        let mut order: IndexMap<&'a str, (&'a str, Vec<&'a SelectionSet>)> = IndexMap::new();
+        let mut visited = HashSet::new();
+        for set in selections {
+            self.collect(set, &mut order, &mut visited);
+        }
+        let fields = self.index.objects.get(type_name);
+        let mut old = std::mem::take(map);
+        for (key, (field_name, nested)) in order {
+            let entry = old.shift_remove_entry(key);
+            let ty = fields.and_then(|f| f.get(field_name));
+            let Some(ty) = ty else {
+                // `__typename`, introspection and the like: keep what the executor produced.
+                if let Some((key, value)) = entry {
+                    map.insert(key, value);
+                }
+                continue;
+            };
+            let (key, mut value) =
+                entry.unwrap_or_else(|| (async_graphql::Name::new(key), Value::Null));
+            self.value(&mut value, ty, &nested)?;
+            map.insert(key, value);
+        }
+        map.extend(old);
+        Ok(())
+    }
+
+    /// Completes one value of type `ty`; an error means the value itself must be null but
+    /// cannot be.
+    fn value(
+        &self,
+        value: &mut Value,
+        ty: &SdlType,
+        nested: &[&'a SelectionSet],
+    ) -> Result<(), NullPropagates> {
+        let inner_failed = match (&ty.base, &mut *value) {
+            (_, Value::Null) => false,
+            (BaseType::List(item), Value::List(items)) => items
+                .iter_mut()
+                .any(|i| self.value(i, item, nested).is_err()),
+            (BaseType::Named(name), Value::Object(map)) if !nested.is_empty() => {
+                self.object(map, name, nested).is_err()
+            }
+            _ => false,
+        };
+        if inner_failed {
+            *value = Value::Null;
+        }
+        if *value == Value::Null && !ty.nullable {
+            return Err(NullPropagates);
+        }
+        Ok(())
+    }
+
+    fn collect(
+        &self,
+        set: &'a SelectionSet,
+        order: &mut IndexMap<&'a str, (&'a str, Vec<&'a SelectionSet>)>,
+        visited: &mut HashSet<&'a str>,
+    ) {
+        for selection in &set.items {
+            match &selection.node {
+                Selection::Field(field) => {
+                    let (_, nested) = order
+                        .entry(field.node.response_key().node.as_str())
+                        .or_insert_with(|| (field.node.name.node.as_str(), Vec::new()));
+                    if !field.node.selection_set.node.items.is_empty() {
+                        nested.push(&field.node.selection_set.node);
+                    }
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    if visited.insert(name)
+                        && let Some(fragment) = self.document.fragments.get(name)
+                    {
+                        self.collect(&fragment.node.selection_set.node, order, visited);
+                    }
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.collect(&fragment.node.selection_set.node, order, visited);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceFile;
+    use async_graphql::parser::parse_query;
+
+    fn index() -> TypeIndex {
+        let sdl = "type Query { a: A b: Int c: [C!] }\n\
+                   type A { x: Int! y: Int }\n\
+                   type C { z: Int! }";
+        let (system, problems) =
+            super::super::sdl::load_type_system(&[SourceFile::new("t.graphql", sdl.into())]);
+        assert!(problems.is_empty(), "{problems:?}");
+        TypeIndex::new(&system)
+    }
+
+    fn complete(query: &str, data: serde_json::Value) -> String {
+        let document = parse_query(query).unwrap();
+        let mut response = async_graphql::Response::new(Value::from_json(data).unwrap());
+        index().complete(&mut response, &document, None);
+        serde_json::to_string(&response.data).unwrap()
+    }
+
+    #[test]
+    fn keys_follow_the_query_through_fragments_and_aliases() {
+        let out = complete(
+            "{ b al: a { ...F } c { z } } fragment F on A { y ... on A { x } }",
+            serde_json::json!({"c": [{"z": 2}], "al": {"x": 1, "y": 2}, "b": 0}),
+        );
+        assert_eq!(out, r#"{"b":0,"al":{"y":2,"x":1},"c":[{"z":2}]}"#);
+    }
+
+    #[test]
+    fn a_missing_nullable_field_becomes_null() {
+        let out = complete("{ a { y x } b }", serde_json::json!({"a": {"x": 1}}));
+        assert_eq!(out, r#"{"a":{"y":null,"x":1},"b":null}"#);
+    }
+
+    #[test]
+    fn a_missing_non_null_field_nulls_its_nearest_nullable_ancestor() {
+        let out = complete(
+            "{ a { x y } b }",
+            serde_json::json!({"a": {"y": 1}, "b": 3}),
+        );
+        assert_eq!(out, r#"{"a":null,"b":3}"#);
+        let out = complete("{ c { z } }", serde_json::json!({"c": [{"z": 1}, {}]}));
+        assert_eq!(out, r#"{"c":null}"#, "a non-null list item nulls the list");
+    }
+
+    #[test]
+    fn propagation_markers_never_reach_the_client() {
+        let document = parse_query("{ b }").unwrap();
+        let mut response = async_graphql::Response::new(Value::Null);
+        response
+            .errors
+            .push(async_graphql::ServerError::new(PROPAGATE_NULL, None));
+        index().complete(&mut response, &document, None);
+        assert!(response.errors.is_empty());
+        assert_eq!(
+            serde_json::to_string(&response.data).unwrap(),
+            r#"{"b":null}"#
+        );
+    }
+}

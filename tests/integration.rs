@@ -1,0 +1,25 @@
+//! The integration suite: real gateways on `127.0.0.1` ephemeral ports, in front of real
+//! (fake or simulated) agency servers, driven over HTTP.
+//!
+//! One binary, so the crate and its dependencies are linked once.
+//!
+//! - `support`: `FakeAgency`, `TestGateway`, the demo stack and small helpers.
+//! - `end_to_end`: the shipped configuration against the simulated agencies.
+//! - `config_errors`: broken projects and the `file:line:column` of every diagnostic.
+//! - `backend_faults`: what a client sees when a backend fails, and never sees.
+//! - `http_spec`: GraphQL-over-HTTP, the operational endpoints and graceful shutdown.
+
+#[path = "integration/support.rs"]
+mod support;
+
+#[path = "integration/end_to_end.rs"]
+mod end_to_end;
+
+#[path = "integration/config_errors.rs"]
+mod config_errors;
+
+#[path = "integration/backend_faults.rs"]
+mod backend_faults;
+
+#[path = "integration/http_spec.rs"]
+mod http_spec;

@@ -1,0 +1,299 @@
+//! The shipped configuration (`civicgraph.toml`, `schema/`, `connectors/`) in front of the
+//! simulated agencies: what a newcomer running `civicgraph demo` sees.
+
+use civicgraph::demo::agencies::{account_json, person_json};
+use civicgraph::demo::{self, DemoOptions, Population};
+use indexmap::IndexMap;
+use serde::de::IgnoredAny;
+use serde_json::{Value, json};
+
+use crate::support::{DEMO_SEED, repo_config, start_demo};
+
+/// What `FIRST_QUERY` must return, built from the agencies' own serialisation.
+fn first_query_answer(population: &Population) -> Value {
+    let person = population
+        .person("C0000001")
+        .expect("C0000001 always exists");
+    let account = population
+        .account_of(person)
+        .expect("C0000001 is always an adult with a tax account");
+    let (p, a) = (person_json(person), account_json(account));
+    let assessments: Vec<Value> = a["assessments"]
+        .as_array()
+        .expect("assessments are a list")
+        .iter()
+        .map(|x| json!({"year": x["year"], "assessed": x["assessed"], "paid": x["paid"]}))
+        .collect();
+    json!({"data": {"citizen": {
+        "id": "C0000001",
+        "name": p["full_name"],
+        "birthDate": p["birth_date"],
+        "address": {
+            "street": p["address"]["street"],
+            "city": p["address"]["city"],
+            "postalCode": p["address"]["postal_code"],
+        },
+        "taxAccount": {
+            "balance": a["balance"],
+            "filingStatus": a["filing_status"],
+            "assessments": assessments,
+        },
+    }}})
+}
+
+#[tokio::test]
+async fn first_query_returns_the_citizen_joined_with_their_tax_account() {
+    let demo = start_demo(20).await;
+
+    let answer = demo.post(demo::FIRST_QUERY).await;
+
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.body, first_query_answer(&demo.population));
+}
+
+#[tokio::test]
+async fn demo_start_serves_the_first_query_and_shuts_down_cleanly() {
+    let running = demo::start(&DemoOptions {
+        citizens: 10,
+        seed: DEMO_SEED,
+        port: 0,
+        config: repo_config(),
+    })
+    .await
+    .expect("the demo starts");
+    let client = crate::support::GatewayClient::new(running.gateway.addr);
+
+    let answer = client.post(demo::FIRST_QUERY).await;
+
+    assert_eq!(
+        answer.body,
+        first_query_answer(&Population::generate(10, DEMO_SEED))
+    );
+    running.shutdown().await.expect("the demo stops cleanly");
+}
+
+/// A JSON value read with its objects' keys in the order they were written.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Ordered {
+    Object(IndexMap<String, Ordered>),
+    List(Vec<Ordered>),
+    Leaf(IgnoredAny),
+}
+
+impl Ordered {
+    /// Objects become `[[key, value], …]` lists so a comparison sees the order; leaves are null.
+    fn shape(&self) -> Value {
+        match self {
+            Self::Object(map) => map.iter().map(|(k, v)| json!([k, v.shape()])).collect(),
+            Self::List(items) => json!({"list": items.iter().map(Self::shape).collect::<Vec<_>>()}),
+            Self::Leaf(_) => Value::Null,
+        }
+    }
+}
+
+#[tokio::test]
+async fn response_keys_follow_the_query_order_even_when_a_backend_field_finishes_last() {
+    let demo = start_demo(5).await;
+
+    let answer = demo
+        .post(
+            r#"{ citizen(id: "C0000001") {
+                  taxAccount { filingStatus balance }
+                  name
+                  id
+                  birthDate
+                } }"#,
+        )
+        .await;
+
+    // serde_json's `Value` sorts keys, so the raw text is read with its order kept.
+    let ordered: Ordered = serde_json::from_str(&answer.text).expect("a JSON answer");
+    assert_eq!(
+        ordered.shape(),
+        json!([[
+            "data",
+            [[
+                "citizen",
+                [
+                    ["taxAccount", [["filingStatus", null], ["balance", null]]],
+                    ["name", null],
+                    ["id", null],
+                    ["birthDate", null],
+                ]
+            ]]
+        ]]),
+        "{}",
+        answer.text
+    );
+}
+
+#[tokio::test]
+async fn citizens_pages_follow_the_end_cursor_until_the_last_page() {
+    let demo = start_demo(7).await;
+
+    let mut pages = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let answer = demo
+            .post_with(
+                json!({
+                    "query": "query Page($after: String) { citizens(first: 3, after: $after) {
+                        edges { cursor node { id } }
+                        pageInfo { hasNextPage endCursor }
+                    } }",
+                    "variables": {"after": after},
+                }),
+                &[],
+            )
+            .await;
+        let page = answer.body["data"]["citizens"].clone();
+        assert!(page.is_object(), "{}", answer.text);
+        pages.push(page.clone());
+        if page["pageInfo"]["hasNextPage"] != json!(true) || pages.len() > 5 {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+
+    let page = |ids: &[&str], has_next: bool| {
+        let edges: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"cursor": id, "node": {"id": id}}))
+            .collect();
+        json!({"edges": edges, "pageInfo": {"hasNextPage": has_next, "endCursor": ids.last()}})
+    };
+    assert_eq!(
+        pages,
+        vec![
+            page(&["C0000001", "C0000002", "C0000003"], true),
+            page(&["C0000004", "C0000005", "C0000006"], true),
+            page(&["C0000007"], false),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_citizen_is_null_without_errors() {
+    let demo = start_demo(5).await;
+
+    let answer = demo
+        .post(r#"{ citizen(id: "C9999999") { id name taxAccount { balance } } }"#)
+        .await;
+
+    assert_eq!(
+        (answer.status.as_u16(), answer.body),
+        (200, json!({"data": {"citizen": null}}))
+    );
+}
+
+#[tokio::test]
+async fn a_minor_has_a_null_tax_account_without_errors() {
+    let demo = start_demo(200).await;
+    let minor = demo
+        .population
+        .people()
+        .iter()
+        .find(|p| demo.population.account_of(p).is_none())
+        .expect("200 synthetic citizens include a minor");
+
+    let answer = demo
+        .post(&format!(
+            r#"{{ citizen(id: "{}") {{ id taxAccount {{ balance }} }} }}"#,
+            minor.id
+        ))
+        .await;
+
+    assert_eq!(
+        answer.body,
+        json!({"data": {"citizen": {"id": minor.id, "taxAccount": null}}})
+    );
+}
+
+#[tokio::test]
+async fn aliases_fragments_and_variables_shape_the_answer() {
+    let demo = start_demo(5).await;
+    let population = &demo.population;
+    let (one, two) = (
+        population.person("C0000001").expect("C0000001 exists"),
+        population.person("C0000002").expect("C0000002 exists"),
+    );
+    let one_account = population.account_of(one).expect("C0000001 has an account");
+
+    let answer = demo
+        .post_with(
+            json!({
+                "query": r#"
+                    query Two($second: ID!) {
+                      first: citizen(id: "C0000001") {
+                        ...Who
+                        tax: taxAccount { owed: balance }
+                      }
+                      second: citizen(id: $second) {
+                        ... on Citizen { givenName familyName }
+                        where: address { town: city }
+                      }
+                    }
+                    fragment Who on Citizen { id fullName: name }
+                "#,
+                "variables": {"second": "C0000002"},
+                "operationName": "Two",
+            }),
+            &[],
+        )
+        .await;
+
+    assert_eq!(
+        answer.body,
+        json!({"data": {
+            "first": {
+                "id": "C0000001",
+                "fullName": one.full_name,
+                "tax": {"owed": account_json(one_account)["balance"]},
+            },
+            "second": {
+                "givenName": two.given_name,
+                "familyName": two.family_name,
+                "where": {"town": two.address.city},
+            },
+        }})
+    );
+}
+
+#[tokio::test]
+async fn date_date_time_and_money_values_are_passed_through_as_served() {
+    let demo = start_demo(5).await;
+    let person = demo.population.person("C0000001").expect("C0000001 exists");
+    let (p, a) = (
+        person_json(person),
+        account_json(demo.population.account_of(person).expect("an account")),
+    );
+
+    let answer = demo
+        .post(
+            r#"{ citizen(id: "C0000001") {
+                  birthDate updatedAt
+                  taxAccount { balance updatedAt assessments { assessed paid assessedOn } }
+                } }"#,
+        )
+        .await;
+
+    let assessments: Vec<Value> = a["assessments"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|x| json!({"assessed": x["assessed"], "paid": x["paid"], "assessedOn": x["assessed_on"]}))
+        .collect();
+    assert_eq!(
+        answer.body,
+        json!({"data": {"citizen": {
+            "birthDate": p["birth_date"],
+            "updatedAt": p["updated_at"],
+            "taxAccount": {
+                "balance": a["balance"],
+                "updatedAt": a["updated_at"],
+                "assessments": assessments,
+            },
+        }}})
+    );
+}
