@@ -64,12 +64,7 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
         introspection: project.gateway.server.introspection,
         max_depth: project.gateway.server.max_depth,
     };
-    match build_graph(
-        &project.schema_files,
-        &connectors,
-        &broken,
-        &options,
-    ) {
+    match build_graph(&project.schema_files, &connectors, &broken, &options) {
         Ok(graph) if diagnostics.is_empty() => Ok(Checked {
             config: project.gateway,
             graph,

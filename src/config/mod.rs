@@ -340,6 +340,10 @@ mod tests {
             .expect("interpolates");
         let diagnostic = file.parse::<GatewayConfig>().expect_err("trailing garbage");
         let location = diagnostic.location.expect("located");
-        assert_eq!((location.line, location.column), (2, 20), "the `x` after the value");
+        assert_eq!(
+            (location.line, location.column),
+            (2, 20),
+            "the `x` after the value"
+        );
     }
 }

@@ -492,7 +492,6 @@ impl BodyTemplate {
 mod tests {
     use super::*;
     use crate::config::Vars;
-    use crate::connectors::Connector as _;
 
     fn connector(base_url: &str) -> Arc<dyn super::super::Connector> {
         let text = format!(
