@@ -21,23 +21,33 @@
 //!
 //! # Settings (environment variables)
 //!
-//! | variable                    | default  | meaning                                            |
-//! |-----------------------------|----------|----------------------------------------------------|
-//! | `LOAD_SECONDS`              | `5`      | measured seconds per run (one path at one level)   |
-//! | `LOAD_WARMUP_SECONDS`       | `1`      | unmeasured seconds before each run                 |
-//! | `LOAD_CONCURRENCY`          | `1,32`   | comma-separated numbers of concurrent workers      |
-//! | `LOAD_CITIZENS`             | `10000`  | size of the synthetic population                   |
-//! | `LOAD_SEED`                 | `42`     | seed of the synthetic population                   |
-//! | `LOAD_BREAKDOWN_ITERATIONS` | `2000`   | measured requests per stage in the breakdown; `0` skips it |
+//! | variable                    | default  | meaning                                                     |
+//! |-----------------------------|----------|-------------------------------------------------------------|
+//! | `LOAD_SECONDS`              | `5`      | measured seconds per run (one path at one level)            |
+//! | `LOAD_WARMUP_SECONDS`       | `1`      | unmeasured seconds before each run                          |
+//! | `LOAD_CONCURRENCY`          | `1,32`   | comma-separated numbers of concurrent workers               |
+//! | `LOAD_CITIZENS`             | `10000`  | size of the synthetic population                            |
+//! | `LOAD_SEED`                 | `42`     | seed of the synthetic population                            |
+//! | `LOAD_BREAKDOWN_ITERATIONS` | `2000`   | measured iterations of the breakdown; `0` skips it          |
+//! | `LOAD_SERVER_THREADS`       | cores    | worker threads of the tokio runtime the servers run on      |
+//! | `LOAD_CLIENT_THREADS`       | `0`      | `0`: the load generator shares the servers' runtime; `N`: it gets its own runtime with `N` threads (closer to a client in another process) |
 //!
-//! With the defaults the whole run takes about 30 s (4 runs of 6 s, plus the breakdown).
+//! For example: `LOAD_SECONDS=10 LOAD_CONCURRENCY=1,8,64 cargo bench --bench load`.
+//!
+//! With the defaults the whole run takes about 30 s (4 runs of 6 s, then the breakdown).
 //! Without `--bench` on the command line (`cargo test --benches`), the binary only smoke-tests
 //! itself: 0.2 s runs at concurrency 1 and 4 and 50 breakdown iterations, unless the
 //! variables above say otherwise.
 //!
-//! The numbers are from a client, a gateway and two backends sharing one tokio runtime (one
-//! worker thread per core) on the same machine: they compare the two paths; they are not
-//! capacity figures for a deployment.
+//! # Reading the numbers
+//!
+//! The load generator, the gateway and both agencies share one process and, by default, one
+//! tokio runtime (one worker thread per core) on the same machine. The table compares the two
+//! paths under identical conditions; it is not a capacity figure for a deployment. Besides
+//! latency and throughput it gives the process's CPU time per request (Linux only), which
+//! does not depend on how the scheduler happens to place tasks: at concurrency 1 wall-clock
+//! latency is mostly threads waking each other up, and it can shift by a factor of 3 from one
+//! run to the next on a virtual machine.
 
 #![allow(
     clippy::print_stdout,
@@ -58,6 +68,7 @@ use civicgraph::config::Vars;
 use civicgraph::demo::agencies::{account_json, person_json};
 use civicgraph::demo::data::{MAX_POPULATION, citizen_id};
 use civicgraph::demo::{Population, SimulatedAgencies};
+use civicgraph::graph::Outcome;
 use civicgraph::server::{Gateway, RunningGateway};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -164,7 +175,7 @@ impl Settings {
             (1..=256).contains(&server_threads),
             "LOAD_SERVER_THREADS must be between 1 and 256, not {server_threads}"
         );
-        let client_threads: usize = env_or("LOAD_CLIENT_THREADS", cores)?;
+        let client_threads: usize = env_or("LOAD_CLIENT_THREADS", 0)?;
         ensure!(
             client_threads <= 256,
             "LOAD_CLIENT_THREADS must be between 0 and 256, not {client_threads}"
@@ -423,8 +434,8 @@ async fn measure(settings: &Settings, servers: &Servers) -> Result<()> {
     let target = Target::new(&servers.agencies, &servers.gateway, settings)?;
     let target = &target;
     let population = servers.population.as_ref();
-    check_answers(target, population).await?;
-    print_context(settings, servers.setup);
+    let checked = check_answers(target, population).await?;
+    print_context(settings, servers.setup, checked);
 
     let mut rows = Vec::new();
     for &concurrency in &settings.concurrency {
@@ -446,10 +457,21 @@ async fn measure(settings: &Settings, servers: &Servers) -> Result<()> {
     Ok(())
 }
 
-/// Compares a sample of gateway answers (adults and minors) with the population itself.
-async fn check_answers(target: &Target, population: &Population) -> Result<()> {
+/// How many answers [`check_answers`] compared, and how many of them had no tax account.
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    answers: usize,
+    without_account: usize,
+}
+
+/// Compares a sample of gateway answers (adults and minors) with the population itself, and
+/// makes sure the direct path works for the same citizens.
+async fn check_answers(target: &Target, population: &Population) -> Result<Checked> {
     let step = (population.len() / SAMPLE_CHECKS).max(1);
-    let mut checked = 0;
+    let mut checked = Checked {
+        answers: 0,
+        without_account: 0,
+    };
     for index in (0..population.len()).step_by(step).take(SAMPLE_CHECKS) {
         let id = citizen_id(index);
         let expected = expected_citizen(population, &id)
@@ -460,10 +482,13 @@ async fn check_answers(target: &Target, population: &Population) -> Result<()> {
             "the gateway's answer for {id} differs from the agencies' data:\n  got      {got}\n  expected {expected}"
         );
         target.direct(&id).await?;
-        checked += 1;
+        checked.answers += 1;
+        if got["taxAccount"].is_null() {
+            checked.without_account += 1;
+        }
     }
-    ensure!(checked > 0, "no citizen to check");
-    Ok(())
+    ensure!(checked.answers > 0, "no citizen to check");
+    Ok(checked)
 }
 
 /// What the gateway must answer for [`QUERY`], built from the agencies' own JSON.
@@ -500,7 +525,7 @@ fn expected_citizen(population: &Population, id: &str) -> Option<Value> {
     }))
 }
 
-fn print_context(settings: &Settings, setup: Duration) {
+fn print_context(settings: &Settings, setup: Duration, checked: Checked) {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let levels: Vec<String> = settings.concurrency.iter().map(usize::to_string).collect();
     println!("# civicgraph load benchmark");
@@ -511,9 +536,20 @@ fn print_context(settings: &Settings, setup: Duration) {
         );
     }
     println!();
+    let runtimes = match settings.client_threads {
+        None => format!(
+            "load generator, gateway and agencies on one tokio runtime ({} worker threads)",
+            settings.server_threads
+        ),
+        Some(client) => format!(
+            "gateway and agencies on one tokio runtime ({} worker threads), the load generator on \
+             another ({client})",
+            settings.server_threads
+        ),
+    };
     println!(
         "- machine: {cores} cores (std::thread::available_parallelism), shared with other work; \
-         client, gateway and agencies in one process on one tokio runtime ({cores} worker threads), over 127.0.0.1"
+         one process, {runtimes}, all over 127.0.0.1"
     );
     println!(
         "- population: {} citizens, seed {} (agencies and gateway up in {:.0} ms)",
@@ -528,7 +564,9 @@ fn print_context(settings: &Settings, setup: Duration) {
         levels.join(", ")
     );
     println!(
-        "- checked before measuring: {SAMPLE_CHECKS} gateway answers equal the agencies' data"
+        "- checked before measuring: {} gateway answers ({} of them without a tax account) equal \
+         the agencies' data",
+        checked.answers, checked.without_account
     );
     println!();
 }
@@ -542,6 +580,8 @@ struct RunResult {
     errors: u64,
     first_error: Option<String>,
     measured: Duration,
+    /// CPU time of the whole process during the measured window, where it can be read.
+    cpu: Option<Duration>,
     /// Sorted, in microseconds.
     latencies: Vec<u64>,
 }
@@ -557,6 +597,17 @@ impl RunResult {
 
     fn p99_ms(&self) -> f64 {
         percentile(&self.latencies, 99.0) as f64 / 1e3
+    }
+
+    /// Process CPU µs per measured request (client + gateway + agencies).
+    fn cpu_per_request(&self) -> Option<f64> {
+        let cpu = self.cpu?;
+        (self.requests > 0).then(|| cpu.as_secs_f64() * 1e6 / self.requests as f64)
+    }
+
+    /// How many cores the process kept busy on average.
+    fn cores_busy(&self) -> Option<f64> {
+        Some(self.cpu?.as_secs_f64() / self.measured.as_secs_f64())
     }
 }
 
@@ -579,6 +630,13 @@ async fn load_run(
     let begin = Instant::now();
     let window_start = begin + settings.warmup;
     let window_end = window_start + settings.measure;
+    // The process's CPU time over the measured window: client, gateway and agencies together.
+    let cpu_meter = tokio::spawn(async move {
+        tokio::time::sleep_until(window_start.into()).await;
+        let before = process_cpu_time();
+        tokio::time::sleep_until(window_end.into()).await;
+        Some(process_cpu_time()?.saturating_sub(before?))
+    });
     let mut workers = Vec::with_capacity(concurrency);
     for worker in 0..concurrency {
         let target = target.clone();
@@ -638,8 +696,25 @@ async fn load_run(
         errors,
         first_error,
         measured: settings.measure,
+        cpu: cpu_meter.await.ok().flatten(),
         latencies,
     }
+}
+
+/// CPU time run so far by all live threads of this process, from Linux's
+/// `/proc/self/task/*/schedstat` (nanoseconds); `None` where that is not available.
+fn process_cpu_time() -> Option<Duration> {
+    let mut nanos: u64 = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        // A thread that ends between the listing and the read is skipped.
+        let Ok(task) = task else { continue };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let on_cpu = stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        nanos = nanos.saturating_add(on_cpu);
+    }
+    Some(Duration::from_nanos(nanos))
 }
 
 /// Nearest-rank percentile of sorted values; 0 for none.
@@ -652,20 +727,34 @@ fn percentile(sorted: &[u64], percent: f64) -> u64 {
 }
 
 fn print_load_table(rows: &[RunResult]) {
+    let optional = |value: Option<f64>, decimals: usize| {
+        value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.decimals$}"))
+    };
     println!("## Throughput and latency");
     println!();
-    println!("| concurrency | path | requests/s | p50 ms | p99 ms | requests | errors |");
-    println!("|------------:|------|-----------:|-------:|-------:|---------:|-------:|");
+    println!(
+        "CPU µs/req and cores busy are the whole process's (load generator + gateway + agencies) \
+         over the measured window, from /proc/self/task/*/schedstat."
+    );
+    println!();
+    println!(
+        "| concurrency | path | requests/s | p50 ms | p99 ms | CPU µs/req | cores busy | requests | errors |"
+    );
+    println!(
+        "|------------:|------|-----------:|-------:|-------:|-----------:|-----------:|---------:|-------:|"
+    );
     let mut summaries = Vec::new();
     for pair in rows.chunks(2) {
         for row in pair {
             println!(
-                "| {} | {} | {:.0} | {:.3} | {:.3} | {} | {} |",
+                "| {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} |",
                 row.concurrency,
                 row.path.name(),
                 row.requests_per_second(),
                 row.p50_ms(),
                 row.p99_ms(),
+                optional(row.cpu_per_request(), 0),
+                optional(row.cores_busy(), 2),
                 row.requests,
                 row.errors
             );
@@ -677,13 +766,22 @@ fn print_load_table(rows: &[RunResult]) {
             let ratio = gateway.requests_per_second() / direct.requests_per_second();
             let added_p50 = gateway.p50_ms() - direct.p50_ms();
             let added_p99 = gateway.p99_ms() - direct.p99_ms();
+            let cpu = gateway.cpu_per_request().zip(direct.cpu_per_request());
+            let cpu_ratio = cpu.map(|(gateway, direct)| gateway / direct);
             println!(
-                "| {} | overhead (gateway − direct; rps ratio gateway/direct) | {ratio:.2}× | {added_p50:+.3} | {added_p99:+.3} | | |",
-                direct.concurrency
+                "| {} | overhead: gateway/direct rps, gateway − direct ms, gateway/direct CPU | {ratio:.2}× | {added_p50:+.3} | {added_p99:+.3} | {}× | | | |",
+                direct.concurrency,
+                optional(cpu_ratio, 2),
             );
+            let cpu_text = cpu.map_or_else(String::new, |(gateway, direct)| {
+                format!(
+                    "; it costs {:.2}× the CPU per citizen ({gateway:.0} vs {direct:.0} µs, whole process)",
+                    gateway / direct
+                )
+            });
             summaries.push(format!(
                 "- concurrency {}: the gateway serves {:.2}× the direct throughput ({:.0} vs {:.0} requests/s) \
-                 and adds {:+.3} ms at p50 ({:.3} vs {:.3} ms), {:+.3} ms at p99",
+                 and adds {:+.3} ms at p50 ({:.3} vs {:.3} ms), {:+.3} ms at p99{cpu_text}",
                 direct.concurrency,
                 ratio,
                 gateway.requests_per_second(),
@@ -711,19 +809,56 @@ fn print_load_table(rows: &[RunResult]) {
     println!();
 }
 
-/// Per-stage samples of the breakdown, in microseconds.
+/// The wall-clock times of one stage of the breakdown, in microseconds per call.
 #[derive(Debug, Default)]
-struct Breakdown {
-    parse: Vec<f64>,
-    execute: Vec<f64>,
-    backends: Vec<f64>,
-    serialise: Vec<f64>,
-    http: Vec<f64>,
-    clone_document: Vec<f64>,
-    reorder: Vec<f64>,
+struct Stage(Vec<f64>);
+
+impl Stage {
+    fn push(&mut self, measured: bool, micros: f64) {
+        if measured {
+            self.0.push(micros);
+        }
+    }
+
+    fn mean(&self) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        self.0.iter().sum::<f64>() / self.0.len() as f64
+    }
+
+    fn median(&self) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    }
 }
 
-/// Times the stages of one request at concurrency 1, each over the same rotating ids.
+/// The stages of one request, measured at concurrency 1.
+#[derive(Debug, Default)]
+struct Breakdown {
+    parse: Stage,
+    execute: Stage,
+    backends: Stage,
+    serialise: Stage,
+    http: Stage,
+    graph_execute: Stage,
+    graph_execute_without_completion: Stage,
+    clone_document: Stage,
+}
+
+/// Unmeasured iterations before the measured ones.
+fn breakdown_warmup(iterations: usize) -> usize {
+    (iterations / 10).max(10)
+}
+
+/// The steps of one breakdown iteration, run in an order that rotates every iteration.
+const BREAKDOWN_STEPS: usize = 6;
+
+/// Times the stages of one request at concurrency 1. Every iteration runs every stage once for
+/// the same id, and the order of the stages rotates from one iteration to the next: what runs
+/// just before a call (computation or I/O, a thread parked or not) moves its time by tens of
+/// µs, and the rotation spreads that over all stages instead of biasing their differences.
 async fn breakdown(
     settings: &Settings,
     target: &Target,
@@ -731,105 +866,104 @@ async fn breakdown(
     vars: &Vars,
 ) -> Result<Breakdown> {
     let iterations = settings.breakdown_iterations;
-    let warmup = (iterations / 10).max(10);
-    let total = warmup + iterations;
-    let ids: Vec<String> = (0..total)
-        .map(|i| citizen_id(i * 7 % target.citizens))
-        .collect();
-    let mut result = Breakdown::default();
+    let warmup = breakdown_warmup(iterations);
     let elapsed = |started: Instant| started.elapsed().as_secs_f64() * 1e6;
-
-    // (1) Parse only.
-    for i in 0..total {
-        let started = Instant::now();
-        let document = async_graphql::parser::parse_query(black_box(QUERY))
-            .context("the benchmark's query does not parse")?;
-        let micros = elapsed(started);
-        black_box(&document);
-        if i >= warmup {
-            result.parse.push(micros);
-        }
-    }
-
-    // (2) Execute in-process, no HTTP in front, and (4) serialise its response. The graph is
-    // built the way `civicgraph check` builds it, with its own connectors (own pools).
+    // The graph built the way `civicgraph check` builds it: its own connectors and pools,
+    // calling the same agencies, with no HTTP server in front.
     let checked = civicgraph::server::check(config_path, vars).map_err(|diagnostics| {
         anyhow!("the shipped configuration does not check:\n{diagnostics}")
     })?;
-    let schema = checked.graph.schema.clone();
+    let graph = &checked.graph;
     let document = async_graphql::parser::parse_query(QUERY)
         .context("the benchmark's query does not parse")?;
-    for (i, id) in ids.iter().enumerate() {
-        let started = Instant::now();
-        let request = async_graphql::Request::new(QUERY)
-            .variables(async_graphql::Variables::from_json(json!({ "id": id })));
-        let mut response = schema.execute(request).await;
-        let execute = elapsed(started);
-        ensure!(
-            response.errors.is_empty(),
-            "in-process execution for {id} failed: {:?}",
-            response.errors
-        );
+    let request = |id: &str| {
+        async_graphql::Request::new(QUERY)
+            .variables(async_graphql::Variables::from_json(json!({ "id": id })))
+    };
 
-        let started = Instant::now();
-        let bytes = serde_json::to_vec(&response).context("cannot serialise a response")?;
-        let serialise = elapsed(started);
-        black_box(&bytes);
-
-        // Two steps the HTTP handler adds around `execute`, timed for the record.
-        let started = Instant::now();
-        let copy = black_box(&document).clone();
-        let clone_document = elapsed(started);
-        black_box(&copy);
-        let started = Instant::now();
-        civicgraph::graph::restore_field_order(&mut response.data, &document, None);
-        let reorder = elapsed(started);
-        black_box(&response);
-
-        if i >= warmup {
-            result.execute.push(execute);
-            result.serialise.push(serialise);
-            result.clone_document.push(clone_document);
-            result.reorder.push(reorder);
+    let mut b = Breakdown::default();
+    for i in 0..warmup + iterations {
+        let measured = i >= warmup;
+        let id = citizen_id(i * 7 % target.citizens);
+        for step in 0..BREAKDOWN_STEPS {
+            match (i + step) % BREAKDOWN_STEPS {
+                // (1) Parse only.
+                0 => {
+                    let started = Instant::now();
+                    let parsed = async_graphql::parser::parse_query(black_box(QUERY))
+                        .context("the benchmark's query does not parse")?;
+                    b.parse.push(measured, elapsed(started));
+                    black_box(&parsed);
+                    // The clone `Graph::execute` makes, alone.
+                    let started = Instant::now();
+                    let copy = black_box(&document).clone();
+                    b.clone_document.push(measured, elapsed(started));
+                    black_box(&copy);
+                }
+                // (2) Execute in-process: async-graphql parses, validates and resolves (two
+                // backend calls through the connectors); then (4) serialise the response.
+                1 => {
+                    let started = Instant::now();
+                    let response = graph.schema.execute(request(&id)).await;
+                    b.execute.push(measured, elapsed(started));
+                    ensure!(
+                        response.errors.is_empty(),
+                        "in-process execution for {id} failed: {:?}",
+                        response.errors
+                    );
+                    let started = Instant::now();
+                    let bytes =
+                        serde_json::to_vec(&response).context("cannot serialise a response")?;
+                    b.serialise.push(measured, elapsed(started));
+                    black_box(&bytes);
+                }
+                // (2′) What the HTTP handler calls instead of (2): `Graph::execute` with the
+                // document it parsed, which clones it, validates, resolves and completes.
+                2 => {
+                    let parsed = async_graphql::parser::parse_query(QUERY)
+                        .context("the benchmark's query does not parse")?;
+                    let started = Instant::now();
+                    let outcome = graph.execute(request(&id), &parsed).await;
+                    b.graph_execute.push(measured, elapsed(started));
+                    match outcome {
+                        Outcome::Executed(response) if response.errors.is_empty() => {}
+                        other => bail!("`Graph::execute` for {id} failed: {other:?}"),
+                    }
+                }
+                // `Graph::execute` without its completion pass: the same clone handed to
+                // the schema directly, so that (2′) minus this is what completion costs.
+                3 => {
+                    let parsed = async_graphql::parser::parse_query(QUERY)
+                        .context("the benchmark's query does not parse")?;
+                    let started = Instant::now();
+                    let mut request = request(&id);
+                    request.set_parsed_query(parsed.clone());
+                    let response = graph.schema.execute(request).await;
+                    b.graph_execute_without_completion
+                        .push(measured, elapsed(started));
+                    ensure!(
+                        response.errors.is_empty(),
+                        "in-process execution for {id} failed: {:?}",
+                        response.errors
+                    );
+                }
+                // (3) The two backend calls alone, as in the direct runs.
+                4 => {
+                    let started = Instant::now();
+                    target.direct(&id).await?;
+                    b.backends.push(measured, elapsed(started));
+                }
+                // (5) The full HTTP path, as in the gateway runs.
+                _ => {
+                    let started = Instant::now();
+                    let citizen = target.gateway(&id).await?;
+                    b.http.push(measured, elapsed(started));
+                    black_box(&citizen);
+                }
+            }
         }
     }
-    drop(schema);
-    drop(checked);
-
-    // (3) The two backend calls alone, as in the direct runs.
-    for (i, id) in ids.iter().enumerate() {
-        let started = Instant::now();
-        target.direct(id).await?;
-        let micros = elapsed(started);
-        if i >= warmup {
-            result.backends.push(micros);
-        }
-    }
-
-    // (5) The full HTTP path, as in the gateway runs.
-    for (i, id) in ids.iter().enumerate() {
-        let started = Instant::now();
-        let citizen = target.gateway(id).await?;
-        let micros = elapsed(started);
-        black_box(&citizen);
-        if i >= warmup {
-            result.http.push(micros);
-        }
-    }
-    Ok(result)
-}
-
-fn mean(samples: &[f64]) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    samples.iter().sum::<f64>() / samples.len() as f64
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    Ok(b)
 }
 
 fn print_breakdown(settings: &Settings, b: &Breakdown) {
@@ -837,15 +971,17 @@ fn print_breakdown(settings: &Settings, b: &Breakdown) {
     println!("## Where the time goes");
     println!();
     println!(
-        "Concurrency 1, {} measured requests per stage after {} unmeasured ones, ids rotating over the population. \
-         Means (and medians) in µs on a noisy, shared {cores}-core machine: read the differences as rough.",
+        "Concurrency 1, wall-clock µs per call: {} measured iterations after {} unmeasured ones; each \
+         iteration runs every stage once for the same id, in an order that rotates every iteration, \
+         ids rotating over the population. Means on a noisy, shared {cores}-core machine: read small \
+         differences as rough.",
         settings.breakdown_iterations,
-        (settings.breakdown_iterations / 10).max(10)
+        breakdown_warmup(settings.breakdown_iterations),
     );
     println!();
     println!("| stage | what is timed | mean µs | median µs |");
     println!("|-------|---------------|--------:|----------:|");
-    let rows: [(&str, &str, &[f64]); 7] = [
+    let rows: [(&str, &str, &Stage); 8] = [
         (
             "(1) parse",
             "`async_graphql::parser::parse_query(QUERY)`",
@@ -853,7 +989,7 @@ fn print_breakdown(settings: &Settings, b: &Breakdown) {
         ),
         (
             "(2) execute",
-            "`schema.execute(request)` in-process: parse + validate + resolve + both backend calls",
+            "`graph.schema.execute(request)` in-process: parse + validate + resolve + both backend calls",
             &b.execute,
         ),
         (
@@ -863,7 +999,7 @@ fn print_breakdown(settings: &Settings, b: &Breakdown) {
         ),
         (
             "(4) serialise",
-            "`serde_json::to_vec(&response)`",
+            "`serde_json::to_vec(&response)` of (2)'s response",
             &b.serialise,
         ),
         (
@@ -872,44 +1008,60 @@ fn print_breakdown(settings: &Settings, b: &Breakdown) {
             &b.http,
         ),
         (
-            "extra",
-            "`ExecutableDocument::clone` (the handler's `set_parsed_query(document.clone())`)",
-            &b.clone_document,
+            "(2′) handler's execute",
+            "`Graph::execute(request, &parsed)` as the handler calls it: document clone + validate + resolve + both backend calls + completion",
+            &b.graph_execute,
+        ),
+        (
+            "(2″) without completion",
+            "what `Graph::execute` does minus completion: `set_parsed_query(parsed.clone())` + `schema.execute`",
+            &b.graph_execute_without_completion,
         ),
         (
             "extra",
-            "`restore_field_order` on the response (the handler runs it on every answer)",
-            &b.reorder,
+            "`ExecutableDocument::clone` of the parsed query (done inside `Graph::execute`)",
+            &b.clone_document,
         ),
     ];
     for (stage, what, samples) in rows {
         println!(
             "| {stage} | {what} | {:.1} | {:.1} |",
-            mean(samples),
-            median(samples)
+            samples.mean(),
+            samples.median(),
         );
     }
-    let (parse, execute, backends, serialise, http) = (
-        mean(&b.parse),
-        mean(&b.execute),
-        mean(&b.backends),
-        mean(&b.serialise),
-        mean(&b.http),
+
+    let (parse, execute, backends, serialise, http, graph_execute) = (
+        b.parse.mean(),
+        b.execute.mean(),
+        b.backends.mean(),
+        b.serialise.mean(),
+        b.http.mean(),
+        b.graph_execute.mean(),
     );
     let executor = execute - backends - parse;
     let outside = http - execute;
     println!();
-    println!("Derived from the means:");
+    println!("Derived from the means (differences of noisy means: read ± 10 µs):");
     println!();
     println!(
-        "- executor overhead (validate + resolve + the connectors' own work) = (2) − (3) − (1) = {execute:.1} − {backends:.1} − {parse:.1} = {executor:.1} µs"
+        "- executor overhead = (2) − (3) − (1) = {execute:.1} − {backends:.1} − {parse:.1} = **{executor:.1} µs** \
+         (validation, resolvers, the connectors' own work)"
     );
     println!(
-        "- HTTP + serialisation overhead = (5) − (2) = {http:.1} − {execute:.1} = {outside:.1} µs (serialising alone, (4): {serialise:.1} µs)"
+        "- HTTP + serialisation overhead = (5) − (2) = {http:.1} − {execute:.1} = **{outside:.1} µs** \
+         (serialising alone, (4): {serialise:.1} µs; the rest is the extra loopback round trip, both HTTP \
+         ends and the handler's own work)"
+    );
+    let without_completion = b.graph_execute_without_completion.mean();
+    println!(
+        "- completion (key order, null propagation) ≈ (2′) − (2″) = {graph_execute:.1} − {without_completion:.1} = {:.1} µs",
+        graph_execute - without_completion
     );
     if http > 0.0 {
         println!(
-            "- of one gateway request ({http:.1} µs): backend calls {:.0}%, parse {:.0}%, executor {:.0}%, HTTP + serialisation {:.0}%",
+            "- shares of one gateway request over HTTP ({http:.1} µs): backend calls {:.0}%, parse {:.0}%, \
+             executor {:.0}%, HTTP + serialisation {:.0}%",
             backends / http * 100.0,
             parse / http * 100.0,
             executor / http * 100.0,
