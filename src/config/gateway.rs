@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Deepest selection set a query may have.
     pub max_depth: usize,
+    /// Memory for parsed queries kept between requests (0 turns the cache off).
+    pub document_cache_mb: u64,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             introspection: true,
             shutdown_grace_ms: 10_000,
             max_depth: 32,
+            document_cache_mb: 32,
         }
     }
 }

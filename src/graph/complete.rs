@@ -11,7 +11,7 @@
 //! nullable ancestor into `null`. One walk over the response, guided by the document and the
 //! SDL's types, does ordering, missing fields and propagation together.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_graphql::Value;
 use async_graphql::parser::types::{
@@ -20,7 +20,7 @@ use async_graphql::parser::types::{
 };
 use indexmap::IndexMap;
 
-use super::sdl::{TypeDefKind, TypeSystem};
+use super::sdl::{TypeDefKind, TypeSystem, named_type};
 
 /// The message of the error a failed non-null field returns so the executor drops it; it never
 /// reaches a client.
@@ -105,6 +105,20 @@ struct Walk<'a> {
     document: &'a ExecutableDocument,
 }
 
+/// The fields one selection asks of one object type, in response order; computed once per
+/// selection and applied to every object of a list.
+struct Plan<'a> {
+    fields: Vec<PlannedField<'a>>,
+}
+
+struct PlannedField<'a> {
+    key: &'a str,
+    name: &'a str,
+    /// `None` for `__typename` and introspection fields, which the executor completes itself.
+    ty: Option<&'a SdlType>,
+    nested: Vec<&'a SelectionSet>,
+}
+
 impl<'a> Walk<'a> {
     fn object(
         &self,
@@ -112,26 +126,42 @@ impl<'a> Walk<'a> {
         type_name: &str,
         selections: &[&'a SelectionSet],
     ) -> Result<(), NullPropagates> {
-        let mut order: IndexMap<&'a str, (&'a str, Vec<&'a SelectionSet>)> = IndexMap::new();
-        let mut visited = HashSet::new();
+        let plan = self.plan(type_name, selections);
+        self.apply(map, &plan)
+    }
+
+    fn plan(&self, type_name: &str, selections: &[&'a SelectionSet]) -> Plan<'a> {
+        let mut fields: Vec<PlannedField<'a>> = Vec::new();
+        let mut visited = Vec::new();
         for set in selections {
-            self.collect(set, &mut order, &mut visited);
+            self.collect(set, &mut fields, &mut visited);
         }
-        let fields = self.index.objects.get(type_name);
+        if let Some(types) = self.index.objects.get(type_name) {
+            for field in &mut fields {
+                field.ty = types.get(field.name);
+            }
+        }
+        Plan { fields }
+    }
+
+    fn apply(
+        &self,
+        map: &mut IndexMap<async_graphql::Name, Value>,
+        plan: &Plan<'a>,
+    ) -> Result<(), NullPropagates> {
         let mut old = std::mem::take(map);
-        for (key, (field_name, nested)) in order {
-            let entry = old.shift_remove_entry(key);
-            let ty = fields.and_then(|f| f.get(field_name));
-            let Some(ty) = ty else {
-                // `__typename`, introspection and the like: keep what the executor produced.
+        map.reserve(plan.fields.len());
+        for field in &plan.fields {
+            let entry = old.swap_remove_entry(field.key);
+            let Some(ty) = field.ty else {
                 if let Some((key, value)) = entry {
                     map.insert(key, value);
                 }
                 continue;
             };
             let (key, mut value) =
-                entry.unwrap_or_else(|| (async_graphql::Name::new(key), Value::Null));
-            self.value(&mut value, ty, &nested)?;
+                entry.unwrap_or_else(|| (async_graphql::Name::new(field.key), Value::Null));
+            self.value(&mut value, ty, &field.nested)?;
             map.insert(key, value);
         }
         map.extend(old);
@@ -146,13 +176,23 @@ impl<'a> Walk<'a> {
         ty: &SdlType,
         nested: &[&'a SelectionSet],
     ) -> Result<(), NullPropagates> {
+        let plan = (!nested.is_empty()).then(|| self.plan(named_type(ty), nested));
+        self.complete(value, ty, plan.as_ref())
+    }
+
+    fn complete(
+        &self,
+        value: &mut Value,
+        ty: &SdlType,
+        plan: Option<&Plan<'a>>,
+    ) -> Result<(), NullPropagates> {
         let inner_failed = match (&ty.base, &mut *value) {
             (_, Value::Null) => false,
             (BaseType::List(item), Value::List(items)) => items
                 .iter_mut()
-                .any(|i| self.value(i, item, nested).is_err()),
-            (BaseType::Named(name), Value::Object(map)) if !nested.is_empty() => {
-                self.object(map, name, nested).is_err()
+                .any(|i| self.complete(i, item, plan).is_err()),
+            (BaseType::Named(_), Value::Object(map)) => {
+                plan.is_some_and(|plan| self.apply(map, plan).is_err())
             }
             _ => false,
         };
@@ -168,29 +208,41 @@ impl<'a> Walk<'a> {
     fn collect(
         &self,
         set: &'a SelectionSet,
-        order: &mut IndexMap<&'a str, (&'a str, Vec<&'a SelectionSet>)>,
-        visited: &mut HashSet<&'a str>,
+        fields: &mut Vec<PlannedField<'a>>,
+        visited: &mut Vec<&'a str>,
     ) {
         for selection in &set.items {
             match &selection.node {
                 Selection::Field(field) => {
-                    let (_, nested) = order
-                        .entry(field.node.response_key().node.as_str())
-                        .or_insert_with(|| (field.node.name.node.as_str(), Vec::new()));
+                    let key = field.node.response_key().node.as_str();
+                    let index = match fields.iter().position(|f| f.key == key) {
+                        Some(index) => index,
+                        None => {
+                            fields.push(PlannedField {
+                                key,
+                                name: field.node.name.node.as_str(),
+                                ty: None,
+                                nested: Vec::new(),
+                            });
+                            fields.len() - 1
+                        }
+                    };
+                    let planned = &mut fields[index];
                     if !field.node.selection_set.node.items.is_empty() {
-                        nested.push(&field.node.selection_set.node);
+                        planned.nested.push(&field.node.selection_set.node);
                     }
                 }
                 Selection::FragmentSpread(spread) => {
                     let name = spread.node.fragment_name.node.as_str();
-                    if visited.insert(name)
-                        && let Some(fragment) = self.document.fragments.get(name)
-                    {
-                        self.collect(&fragment.node.selection_set.node, order, visited);
+                    if !visited.contains(&name) {
+                        visited.push(name);
+                        if let Some(fragment) = self.document.fragments.get(name) {
+                            self.collect(&fragment.node.selection_set.node, fields, visited);
+                        }
                     }
                 }
                 Selection::InlineFragment(fragment) => {
-                    self.collect(&fragment.node.selection_set.node, order, visited);
+                    self.collect(&fragment.node.selection_set.node, fields, visited);
                 }
             }
         }

@@ -8,6 +8,7 @@ mod bind;
 mod build;
 mod complete;
 mod directives;
+mod documents;
 mod scalars;
 mod sdl;
 
@@ -20,6 +21,8 @@ use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::dynamic::Schema;
 
 use crate::config::{Diagnostic, SourceFile};
+
+pub use documents::DocumentCache;
 
 use crate::connectors::Connectors;
 

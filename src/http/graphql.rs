@@ -281,7 +281,7 @@ async fn execute(
             );
         }
     };
-    let document = match async_graphql::parser::parse_query(&query) {
+    let document = match state.documents.parse(&query) {
         Ok(document) => document,
         Err(error) => {
             let mut server_error =

@@ -16,7 +16,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
-use crate::graph::Graph;
+use crate::graph::{DocumentCache, Graph};
 use crate::store::Store;
 
 /// The header that carries a request's id in and out (kept when a client sends one).
@@ -35,6 +35,8 @@ pub struct Shared {
     pub store: Store,
     /// HTTP settings.
     pub server: ServerConfig,
+    /// Parsed queries, reused across requests.
+    pub documents: DocumentCache,
     pub(crate) graphiql: String,
 }
 
@@ -52,9 +54,11 @@ impl AppState {
             .endpoint("/graphql")
             .title("CivicGraph")
             .finish();
+        let documents = DocumentCache::new(server.document_cache_mb.saturating_mul(1024 * 1024));
         Self(Arc::new(Shared {
             graph,
             store,
+            documents,
             server,
             graphiql,
         }))
