@@ -8,6 +8,7 @@
 //! - `config_errors`: broken projects and the `file:line:column` of every diagnostic.
 //! - `backend_faults`: what a client sees when a backend fails, and never sees.
 //! - `http_spec`: GraphQL-over-HTTP, the operational endpoints and graceful shutdown.
+//! - `process`: the real binary: JSON logs without personal data, SIGTERM.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -23,3 +24,6 @@ mod backend_faults;
 
 #[path = "integration/http_spec.rs"]
 mod http_spec;
+
+#[path = "integration/process.rs"]
+mod process;

@@ -272,6 +272,11 @@ impl Project {
     pub(crate) fn vars(&self) -> Vars {
         Vars::only(self.vars.clone())
     }
+
+    /// The `${VAR}` values, for a child process's environment.
+    pub(crate) fn env(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
 }
 
 /// Loads and validates a project as `civicgraph check` does, opening nothing.
