@@ -109,6 +109,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => {
             let gateway = Gateway::load(&config, &Vars::from_env()).await?;
+            let summary = gateway.summary();
+            tracing::info!(
+                types = summary.types.len(),
+                fields = summary.fields,
+                connectors = summary.connectors.len(),
+                "Graph loaded."
+            );
             let bound = gateway.bind().await?;
             tracing::info!(addr = %bound.local_addr(), "CivicGraph is listening.");
             bound

@@ -116,11 +116,6 @@ impl Gateway {
         &self.state.graph.summary
     }
 
-    /// The configured listen address.
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.listen
-    }
-
     /// Overrides the listen address (the demo's `--port`, tests' port 0).
     pub fn with_listen_addr(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;

@@ -24,20 +24,6 @@ impl ConnectorConfig {
             Self::Rest(rest) => &rest.name,
         }
     }
-
-    /// The protocol noun, as written in `kind =`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Rest(_) => "rest",
-        }
-    }
-
-    /// The operations the connector offers, by name.
-    pub fn operation_names(&self) -> Vec<&Spanned<String>> {
-        match self {
-            Self::Rest(rest) => rest.operations.keys().collect(),
-        }
-    }
 }
 
 /// Only the `kind` key, read first to choose the struct for the rest of the file.

@@ -137,11 +137,6 @@ impl Connectors {
     pub fn specs(&self) -> &BTreeMap<String, ConnectorSpec> {
         &self.specs
     }
-
-    /// Replaces (or adds) a connector's runtime object; tests use it to wrap a connector.
-    pub fn insert(&mut self, name: impl Into<String>, connector: Arc<dyn Connector>) {
-        self.by_name.insert(name.into(), connector);
-    }
 }
 
 /// Builds every connector, collecting every problem (bad URL, malformed template).

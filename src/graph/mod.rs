@@ -101,8 +101,8 @@ pub struct GraphSummary {
 pub struct ConnectorUse {
     /// `rest`, …
     pub kind: &'static str,
-    /// Every operation the connector file defines.
-    pub operations: Vec<String>,
+    /// Every operation the connector file defines, with its description.
+    pub operations: Vec<(String, Option<String>)>,
     /// `(Type.field, operation)` for every field bound to this connector.
     pub fields: Vec<(String, String)>,
 }
@@ -121,7 +121,12 @@ impl fmt::Display for GraphSummary {
         writeln!(f, "types: {}", self.types.join(", "))?;
         for (name, usage) in &self.connectors {
             writeln!(f, "connector `{name}` ({})", usage.kind)?;
-            writeln!(f, "  operations: {}", usage.operations.join(", "))?;
+            for (operation, description) in &usage.operations {
+                match description {
+                    Some(description) => writeln!(f, "  operation {operation}: {description}")?,
+                    None => writeln!(f, "  operation {operation}")?,
+                }
+            }
             if usage.fields.is_empty() {
                 writeln!(f, "  serves no field")?;
             }
@@ -161,7 +166,11 @@ pub fn build_graph(
             name.clone(),
             ConnectorUse {
                 kind: spec.kind,
-                operations: spec.operations.keys().cloned().collect(),
+                operations: spec
+                    .operations
+                    .iter()
+                    .map(|(name, op)| (name.clone(), op.description.clone()))
+                    .collect(),
                 fields: Vec::new(),
             },
         );

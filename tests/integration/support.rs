@@ -279,6 +279,16 @@ impl Project {
     }
 }
 
+/// Serves a loaded gateway on an ephemeral loopback port in the background.
+pub(crate) async fn serve_on_loopback(gateway: Gateway) -> RunningGateway {
+    gateway
+        .with_listen_addr(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .bind()
+        .await
+        .expect("bind a loopback port for the gateway")
+        .spawn()
+}
+
 /// Loads and validates a project as `civicgraph check` does, opening nothing.
 pub(crate) fn check(project: &Project) -> Result<Checked, Diagnostics> {
     civicgraph::server::check(&project.config_path(), &project.vars())
@@ -357,12 +367,7 @@ impl TestGatewayBuilder {
             Ok(gateway) => gateway,
             Err(error) => panic!("the test project does not load:\n{error}"),
         };
-        let running = gateway
-            .with_listen_addr(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .bind()
-            .await
-            .expect("bind a loopback port for the gateway")
-            .spawn();
+        let running = serve_on_loopback(gateway).await;
         TestGateway {
             client: GatewayClient::new(running.addr),
             running,
@@ -644,12 +649,7 @@ pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
         Ok(gateway) => gateway,
         Err(error) => panic!("the shipped configuration does not load:\n{error}"),
     };
-    let running = gateway
-        .with_listen_addr(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .bind()
-        .await
-        .expect("bind a loopback port for the gateway")
-        .spawn();
+    let running = serve_on_loopback(gateway).await;
     DemoStack {
         client: GatewayClient::new(running.addr),
         population,
