@@ -68,4 +68,16 @@ mod tests {
         let second = cache.parse("{ a }").expect("valid");
         assert_eq!(format!("{first:?}"), format!("{second:?}"));
     }
+
+    #[test]
+    fn a_query_nested_ten_thousand_deep_is_an_error_even_on_a_small_stack() {
+        let query = format!("{}{}", "{a".repeat(10_000), "}".repeat(10_000));
+        let outcome = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || DocumentCache::new(1 << 20).parse(&query).is_err())
+            .expect("spawn a small-stack thread")
+            .join()
+            .expect("no stack overflow");
+        assert!(outcome, "the parser refuses the nesting");
+    }
 }

@@ -55,16 +55,10 @@ pub(crate) fn negotiate(headers: &HeaderMap) -> Option<Format> {
         if quality <= 0.0 {
             continue;
         }
-        let better = match best {
-            None => true,
-            Some((q, f)) => {
-                quality > q
-                    || (quality == q
-                        && f == Format::Json
-                        && format == Format::GraphqlResponse
-                        && media != "*/*")
-            }
-        };
+        // Highest quality wins; on a tie the spec's own media type wins.
+        let better = best.is_none_or(|(q, f)| {
+            quality > q || (quality == q && f == Format::Json && format == Format::GraphqlResponse)
+        });
         if better {
             best = Some((quality, format));
         }

@@ -165,6 +165,53 @@ async fn a_validation_error_is_400_for_graphql_response_json_and_200_for_json_wi
 }
 
 #[tokio::test]
+async fn a_query_nested_ten_thousand_deep_is_refused_and_the_gateway_keeps_serving() {
+    let (gateway, registry, _tax) = gateway().await;
+    let deep = format!("{}{}", "{a".repeat(10_000), "}".repeat(10_000));
+
+    let refused = gateway
+        .post_with(json!({"query": deep}), &[("accept", GRAPHQL_RESPONSE)])
+        .await;
+    let after = gateway.post(QUERY).await;
+
+    assert_eq!(
+        (
+            request_outcome(&refused),
+            after.body["data"]["citizen"]["name"].clone(),
+            registry.requests().len()
+        ),
+        (
+            outcome_of(400, GRAPHQL_RESPONSE, false, Some("GRAPHQL_PARSE_FAILED")),
+            json!("Ada Lovelace"),
+            1
+        )
+    );
+}
+
+#[tokio::test]
+async fn circular_fragments_are_a_validation_error_that_reaches_no_backend() {
+    let (gateway, registry, _tax) = gateway().await;
+    let cycle = "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
+
+    let answer = gateway
+        .post_with(json!({"query": cycle}), &[("accept", GRAPHQL_RESPONSE)])
+        .await;
+
+    assert_eq!(
+        (request_outcome(&answer), registry.requests().len()),
+        (
+            outcome_of(
+                400,
+                GRAPHQL_RESPONSE,
+                false,
+                Some("GRAPHQL_VALIDATION_FAILED")
+            ),
+            0
+        )
+    );
+}
+
+#[tokio::test]
 async fn accepting_only_text_plain_is_406() {
     let (gateway, registry, _tax) = gateway().await;
 
