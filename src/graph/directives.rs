@@ -190,7 +190,7 @@ fn read_connect(
                         }
                         other => ArgSource::Constant(super::sdl::const_to_json(other)),
                     };
-                    sources.push((super::sdl::name_str(name).to_string(), source));
+                    sources.push((name.to_string(), source));
                 }
             }
             other => args.problem(format!(

@@ -5,11 +5,11 @@
 
 use std::path::Path;
 
+use async_graphql::Value as ConstValue;
 use async_graphql::parser::types::{
     BaseType, ConstDirective, Type as SdlType, TypeKind, TypeSystemDefinition,
 };
 use async_graphql::parser::{Positioned, parse_schema};
-use async_graphql::{Name, Value as ConstValue};
 use indexmap::IndexMap;
 
 use crate::config::{Diagnostic, Location, SourceFile};
@@ -468,9 +468,4 @@ fn check_references(system: &TypeSystem, diagnostics: &mut Vec<Diagnostic>) {
 /// Converts a directive's constant argument for messages and JSON use.
 pub(crate) fn const_to_json(value: &ConstValue) -> serde_json::Value {
     value.clone().into_json().unwrap_or(serde_json::Value::Null)
-}
-
-/// A `Name` key as text (async-graphql keys its object values by `Name`).
-pub(crate) fn name_str(name: &Name) -> &str {
-    name.as_str()
 }
