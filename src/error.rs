@@ -12,6 +12,9 @@ pub enum ErrorCode {
     BackendUnavailable,
     /// The backend did not answer within the connector's `timeout_ms`.
     BackendTimeout,
+    /// The backend answered with a fault of its own (a SOAP Fault); `extensions.faultCode`
+    /// carries the backend's fault code.
+    BackendFault,
     /// The backend answered, but not with something the connector can use.
     BackendBadResponse,
     /// An argument value cannot be sent to the backend (e.g. an object where a path needs text).
@@ -43,6 +46,7 @@ impl ErrorCode {
             Self::BackendUnavailable => "BACKEND_UNAVAILABLE",
             Self::BackendTimeout => "BACKEND_TIMEOUT",
             Self::BackendBadResponse => "BACKEND_BAD_RESPONSE",
+            Self::BackendFault => "BACKEND_FAULT",
             Self::BadUserInput => "BAD_USER_INPUT",
             Self::BadRequest => "BAD_REQUEST",
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
@@ -69,7 +73,9 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-            Self::BackendUnavailable | Self::BackendBadResponse => StatusCode::BAD_GATEWAY,
+            Self::BackendUnavailable | Self::BackendBadResponse | Self::BackendFault => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -23,5 +23,6 @@ pub mod demo;
 pub mod error;
 pub mod graph;
 pub mod http;
+pub mod identity;
 pub mod server;
 pub mod store;

@@ -10,11 +10,19 @@ use std::fmt;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::soap::SoapConfig;
+use super::sql::SqlConfig;
+use crate::identity::KeyKind;
+
 /// The kinds of backend this gateway speaks to; the exhaustive `match` on it is the registry.
 #[derive(Debug, Clone)]
 pub enum ConnectorConfig {
     /// JSON over HTTP.
     Rest(RestConfig),
+    /// XML envelopes over HTTP.
+    Soap(SoapConfig),
+    /// A relational database.
+    Sql(SqlConfig),
 }
 
 impl ConnectorConfig {
@@ -22,6 +30,17 @@ impl ConnectorConfig {
     pub fn name(&self) -> &Spanned<String> {
         match self {
             Self::Rest(rest) => &rest.name,
+            Self::Soap(soap) => &soap.name,
+            Self::Sql(sql) => &sql.name,
+        }
+    }
+
+    /// The agency key the backend knows a person by, if it declares one.
+    pub fn identifier(&self) -> Option<&Spanned<KeyKind>> {
+        match self {
+            Self::Rest(rest) => rest.identifier.as_ref(),
+            Self::Soap(soap) => soap.identifier.as_ref(),
+            Self::Sql(sql) => sql.identifier.as_ref(),
         }
     }
 }
@@ -33,7 +52,7 @@ pub(crate) struct KindProbe {
 }
 
 /// The connector kinds a file may name, for error messages.
-pub const CONNECTOR_KINDS: &[&str] = &["rest"];
+pub const CONNECTOR_KINDS: &[&str] = &["rest", "soap", "sql"];
 
 /// A REST backend: JSON over HTTP.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +65,10 @@ pub struct RestConfig {
     /// What the backend is, for `civicgraph check` and operators.
     #[serde(default)]
     pub description: Option<String>,
+    /// The agency key this backend knows a person by; the graph fills `{<key>}` from the
+    /// identity crosswalk.
+    #[serde(default)]
+    pub identifier: Option<Spanned<KeyKind>>,
     /// Scheme, host, port and optional path prefix, e.g. `http://127.0.0.1:7101`.
     pub base_url: Spanned<String>,
     /// Per-call deadline; a slow legacy backend must not hold a citizen's request forever.

@@ -7,7 +7,9 @@
 mod connector;
 mod gateway;
 mod interpolate;
+mod soap;
 mod source;
+mod sql;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ pub use connector::{
     RestOperation, Secret,
 };
 pub use gateway::{GatewayConfig, PathsConfig, ServerConfig, StorageConfig};
+pub use soap::{PasswordType, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
+pub use sql::{SqlConfig, SqlOperation, SqlReturns};
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
 pub use source::{Diagnostic, Diagnostics, Location, SourceFile};
 
@@ -217,6 +221,8 @@ fn parse_connector(file: &TomlFile) -> Result<ConnectorConfig, Diagnostic> {
     };
     match kind.get_ref().as_str() {
         "rest" => file.parse().map(ConnectorConfig::Rest),
+        "soap" => file.parse().map(ConnectorConfig::Soap),
+        "sql" => file.parse().map(ConnectorConfig::Sql),
         other => Err(Diagnostic::at(
             file.location(&kind.span()),
             format!(

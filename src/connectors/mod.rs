@@ -5,6 +5,8 @@
 //! and the graph never sees HTTP or SQL.
 
 mod rest;
+mod soap;
+mod sql;
 mod template;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,8 +17,11 @@ use serde_json::Value;
 
 use crate::config::{ConnectorConfig, Diagnostic, LoadedConnector, Location, PageConfig};
 use crate::error::ErrorCode;
+use crate::identity::KeyKind;
 
 pub use rest::RestConnector;
+pub use soap::SoapConnector;
+pub use sql::SqlConnector;
 pub use template::{RenderError, Template};
 
 /// Placeholder values for one backend call, by placeholder name.
@@ -36,9 +41,18 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 /// Why a backend call failed. The message is for logs; clients see only the code.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// Connection refused, reset, or DNS failure.
+    /// Connection refused, reset, or DNS failure (or a database that cannot be reached).
     #[error("backend unreachable: {0}")]
-    Unreachable(#[source] reqwest::Error),
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend answered with a protocol-level fault (a SOAP Fault). The fault code is
+    /// shown to clients; the fault string only goes to the log.
+    #[error("backend fault `{fault_code}`: {fault_string}")]
+    Fault {
+        /// The fault code, e.g. `soap:Client` or `dmv:LicenseNotFound`.
+        fault_code: String,
+        /// The backend's explanation; may hold personal data, so never shown to clients.
+        fault_string: String,
+    },
     /// No answer within the connector's deadline.
     #[error("backend did not answer within {timeout_ms} ms")]
     Timeout {
@@ -77,6 +91,7 @@ impl CallError {
         match self {
             Self::Unreachable(_) | Self::ServerError { .. } => ErrorCode::BackendUnavailable,
             Self::Timeout { .. } => ErrorCode::BackendTimeout,
+            Self::Fault { .. } => ErrorCode::BackendFault,
             Self::Rejected { .. } | Self::BadResponse { .. } => ErrorCode::BackendBadResponse,
             Self::BadArgument(_) => ErrorCode::BadUserInput,
             Self::UnknownOperation(_) => ErrorCode::InternalError,
@@ -112,8 +127,10 @@ impl OperationSpec {
 /// A connector's name, kind and operations, as the graph binder sees them.
 #[derive(Debug, Clone)]
 pub struct ConnectorSpec {
-    /// `rest`, …
+    /// `rest`, `soap`, `sql`, …
     pub kind: &'static str,
+    /// The agency key the backend needs, filled from the identity crosswalk.
+    pub identifier: Option<KeyKind>,
     /// Where the connector file is.
     pub location: Location,
     /// Operations by name.
@@ -147,9 +164,12 @@ pub fn build_connectors(loaded: &[LoadedConnector]) -> (Connectors, Vec<Diagnost
         let name = connector.config.name().get_ref().clone();
         let built = match &connector.config {
             ConnectorConfig::Rest(config) => RestConnector::build(config, &connector.file),
+            ConnectorConfig::Soap(config) => SoapConnector::build(config, &connector.file),
+            ConnectorConfig::Sql(config) => SqlConnector::build(config, &connector.file),
         };
         match built {
-            Ok((runtime, spec)) => {
+            Ok((runtime, mut spec)) => {
+                spec.identifier = connector.config.identifier().map(|k| *k.get_ref());
                 connectors.by_name.insert(name.clone(), runtime);
                 connectors.specs.insert(name, spec);
             }

@@ -169,6 +169,7 @@ impl RestConnector {
             })?;
         let spec = ConnectorSpec {
             kind: "rest",
+            identifier: None,
             location: file.location(&config.name.span()),
             operations: specs,
         };
@@ -304,7 +305,7 @@ fn classify(error: reqwest::Error, timeout: Duration) -> CallError {
             timeout_ms: timeout.as_millis() as u64,
         }
     } else {
-        CallError::Unreachable(error.without_url())
+        CallError::Unreachable(Box::new(error.without_url()))
     }
 }
 

@@ -302,12 +302,20 @@ fn backend_error(connector: &str, error: &CallError) -> async_graphql::Error {
         }
         ErrorCode::BadUserInput => error.to_string(),
         ErrorCode::InternalError => "Internal error.".to_string(),
+        ErrorCode::BackendFault => format!("The `{connector}` backend reported a fault."),
         _ => format!("The `{connector}` backend is unavailable."),
     };
     let connector = connector.to_string();
+    let fault_code = match error {
+        CallError::Fault { fault_code, .. } => Some(fault_code.clone()),
+        _ => None,
+    };
     async_graphql::Error::new(message).extend_with(move |_, extensions| {
         extensions.set("code", code.as_str());
         extensions.set("connector", connector.as_str());
+        if let Some(fault_code) = &fault_code {
+            extensions.set("faultCode", fault_code.as_str());
+        }
     })
 }
 

@@ -1,0 +1,84 @@
+//! `kind = "sql"`: a relational database (PostgreSQL, MySQL/MariaDB, SQLite) read with
+//! named queries and bound parameters.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Secret;
+use crate::identity::KeyKind;
+
+/// A SQL backend. The database is chosen by the URL's scheme.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// The name the SDL uses in `@connect(connector: …)`; unique across files.
+    pub name: Spanned<String>,
+    /// Always `"sql"` here.
+    pub kind: String,
+    /// What the backend is, for `civicgraph check` and operators.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The agency key this backend knows a person by; the graph fills `:<key>` from the
+    /// identity crosswalk.
+    #[serde(default)]
+    pub identifier: Option<Spanned<KeyKind>>,
+    /// `postgres://…`, `mysql://…` / `mariadb://…`, or `sqlite:…`. It may hold a password,
+    /// so it is never logged.
+    pub url: Spanned<Secret>,
+    /// The pool size, which is also how many queries the database ever sees at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Per-query deadline (including waiting for a pooled connection).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Open connections read-only where the database supports it. On by default.
+    #[serde(default = "default_read_only")]
+    pub read_only: bool,
+    /// Named queries, by operation name.
+    pub operations: BTreeMap<Spanned<String>, SqlOperation>,
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+fn default_timeout_ms() -> u64 {
+    2_000
+}
+
+fn default_read_only() -> bool {
+    true
+}
+
+/// One named query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlOperation {
+    /// What the query does, shown by `civicgraph check`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// SQL with `:name` placeholders; every value is bound, never spliced into the text.
+    /// A list parameter is written `= ANY(:ids)` (PostgreSQL) or `IN (:ids)`.
+    pub query: Spanned<String>,
+    /// Every placeholder and its type: `text`, `integer`, `decimal`, `boolean`, `date`,
+    /// `timestamp`, or a list such as `[text]`. `check` rejects a query whose placeholders and
+    /// parameters differ.
+    #[serde(default)]
+    pub params: BTreeMap<String, Spanned<String>>,
+    /// `one` (the first row, or `null` when there is none) or `many` (a list of rows).
+    #[serde(default)]
+    pub returns: SqlReturns,
+}
+
+/// How many rows an operation answers with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlReturns {
+    /// A list of row objects.
+    #[default]
+    Many,
+    /// One row object, or `null` when the query finds none.
+    One,
+}
