@@ -923,7 +923,13 @@ async fn breakdown(
                     let parsed = async_graphql::parser::parse_query(QUERY)
                         .context("the benchmark's query does not parse")?;
                     let started = Instant::now();
-                    let outcome = graph.execute(request(&id), &parsed).await;
+                    let outcome = graph
+                        .execute(
+                            request(&id),
+                            &parsed,
+                            civicgraph::auth::Principal::Anonymous,
+                        )
+                        .await;
                     b.graph_execute.push(measured, elapsed(started));
                     match outcome {
                         Outcome::Executed(response) if response.errors.is_empty() => {}

@@ -55,6 +55,11 @@ enum Command {
         /// The configuration whose schema/ and connectors/ the demo serves.
         #[arg(long, default_value = "civicgraph.toml")]
         config: PathBuf,
+        /// Unemployment insurance database to seed and serve (postgres://, mysql://,
+        /// mariadb:// or sqlite:); its ui_claimants and ui_claims tables are replaced.
+        /// Default: an SQLite file in a temporary directory.
+        #[arg(long, value_name = "URL", env = "CIVICGRAPH_DEMO_UI_DATABASE_URL")]
+        ui_database_url: Option<String>,
     },
     /// Validate the configuration, the schema and the connectors; print a summary.
     Check {
@@ -129,18 +134,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
             seed,
             port,
             config,
+            ui_database_url,
         } => {
             let demo = demo::start(&DemoOptions {
                 citizens,
                 seed,
                 port,
                 config,
+                ui_database_url,
             })
             .await?;
             println!();
             println!("CivicGraph demo: {citizens} synthetic citizens (seed {seed})");
             println!("  person registry  {}", demo.agencies.registry_url);
             println!("  tax agency       {}", demo.agencies.tax_url);
+            println!(
+                "  motor vehicles   {}{} (SOAP 1.1)",
+                demo.agencies.dmv_url,
+                demo::dmv::SOAP_PATH
+            );
+            println!(
+                "  unemployment     {} ({} claims)",
+                demo.ui_database.display_url(),
+                demo.ui_database.seeded.claims
+            );
             println!();
             println!("Open GraphiQL: {}", demo.graphiql_url());
             println!("and paste this query:");

@@ -35,6 +35,12 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The client accepts no media type the endpoint can produce.
     NotAcceptable,
+    /// The field needs a known caller (e.g. `me` without a signed-in citizen).
+    Unauthenticated,
+    /// The caller is known but may not do this.
+    Forbidden,
+    /// The change conflicts with the current state (an agency key linked to someone else).
+    Conflict,
     /// A bug or an unexpected state in the gateway; details are only in the log.
     InternalError,
 }
@@ -56,6 +62,9 @@ impl ErrorCode {
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::NotAcceptable => "NOT_ACCEPTABLE",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::Conflict => "CONFLICT",
             Self::InternalError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -77,6 +86,9 @@ impl ErrorCode {
                 StatusCode::BAD_GATEWAY
             }
             Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Conflict => StatusCode::CONFLICT,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

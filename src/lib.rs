@@ -17,6 +17,7 @@
 //! - [`error`]: the stable `extensions.code` values.
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
 
+pub mod auth;
 pub mod config;
 pub mod connectors;
 pub mod demo;

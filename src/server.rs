@@ -16,6 +16,7 @@ use crate::config::{Diagnostics, GatewayConfig, Vars, load_project};
 use crate::connectors::build_connectors;
 use crate::graph::{Graph, GraphOptions, GraphSummary, build_graph};
 use crate::http::{AppState, app};
+use crate::identity::Crosswalk;
 use crate::store::{Store, StoreError};
 
 /// Why a gateway could not start.
@@ -103,12 +104,18 @@ impl Gateway {
     pub async fn load(config_path: &Path, vars: &Vars) -> Result<Self, StartGatewayError> {
         let checked = check(config_path, vars)?;
         let store = Store::connect(&checked.config.storage).await?;
+        let graph = checked.graph.with_crosswalk(Crosswalk::new(store.clone()));
         let server = checked.config.server;
         Ok(Self {
             listen: server.listen,
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
-            state: AppState::new(checked.graph, store, server),
+            state: AppState::new(graph, store, server, checked.config.auth),
         })
+    }
+
+    /// The identity crosswalk in this gateway's store (for loading links, e.g. the demo's).
+    pub fn crosswalk(&self) -> Crosswalk {
+        Crosswalk::new(self.state.store.clone())
     }
 
     /// The summary `civicgraph check` prints, for start-up logs.
@@ -273,10 +280,27 @@ mod tests {
     fn the_shipped_configuration_is_valid() {
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("civicgraph.toml");
         let checked = check(&config, &Vars::default()).unwrap_or_else(|d| panic!("{d}"));
-        let tax = &checked.graph.summary.connectors["tax"];
+        let fields = |connector: &str| -> Vec<String> {
+            checked.graph.summary.connectors[connector]
+                .fields
+                .iter()
+                .map(|(field, operation)| format!("{field} <- {operation}"))
+                .collect()
+        };
         assert_eq!(
-            tax.fields,
-            vec![("Citizen.taxAccount".to_string(), "account".to_string())]
+            fields("tax"),
+            ["Citizen.taxAccount <- account (tin from the identity crosswalk)"]
+        );
+        assert_eq!(
+            fields("dmv"),
+            [
+                "Citizen.driverLicense <- license (license_number from the identity crosswalk)",
+                "Citizen.vehicles <- vehicles (license_number from the identity crosswalk)",
+            ]
+        );
+        assert_eq!(
+            fields("ui"),
+            ["Citizen.unemploymentClaims <- claims (claimant_id from the identity crosswalk)"]
         );
     }
 }

@@ -9,6 +9,12 @@
 //! - `backend_faults`: what a client sees when a backend fails, and never sees.
 //! - `http_spec`: GraphQL-over-HTTP, the operational endpoints and graceful shutdown.
 //! - `process`: the real binary: JSON logs without personal data, SIGTERM.
+//! - `soap`: the `soap` connector against a real SOAP server: 1.1/1.2, faults, hostile XML,
+//!   WS-Security, and its check-time errors.
+//! - `sql`: the `sql` connector against SQLite, PostgreSQL and MariaDB (when configured).
+//! - `identity`: the identity crosswalk, operator links, `Query.me`.
+//! - `demo_agencies`: the simulated DMV over SOAP 1.1 and the seeded unemployment insurance
+//!   database (SQLite, and PostgreSQL / MariaDB when configured).
 
 #[path = "integration/support.rs"]
 mod support;
@@ -27,3 +33,15 @@ mod http_spec;
 
 #[path = "integration/process.rs"]
 mod process;
+
+#[path = "integration/identity.rs"]
+mod identity;
+
+#[path = "integration/sql.rs"]
+mod sql;
+
+#[path = "integration/soap.rs"]
+mod soap;
+
+#[path = "integration/demo_agencies.rs"]
+mod demo_agencies;

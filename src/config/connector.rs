@@ -196,6 +196,16 @@ pub struct PageConfig {
     pub edge_cursor: Option<Spanned<String>>,
 }
 
+/// Whether an operation answers with one object or a list of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Returns {
+    /// One object, or `null` when there is none; more than one is a bad response.
+    One,
+    /// A list (`[]` when there is none).
+    Many,
+}
+
 /// A configuration string that must never reach a log: its `Debug` is redacted.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]

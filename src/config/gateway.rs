@@ -14,6 +14,17 @@ pub struct GatewayConfig {
     pub storage: StorageConfig,
     /// Where the SDL and the connector files are, relative to `civicgraph.toml`.
     pub paths: PathsConfig,
+    /// How callers are identified.
+    pub auth: AuthConfig,
+}
+
+/// How callers are identified.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Trust `X-Demo-Citizen` / `X-Demo-Operator` headers. Anyone can send them, so this is
+    /// for `civicgraph demo` and tests only; off by default.
+    pub demo_headers: bool,
 }
 
 /// The HTTP side of the gateway.

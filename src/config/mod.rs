@@ -18,13 +18,13 @@ use serde::de::DeserializeOwned;
 
 pub use connector::{
     CONNECTOR_KINDS, ConnectorConfig, HttpMethod, NotFound, PageConfig, RestAuth, RestConfig,
-    RestOperation, Secret,
+    RestOperation, Returns, Secret,
 };
-pub use gateway::{GatewayConfig, PathsConfig, ServerConfig, StorageConfig};
-pub use soap::{PasswordType, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
-pub use sql::{SqlConfig, SqlOperation, SqlReturns};
+pub use gateway::{AuthConfig, GatewayConfig, PathsConfig, ServerConfig, StorageConfig};
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
+pub use soap::{PasswordType, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
 pub use source::{Diagnostic, Diagnostics, Location, SourceFile};
+pub use sql::{SqlConfig, SqlOperation};
 
 use connector::KindProbe;
 
@@ -243,6 +243,16 @@ fn check_duplicate_connectors(connectors: &[LoadedConnector], diagnostics: &mut 
     let mut seen: Vec<&LoadedConnector> = Vec::new();
     for connector in connectors {
         let name = connector.config.name();
+        if name.get_ref() == crate::connectors::IDENTITY_CONNECTOR {
+            diagnostics.push(Diagnostic::at(
+                connector.file.location(&name.span()),
+                format!(
+                    "the connector name `{}` is reserved for the gateway's identity crosswalk; choose another",
+                    name.get_ref()
+                ),
+            ));
+            continue;
+        }
         if let Some(first) = seen
             .iter()
             .find(|c| c.config.name().get_ref() == name.get_ref())
@@ -335,7 +345,7 @@ mod tests {
         let diagnostic = parse_connector(&file).expect_err("misspelt key");
         assert_eq!(
             diagnostic.to_string(),
-            "connectors/tax.toml:4:1: unknown key `tmeout_ms`, expected one of `name`, `kind`, `description`, `base_url`, `timeout_ms`, `pool_max_idle`, `headers`, `auth`, `operations`"
+            "connectors/tax.toml:4:1: unknown key `tmeout_ms`, expected one of `name`, `kind`, `description`, `identifier`, `base_url`, `timeout_ms`, `pool_max_idle`, `headers`, `auth`, `operations`"
         );
     }
 

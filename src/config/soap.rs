@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Secret;
+use super::{Returns, Secret};
 use crate::identity::KeyKind;
 
 /// A SOAP backend. Request bodies are XML templates whose `{placeholders}` are XML-escaped;
@@ -115,4 +115,13 @@ pub struct SoapOperation {
     /// Element paths, relative to `select`, that are lists even when they occur once or never.
     #[serde(default)]
     pub lists: Vec<Spanned<String>>,
+    /// `one` (default): the selected element, or `null`. `many`: every element `select`
+    /// matches, as a list (`[]` when there is none), so a list field never depends on how
+    /// many items the backend happened to have.
+    #[serde(default = "one")]
+    pub returns: Returns,
+}
+
+fn one() -> Returns {
+    Returns::One
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Secret;
+use super::{Returns, Secret};
 use crate::identity::KeyKind;
 
 /// A SQL backend. The database is chosen by the URL's scheme.
@@ -60,25 +60,20 @@ pub struct SqlOperation {
     #[serde(default)]
     pub description: Option<String>,
     /// SQL with `:name` placeholders; every value is bound, never spliced into the text.
-    /// A list parameter is written `= ANY(:ids)` (PostgreSQL) or `IN (:ids)`.
+    /// A list parameter is written `IN (:ids)` on every database (PostgreSQL also takes
+    /// `= ANY(:ids)`). A null argument skips the query and reads as `null`.
     pub query: Spanned<String>,
     /// Every placeholder and its type: `text`, `integer`, `decimal`, `boolean`, `date`,
     /// `timestamp`, or a list such as `[text]`. `check` rejects a query whose placeholders and
     /// parameters differ.
     #[serde(default)]
     pub params: BTreeMap<String, Spanned<String>>,
-    /// `one` (the first row, or `null` when there is none) or `many` (a list of rows).
-    #[serde(default)]
-    pub returns: SqlReturns,
+    /// `one` (the only row, or `null` when there is none; several rows are an error) or
+    /// `many` (a list of rows).
+    #[serde(default = "many")]
+    pub returns: Returns,
 }
 
-/// How many rows an operation answers with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SqlReturns {
-    /// A list of row objects.
-    #[default]
-    Many,
-    /// One row object, or `null` when the query finds none.
-    One,
+fn many() -> Returns {
+    Returns::Many
 }

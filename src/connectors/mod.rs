@@ -8,6 +8,8 @@ mod rest;
 mod soap;
 mod sql;
 mod template;
+mod wsdl;
+mod xml;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -80,6 +82,15 @@ pub enum CallError {
     /// An argument cannot be put into the request.
     #[error(transparent)]
     BadArgument(#[from] RenderError),
+    /// An argument does not fit the type its parameter declares (`"abc"` for an integer).
+    /// The message names the parameter, never the value, and reaches the client.
+    #[error("argument `{name}` {reason}")]
+    InvalidArgument {
+        /// The parameter.
+        name: String,
+        /// What was expected, without the value.
+        reason: String,
+    },
     /// The graph asked for an operation this connector does not have (a bug: `check` prevents it).
     #[error("unknown operation `{0}`")]
     UnknownOperation(String),
@@ -93,7 +104,7 @@ impl CallError {
             Self::Timeout { .. } => ErrorCode::BackendTimeout,
             Self::Fault { .. } => ErrorCode::BackendFault,
             Self::Rejected { .. } | Self::BadResponse { .. } => ErrorCode::BackendBadResponse,
-            Self::BadArgument(_) => ErrorCode::BadUserInput,
+            Self::BadArgument(_) | Self::InvalidArgument { .. } => ErrorCode::BadUserInput,
             Self::UnknownOperation(_) => ErrorCode::InternalError,
         }
     }
@@ -156,12 +167,66 @@ impl Connectors {
     }
 }
 
+/// The built-in connector that reads and changes the gateway's own identity crosswalk.
+/// Its operations run inside the gateway (operators only, or a citizen reading their own
+/// links), so they have no connector file and no backend.
+pub const IDENTITY_CONNECTOR: &str = "identity";
+
+fn identity_spec() -> ConnectorSpec {
+    let location = Location {
+        path: "<built-in identity connector>".into(),
+        line: 1,
+        column: 1,
+    };
+    let operation = |required: &[&str], description: &str| OperationSpec {
+        required: required.iter().map(|p| p.to_string()).collect(),
+        optional: Vec::new(),
+        location: location.clone(),
+        page: None,
+        description: Some(description.to_string()),
+    };
+    ConnectorSpec {
+        kind: "built-in",
+        identifier: None,
+        location: location.clone(),
+        operations: BTreeMap::from([
+            (
+                "links".to_string(),
+                operation(
+                    &["citizen_id"],
+                    "Every agency key linked to a citizen (operators, or the citizen themself)",
+                ),
+            ),
+            (
+                "link".to_string(),
+                operation(
+                    &["citizen_id", "kind", "key"],
+                    "Link an agency key to a citizen (operators only)",
+                ),
+            ),
+            (
+                "unlink".to_string(),
+                operation(
+                    &["citizen_id", "kind"],
+                    "Remove a citizen's agency key (operators only)",
+                ),
+            ),
+        ]),
+    }
+}
+
 /// Builds every connector, collecting every problem (bad URL, malformed template).
 pub fn build_connectors(loaded: &[LoadedConnector]) -> (Connectors, Vec<Diagnostic>) {
     let mut connectors = Connectors::default();
+    connectors
+        .specs
+        .insert(IDENTITY_CONNECTOR.to_string(), identity_spec());
     let mut diagnostics = Vec::new();
     for connector in loaded {
         let name = connector.config.name().get_ref().clone();
+        if name == IDENTITY_CONNECTOR {
+            continue; // reported by the loader
+        }
         let built = match &connector.config {
             ConnectorConfig::Rest(config) => RestConnector::build(config, &connector.file),
             ConnectorConfig::Soap(config) => SoapConnector::build(config, &connector.file),

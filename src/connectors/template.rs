@@ -21,7 +21,9 @@ enum Part {
 
 /// Why a placeholder value cannot be rendered into text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("argument `{name}` must be text, a number or a boolean to go into a URL, not {found}")]
+#[error(
+    "argument `{name}` must be text, a number or a boolean to go into a backend request, not {found}"
+)]
 pub struct RenderError {
     /// The placeholder.
     pub name: String,

@@ -1,8 +1,9 @@
-//! REST servers that imitate the person registry and the tax agency.
+//! Servers that imitate the agencies: the person registry and the tax agency
+//! (REST/JSON), and the motor vehicle agency (SOAP 1.1, see [`super::dmv`]).
 //!
 //! The gateway talks to agencies over HTTP, so the demo, the integration
 //! tests and the load benchmark need real HTTP servers with the agencies'
-//! URL layout, status codes and JSON shapes. Handlers answer straight from
+//! URL layout, status codes and payload shapes. Handlers answer straight from
 //! the in-memory [`Population`] with no artificial delay, so that load tests
 //! measure the gateway rather than the simulation.
 
@@ -24,6 +25,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::data::{Person, Population, TaxAccount};
+use super::dmv::dmv_router;
 
 /// Page size when a listing request has no `limit`.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
@@ -82,7 +84,33 @@ pub struct SimulatedAgencies {
     pub registry_url: String,
     /// Base URL of the tax agency, e.g. `http://127.0.0.1:40124`.
     pub tax_url: String,
+    /// Base URL of the motor vehicle agency, e.g. `http://127.0.0.1:40125`;
+    /// its SOAP endpoint is this plus [`super::dmv::SOAP_PATH`].
+    pub dmv_url: String,
     servers: Vec<RunningServer>,
+}
+
+/// Where [`SimulatedAgencies::start_at`] binds each agency; the default is
+/// an ephemeral loopback port for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgencyAddrs {
+    /// The person registry (REST).
+    pub registry: SocketAddr,
+    /// The tax agency (REST).
+    pub tax: SocketAddr,
+    /// The motor vehicle agency (SOAP).
+    pub dmv: SocketAddr,
+}
+
+impl Default for AgencyAddrs {
+    fn default() -> Self {
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Self {
+            registry: loopback,
+            tax: loopback,
+            dmv: loopback,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -93,32 +121,32 @@ struct RunningServer {
 }
 
 impl SimulatedAgencies {
-    /// Starts both agencies on loopback ephemeral ports, so that parallel
+    /// Starts every agency on loopback ephemeral ports, so that parallel
     /// tests never fight over a port.
     ///
     /// # Errors
     ///
     /// If a listening socket cannot be opened.
     pub async fn start(population: Arc<Population>) -> io::Result<SimulatedAgencies> {
-        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        Self::start_at(population, loopback, loopback).await
+        Self::start_at(population, AgencyAddrs::default()).await
     }
 
-    /// Starts both agencies on the given addresses, for a demo whose
+    /// Starts every agency on the given addresses, for a demo whose
     /// gateway configuration names fixed ports. Port 0 picks a free port.
     ///
     /// # Errors
     ///
-    /// If either address cannot be bound (e.g. the port is taken).
+    /// If an address cannot be bound (e.g. the port is taken).
     pub async fn start_at(
         population: Arc<Population>,
-        registry_addr: SocketAddr,
-        tax_addr: SocketAddr,
+        addrs: AgencyAddrs,
     ) -> io::Result<SimulatedAgencies> {
-        let registry_listener = TcpListener::bind(registry_addr).await?;
-        let tax_listener = TcpListener::bind(tax_addr).await?;
+        let registry_listener = TcpListener::bind(addrs.registry).await?;
+        let tax_listener = TcpListener::bind(addrs.tax).await?;
+        let dmv_listener = TcpListener::bind(addrs.dmv).await?;
         let registry_url = format!("http://{}", registry_listener.local_addr()?);
         let tax_url = format!("http://{}", tax_listener.local_addr()?);
+        let dmv_url = format!("http://{}", dmv_listener.local_addr()?);
 
         let servers = vec![
             spawn_server(
@@ -126,12 +154,14 @@ impl SimulatedAgencies {
                 registry_listener,
                 registry_router(Arc::clone(&population)),
             ),
-            spawn_server("tax", tax_listener, tax_router(population)),
+            spawn_server("tax", tax_listener, tax_router(Arc::clone(&population))),
+            spawn_server("dmv", dmv_listener, dmv_router(population)),
         ];
-        tracing::debug!(%registry_url, %tax_url, "simulated agencies listening");
+        tracing::debug!(%registry_url, %tax_url, %dmv_url, "Simulated agencies are listening.");
         Ok(SimulatedAgencies {
             registry_url,
             tax_url,
+            dmv_url,
             servers,
         })
     }

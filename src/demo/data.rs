@@ -7,15 +7,33 @@
 //!
 //! Every person is generated from their own random stream derived from the
 //! seed and their index, so a smaller population is always a prefix of a
-//! larger one with the same seed. Ids do not depend on the seed, and the
-//! first citizen, `C0000001`, is always an adult with a tax account, so
-//! examples and tests have one well-known record to query.
+//! larger one with the same seed. Ids do not depend on the seed.
+//!
+//! Besides the registry record and the tax account, a person may be known to
+//! the motor vehicle agency (a [`DriverLicense`] and [`Vehicle`]s, keyed by
+//! licence number) and to unemployment insurance ([`UnemploymentClaim`]s,
+//! keyed by claimant id). Those records come from a second random stream per
+//! person, so adding them left every registry and tax payload unchanged.
+//! Who is where follows real life: minors have no tax account, licence or
+//! claim; about 85% of people aged 16 or more hold a licence; about 15% of
+//! working-age adults ever claimed. A few are in the middle of a life event
+//! on [`REFERENCE_DATE`]: a claim filed in the last 30 days (a job loss) or a
+//! vehicle registered in the last 30 days (a new car).
+//!
+//! # The first citizen
+//!
+//! `C0000001` is guaranteed, for every seed, to be an adult with a tax
+//! account, a driver's licence, at least one vehicle and at least one
+//! unemployment claim, so the demo's first query and the examples have one
+//! well-known record that touches every agency.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+
+use crate::identity::KeyKind;
 
 /// The "today" of the synthetic world; ages and timestamps are computed
 /// against it so that output does not drift with the wall clock.
@@ -174,6 +192,17 @@ pub struct Person {
     /// Last modification of the record; served as RFC 3339 (UTC, seconds).
     #[serde(serialize_with = "serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
+    /// Driver's licence number (`D` and seven digits), the key into the motor
+    /// vehicle agency; `None` for minors and adults without a licence. The
+    /// registry does not know it (only the identity crosswalk does), so it is
+    /// not part of the registry's payload.
+    #[serde(skip)]
+    pub license_number: Option<String>,
+    /// Claimant id (`UI-` and seven digits), the key into unemployment
+    /// insurance; `None` for everyone who never claimed. Not served by the
+    /// registry, for the same reason as `license_number`.
+    #[serde(skip)]
+    pub claimant_id: Option<String>,
 }
 
 impl Person {
@@ -252,6 +281,191 @@ pub struct TaxAccount {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Driving privileges a licence grants; a closed set the agency prints on
+/// the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LicenseClass {
+    /// Combination vehicles over 26 000 lb (commercial).
+    A,
+    /// Single heavy vehicles and buses (commercial).
+    B,
+    /// Ordinary passenger cars and light trucks.
+    C,
+    /// Motorcycles.
+    M,
+}
+
+impl LicenseClass {
+    /// The wire spelling, as the DMV service writes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::B => "B",
+            Self::C => "C",
+            Self::M => "M",
+        }
+    }
+}
+
+/// Whether a licence may be used today; the graph exposes it as an enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LicenseStatus {
+    /// Valid on the reference date.
+    Valid,
+    /// Temporarily withdrawn, here always for too many points.
+    Suspended,
+    /// Past its expiry date and not renewed.
+    Expired,
+    /// Withdrawn for good.
+    Revoked,
+}
+
+impl LicenseStatus {
+    /// Points at or above which a licence is suspended; tests check that
+    /// every suspended licence has at least this many and no valid one does.
+    pub const SUSPENSION_POINTS: u8 = 12;
+
+    /// The wire spelling, as the DMV service and the GraphQL enum write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "VALID",
+            Self::Suspended => "SUSPENDED",
+            Self::Expired => "EXPIRED",
+            Self::Revoked => "REVOKED",
+        }
+    }
+}
+
+/// A driver's licence as the motor vehicle agency keeps it, keyed by
+/// [`DriverLicense::number`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverLicense {
+    /// Licence number, `D` followed by seven digits; equal to the holder's
+    /// [`Person::license_number`].
+    pub number: String,
+    /// What the holder may drive.
+    pub class: LicenseClass,
+    /// Standing on [`REFERENCE_DATE`]; consistent with `expires_on` and `points`.
+    pub status: LicenseStatus,
+    /// When the current card was issued (the latest renewal).
+    pub issued_on: NaiveDate,
+    /// Eight years after `issued_on`; before [`REFERENCE_DATE`] exactly when
+    /// the status is [`LicenseStatus::Expired`].
+    pub expires_on: NaiveDate,
+    /// Zero to two conditions such as `CORRECTIVE_LENSES`, without repeats.
+    pub restrictions: Vec<&'static str>,
+    /// Penalty points on the driving record.
+    pub points: u8,
+}
+
+/// A registered vehicle, owned by a licence holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vehicle {
+    /// 17-character vehicle identification number (no `I`, `O` or `Q`),
+    /// with a valid check digit in position 9; unique in the population.
+    pub vin: String,
+    /// Licence plate, e.g. `7KDX214`; unique in the population.
+    pub plate: String,
+    /// Manufacturer.
+    pub make: &'static str,
+    /// Model name.
+    pub model: &'static str,
+    /// Model year.
+    pub year: i32,
+    /// When the current owner registered the vehicle; within the 30 days
+    /// before [`REFERENCE_DATE`] for a new purchase.
+    pub registered_on: NaiveDate,
+    /// When the registration lapses; `None` for historic vehicles with a
+    /// permanent registration (the DMV sends `xsi:nil`).
+    pub registration_expires_on: Option<NaiveDate>,
+    /// The owner's [`DriverLicense::number`].
+    pub owner_license_number: String,
+}
+
+/// Where an unemployment claim stands; the graph exposes it as an enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClaimStatus {
+    /// Filed, not yet decided.
+    Pending,
+    /// Benefits are being paid.
+    Active,
+    /// All 26 weeks of benefits were paid.
+    Exhausted,
+    /// The claim was refused; nothing was paid.
+    Denied,
+    /// Benefits stopped early, e.g. on a new job.
+    Closed,
+}
+
+impl ClaimStatus {
+    /// The wire spelling, as stored in the database and in the GraphQL enum.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Active => "ACTIVE",
+            Self::Exhausted => "EXHAUSTED",
+            Self::Denied => "DENIED",
+            Self::Closed => "CLOSED",
+        }
+    }
+}
+
+/// Why the claimant lost their job; decides eligibility in real life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeparationReason {
+    /// Let go for lack of work.
+    Layoff,
+    /// The workplace closed.
+    PlantClosure,
+    /// A fixed-term contract ended.
+    ContractEnd,
+    /// Quit for a reason the law accepts.
+    QuitWithCause,
+}
+
+impl SeparationReason {
+    /// The wire spelling, as stored in the database and in the GraphQL enum.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Layoff => "LAYOFF",
+            Self::PlantClosure => "PLANT_CLOSURE",
+            Self::ContractEnd => "CONTRACT_END",
+            Self::QuitWithCause => "QUIT_WITH_CAUSE",
+        }
+    }
+}
+
+/// Longest benefit period, in weeks.
+pub const MAX_BENEFIT_WEEKS: u32 = 26;
+
+/// One unemployment insurance claim as the agency's database holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnemploymentClaim {
+    /// Claim id, `CLM-` + the claimant's seven digits + `-` + a 1-based ordinal.
+    pub claim_id: String,
+    /// The claimant's id; equal to the person's [`Person::claimant_id`].
+    pub claimant_id: String,
+    /// When the claim was filed; claims of one claimant are at least a
+    /// benefit year apart.
+    pub filed_on: NaiveDate,
+    /// Where the claim stands on [`REFERENCE_DATE`]; pending and active
+    /// claims are recent, exhausted ones paid [`MAX_BENEFIT_WEEKS`].
+    pub status: ClaimStatus,
+    /// Why the job ended.
+    pub separation_reason: SeparationReason,
+    /// The employer the claimant separated from.
+    pub last_employer: &'static str,
+    /// Weekly benefit amount (exact cents).
+    pub weekly_benefit: Money,
+    /// Weeks paid so far: 0 for pending and denied claims.
+    pub weeks_paid: u32,
+    /// When benefits ended (exhausted or closed claims); `None` otherwise.
+    pub benefit_end_date: Option<NaiveDate>,
+    /// Last change of the claim, at or after its latest event and before
+    /// the reference date's midnight.
+    pub updated_at: DateTime<Utc>,
+}
+
 /// The synthetic citizens plus the indexes the agencies need to answer
 /// lookups in O(1).
 #[derive(Debug, Clone)]
@@ -259,8 +473,13 @@ pub struct Population {
     seed: u64,
     people: Vec<Person>,
     accounts: Vec<Option<TaxAccount>>,
+    licenses: Vec<Option<DriverLicense>>,
+    vehicles: Vec<Vec<Vehicle>>,
+    claims: Vec<Vec<UnemploymentClaim>>,
     by_id: HashMap<String, usize>,
     by_tin: HashMap<String, usize>,
+    by_license: HashMap<String, usize>,
+    by_claimant: HashMap<String, usize>,
 }
 
 impl Population {
@@ -276,24 +495,47 @@ impl Population {
             "population of {count} exceeds the maximum of {MAX_POPULATION}"
         );
         let tin_offset = SplitMix64::new(seed ^ 0x7469_6E5F_6F66_6673).next_u64() % TIN_SPACE;
+        let offsets = KeyOffsets::new(seed);
 
         let mut people = Vec::with_capacity(count);
         let mut accounts = Vec::with_capacity(count);
+        let mut licenses = Vec::with_capacity(count);
+        let mut vehicles = Vec::with_capacity(count);
+        let mut claims = Vec::with_capacity(count);
         let mut by_id = HashMap::with_capacity(count);
         let mut by_tin = HashMap::with_capacity(count);
+        let mut by_license = HashMap::with_capacity(count);
+        let mut by_claimant = HashMap::new();
         for index in 0..count {
-            let (person, account) = generate_person(index, seed, tin_offset);
+            let (mut person, account) = generate_person(index, seed, tin_offset);
+            let records = generate_agency_records(index, seed, &offsets, &person);
+            person.license_number = records.license.as_ref().map(|l| l.number.clone());
+            person.claimant_id = records.claims.first().map(|c| c.claimant_id.clone());
             by_id.insert(person.id.clone(), index);
             by_tin.insert(person.tin.clone(), index);
+            if let Some(number) = &person.license_number {
+                by_license.insert(number.clone(), index);
+            }
+            if let Some(claimant) = &person.claimant_id {
+                by_claimant.insert(claimant.clone(), index);
+            }
             people.push(person);
             accounts.push(account);
+            licenses.push(records.license);
+            vehicles.push(records.vehicles);
+            claims.push(records.claims);
         }
         Population {
             seed,
             people,
             accounts,
+            licenses,
+            vehicles,
+            claims,
             by_id,
             by_tin,
+            by_license,
+            by_claimant,
         }
     }
 
@@ -345,6 +587,80 @@ impl Population {
     /// The tax account belonging to `person`, if any.
     pub fn account_of(&self, person: &Person) -> Option<&TaxAccount> {
         self.account(&person.tin)
+    }
+
+    /// The driver's licence with this number, as the DMV serves it; `None`
+    /// for unknown numbers.
+    pub fn license(&self, number: &str) -> Option<&DriverLicense> {
+        self.by_license
+            .get(number)
+            .and_then(|&index| self.licenses[index].as_ref())
+    }
+
+    /// The holder of a licence, for tests that join the DMV to the registry.
+    pub fn person_by_license(&self, number: &str) -> Option<&Person> {
+        self.by_license
+            .get(number)
+            .map(|&index| &self.people[index])
+    }
+
+    /// Vehicles registered to a licence holder; empty both for holders
+    /// without a vehicle and for unknown numbers (ask [`Population::license`]
+    /// to tell them apart).
+    pub fn vehicles_of(&self, license_number: &str) -> &[Vehicle] {
+        self.by_license
+            .get(license_number)
+            .map_or(&[], |&index| self.vehicles[index].as_slice())
+    }
+
+    /// A claimant's claims, newest first; empty for unknown claimant ids.
+    pub fn claims_of(&self, claimant_id: &str) -> &[UnemploymentClaim] {
+        self.by_claimant
+            .get(claimant_id)
+            .map_or(&[], |&index| self.claims[index].as_slice())
+    }
+
+    /// The person behind a claimant id, for tests that join unemployment
+    /// insurance to the registry.
+    pub fn person_by_claimant(&self, claimant_id: &str) -> Option<&Person> {
+        self.by_claimant
+            .get(claimant_id)
+            .map(|&index| &self.people[index])
+    }
+
+    /// Everyone who ever claimed, in id order, with their claims (newest
+    /// first): what the unemployment insurance database is seeded from.
+    pub fn claimants(&self) -> impl Iterator<Item = (&Person, &[UnemploymentClaim])> + '_ {
+        self.people
+            .iter()
+            .zip(&self.claims)
+            .filter(|(_, claims)| !claims.is_empty())
+            .map(|(person, claims)| (person, claims.as_slice()))
+    }
+
+    /// Every agency key every person has, as `(citizen id, kind, key)`, for
+    /// seeding the identity crosswalk. A TIN is listed only for people with
+    /// a tax account, so that every listed key resolves at its agency and the
+    /// gateway never calls an agency about someone it does not know.
+    pub fn links(&self) -> impl Iterator<Item = (&str, KeyKind, &str)> + '_ {
+        self.people
+            .iter()
+            .zip(&self.accounts)
+            .flat_map(|(person, account)| {
+                let id = person.id.as_str();
+                let tin = account
+                    .as_ref()
+                    .map(|_| (id, KeyKind::Tin, person.tin.as_str()));
+                let license = person
+                    .license_number
+                    .as_deref()
+                    .map(|number| (id, KeyKind::LicenseNumber, number));
+                let claimant = person
+                    .claimant_id
+                    .as_deref()
+                    .map(|claimant| (id, KeyKind::ClaimantId, claimant));
+                tin.into_iter().chain(license).chain(claimant)
+            })
     }
 }
 
@@ -438,6 +754,8 @@ fn generate_person(index: usize, seed: u64, tin_offset: u64) -> (Person, Option<
         address,
         tin,
         updated_at,
+        license_number: None,
+        claimant_id: None,
     };
     (person, account)
 }
@@ -522,6 +840,523 @@ fn generate_account(
         updated_at,
     }
 }
+
+/// Minimum age for a driver's licence.
+pub const LICENSE_AGE: u32 = 16;
+/// Working ages, the only ones at which the population files unemployment claims.
+pub const WORKING_AGES: std::ops::RangeInclusive<u32> = 18..=66;
+/// A life event is "recent" when it happened this many days before
+/// [`REFERENCE_DATE`] or less.
+pub const RECENT_DAYS: i64 = 30;
+
+/// Licence numbers and claimant ids carry seven digits: `x mod KEY_SPACE`.
+const KEY_SPACE: u64 = 10_000_000;
+/// Both odd and not multiples of 5, so coprime with `KEY_SPACE` = 2^7 * 5^7:
+/// `index -> index * M mod KEY_SPACE` is a bijection and keys stay unique.
+const LICENSE_MULTIPLIER: u64 = 7_654_321;
+const CLAIMANT_MULTIPLIER: u64 = 1_000_003;
+/// Plates are a digit, three letters and three digits: 10 * 26^3 * 1000.
+const PLATE_SPACE: u64 = 175_760_000;
+/// A prime other than 2, 5 and 13, so coprime with `PLATE_SPACE`.
+const PLATE_MULTIPLIER: u64 = 104_729;
+/// Each person owns at most three vehicles; `index * VEHICLE_SLOTS + n` is a
+/// unique number per vehicle from which its plate and VIN serial derive.
+const VEHICLE_SLOTS: u64 = 4;
+/// Characters allowed in a VIN: digits and capitals except I, O and Q.
+const VIN_CHARS: &[u8; 33] = b"0123456789ABCDEFGHJKLMNPRSTUVWXYZ";
+/// Positions 11–17 of a VIN hold a unique serial in base 33.
+const VIN_SERIAL_SPACE: u64 = 42_618_442_977;
+/// Model-year codes (position 10) cycle through these every 30 years from 1980.
+const VIN_YEAR_CODES: &[u8; 30] = b"ABCDEFGHJKLMNPRSTVWXY123456789";
+/// Weights of the VIN check digit (position 9), per position.
+const VIN_WEIGHTS: [u32; 17] = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
+/// Mixed into a person's stream so that agency records come from a stream
+/// of their own and leave the registry and tax data untouched.
+const AGENCY_STREAM_SALT: u64 = 0x6167_656E_6379_5F73;
+
+/// Per-seed offsets for the agency keys, so that different seeds give
+/// different numbers while each stays a bijection of the person's index.
+#[derive(Debug, Clone, Copy)]
+struct KeyOffsets {
+    license: u64,
+    claimant: u64,
+    plate: u64,
+    vin: u64,
+}
+
+impl KeyOffsets {
+    fn new(seed: u64) -> Self {
+        let mut rng = SplitMix64::new(seed ^ 0x6B65_795F_6F66_6673);
+        Self {
+            license: rng.below(KEY_SPACE),
+            claimant: rng.below(KEY_SPACE),
+            plate: rng.below(PLATE_SPACE),
+            vin: rng.below(VIN_SERIAL_SPACE),
+        }
+    }
+}
+
+/// `(x + offset) * multiplier mod space`: injective on `0..space` when the
+/// multiplier is coprime with the space.
+fn permuted(x: u64, offset: u64, multiplier: u64, space: u64) -> u64 {
+    let shifted = (u128::from(x) + u128::from(offset)) % u128::from(space);
+    // The product is reduced modulo `space`, which fits in a u64.
+    (shifted * u128::from(multiplier) % u128::from(space)) as u64
+}
+
+fn add_years(date: NaiveDate, years: u32) -> NaiveDate {
+    date.checked_add_months(Months::new(12 * years))
+        .unwrap_or(date)
+}
+
+fn sub_years(date: NaiveDate, years: u32) -> NaiveDate {
+    date.checked_sub_months(Months::new(12 * years))
+        .unwrap_or(date)
+}
+
+/// A date uniformly in `lo..=hi`; `lo` when the range is empty.
+fn date_between(rng: &mut SplitMix64, lo: NaiveDate, hi: NaiveDate) -> NaiveDate {
+    let span = u64::try_from((hi - lo).num_days()).unwrap_or(0);
+    lo + Duration::days(i64::try_from(rng.below(span + 1)).unwrap_or(0))
+}
+
+fn days_before_reference(days: u64) -> NaiveDate {
+    REFERENCE_DATE - Duration::days(i64::try_from(days).unwrap_or(0))
+}
+
+/// What the motor vehicle agency and unemployment insurance hold about one person.
+struct AgencyRecords {
+    license: Option<DriverLicense>,
+    vehicles: Vec<Vehicle>,
+    claims: Vec<UnemploymentClaim>,
+}
+
+fn generate_agency_records(
+    index: usize,
+    seed: u64,
+    offsets: &KeyOffsets,
+    person: &Person,
+) -> AgencyRecords {
+    let stream = seed ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03) ^ AGENCY_STREAM_SALT;
+    let mut rng = SplitMix64::new(stream);
+    let age = person.age();
+    // `C0000001` is an adult (see `generate_person`) and gets a record at
+    // every agency, whatever the dice say.
+    let first = index == 0;
+
+    let license = (age >= LICENSE_AGE && (rng.chance(85) || first))
+        .then(|| generate_license(&mut rng, index, offsets, person.birth_date));
+    let vehicles = match &license {
+        Some(license) => generate_vehicles(
+            &mut rng,
+            index,
+            offsets,
+            &license.number,
+            person.birth_date,
+            first,
+        ),
+        None => Vec::new(),
+    };
+    let claims = if first || (WORKING_AGES.contains(&age) && rng.chance(15)) {
+        generate_claims(&mut rng, index, offsets, person.birth_date)
+    } else {
+        Vec::new()
+    };
+    AgencyRecords {
+        license,
+        vehicles,
+        claims,
+    }
+}
+
+fn generate_license(
+    rng: &mut SplitMix64,
+    index: usize,
+    offsets: &KeyOffsets,
+    birth_date: NaiveDate,
+) -> DriverLicense {
+    let digits = permuted(index as u64, offsets.license, LICENSE_MULTIPLIER, KEY_SPACE);
+    let class = match rng.below(100) {
+        0..80 => LicenseClass::C,
+        80..88 => LicenseClass::B,
+        88..95 => LicenseClass::A,
+        _ => LicenseClass::M,
+    };
+    let mut status = match rng.below(100) {
+        0..85 => LicenseStatus::Valid,
+        85..92 => LicenseStatus::Expired,
+        92..97 => LicenseStatus::Suspended,
+        _ => LicenseStatus::Revoked,
+    };
+    let first_eligible = add_years(birth_date, LICENSE_AGE);
+    // Cards are valid for eight years from issue.
+    let expired = days_before_reference(1 + rng.below(3 * 365));
+    let (issued_on, expires_on) =
+        if status == LicenseStatus::Expired && sub_years(expired, 8) >= first_eligible {
+            (sub_years(expired, 8), expired)
+        } else {
+            if status == LicenseStatus::Expired {
+                // Too young to have let a licence run out.
+                status = LicenseStatus::Valid;
+            }
+            let lo = first_eligible.max(sub_years(REFERENCE_DATE, 8) + Duration::days(1));
+            let hi = days_before_reference(1).max(lo);
+            let issued = date_between(rng, lo, hi);
+            (issued, add_years(issued, 8))
+        };
+    let points = match status {
+        LicenseStatus::Valid => match rng.below(100) {
+            0..70 => 0,
+            70..90 => 1 + rng.below(4),
+            _ => 4 + rng.below(8),
+        },
+        LicenseStatus::Suspended => u64::from(LicenseStatus::SUSPENSION_POINTS) + rng.below(7),
+        LicenseStatus::Revoked => rng.below(21),
+        LicenseStatus::Expired => rng.below(7),
+    };
+    let wanted = match rng.below(100) {
+        0..65 => 0,
+        65..93 => 1,
+        _ => 2,
+    };
+    let mut restrictions: Vec<&'static str> = Vec::with_capacity(wanted);
+    while restrictions.len() < wanted {
+        let restriction = rng.pick(RESTRICTIONS);
+        if !restrictions.contains(&restriction) {
+            restrictions.push(restriction);
+        }
+    }
+    DriverLicense {
+        number: format!("D{digits:07}"),
+        class,
+        status,
+        issued_on,
+        expires_on,
+        restrictions,
+        // At most 20 by construction above.
+        points: u8::try_from(points).unwrap_or(u8::MAX),
+    }
+}
+
+fn generate_vehicles(
+    rng: &mut SplitMix64,
+    index: usize,
+    offsets: &KeyOffsets,
+    license_number: &str,
+    birth_date: NaiveDate,
+    first: bool,
+) -> Vec<Vehicle> {
+    let mut count: u64 = match rng.below(100) {
+        0..20 => 0,
+        20..65 => 1,
+        65..90 => 2,
+        _ => 3,
+    };
+    if first {
+        count = count.max(1);
+    }
+    let last_year = REFERENCE_DATE.year();
+    let first_eligible = add_years(birth_date, LICENSE_AGE);
+    let mut vehicles = Vec::with_capacity(count as usize);
+    for ordinal in 0..count {
+        let slot = index as u64 * VEHICLE_SLOTS + ordinal;
+        let (make, wmi, models, since) = rng.pick(MAKES);
+        let model = rng.pick(models);
+        let new_purchase = rng.chance(4);
+        let year = if new_purchase {
+            last_year - 1 + rng.below(2) as i32
+        } else {
+            // The older of two draws: fleets lean towards recent models.
+            let span = (last_year - since) as u64 + 1;
+            last_year - rng.below(span).min(rng.below(span)) as i32
+        };
+        let registered_on = if new_purchase {
+            days_before_reference(1 + rng.below(RECENT_DAYS as u64))
+        } else {
+            let on_sale = NaiveDate::from_ymd_opt(year - 1, 7, 1).unwrap_or(REFERENCE_DATE);
+            let hi = days_before_reference(RECENT_DAYS as u64 + 1);
+            let lo = on_sale.max(first_eligible).min(hi);
+            date_between(rng, lo, hi)
+        };
+        let registration_expires_on = if year <= 2000 && rng.chance(40) {
+            // Historic plates: registered once, never renewed.
+            None
+        } else {
+            // Renewed every year on the registration's anniversary.
+            let years = u32::try_from(REFERENCE_DATE.year() - registered_on.year()).unwrap_or(0);
+            let mut expiry = add_years(registered_on, years);
+            if expiry <= REFERENCE_DATE {
+                expiry = add_years(expiry, 1);
+            }
+            let lapsed = sub_years(expiry, 1);
+            if lapsed > registered_on && rng.chance(6) {
+                Some(lapsed)
+            } else {
+                Some(expiry)
+            }
+        };
+        vehicles.push(Vehicle {
+            vin: vin_for(rng, wmi, year, (slot + offsets.vin) % VIN_SERIAL_SPACE),
+            plate: plate_for(permuted(slot, offsets.plate, PLATE_MULTIPLIER, PLATE_SPACE)),
+            make,
+            model,
+            year,
+            registered_on,
+            registration_expires_on,
+            owner_license_number: license_number.to_owned(),
+        });
+    }
+    vehicles
+}
+
+/// A VIN whose positions 11–17 spell `serial` (so VINs are unique), with
+/// the make's manufacturer code, the model-year code and a correct check digit.
+fn vin_for(rng: &mut SplitMix64, wmi: &str, year: i32, serial: u64) -> String {
+    let mut chars = [b'0'; 17];
+    chars[..3].copy_from_slice(&wmi.as_bytes()[..3]);
+    for slot in &mut chars[3..8] {
+        *slot = VIN_CHARS[rng.index(VIN_CHARS.len())];
+    }
+    let year_index = (year - 1980).rem_euclid(30) as usize;
+    chars[9] = VIN_YEAR_CODES[year_index];
+    let mut rest = serial;
+    for slot in chars[10..].iter_mut().rev() {
+        *slot = VIN_CHARS[(rest % 33) as usize];
+        rest /= 33;
+    }
+    chars[8] = vin_check_digit(&chars);
+    chars.iter().map(|&byte| char::from(byte)).collect()
+}
+
+/// The check digit of ISO 3779 / 49 CFR 565: transliterate, weigh, sum mod 11.
+fn vin_check_digit(chars: &[u8; 17]) -> u8 {
+    let value = |byte: u8| -> u32 {
+        match byte {
+            b'0'..=b'9' => u32::from(byte - b'0'),
+            b'A'..=b'H' => u32::from(byte - b'A') + 1,
+            b'J'..=b'N' => u32::from(byte - b'J') + 1,
+            b'P' => 7,
+            b'R' => 9,
+            b'S'..=b'Z' => u32::from(byte - b'S') + 2,
+            _ => 0,
+        }
+    };
+    let sum: u32 = chars
+        .iter()
+        .zip(VIN_WEIGHTS)
+        .map(|(&byte, weight)| value(byte) * weight)
+        .sum();
+    match sum % 11 {
+        10 => b'X',
+        // Below 10, so a single digit.
+        digit => b'0' + digit as u8,
+    }
+}
+
+/// `7KDX214`: a digit, three letters, three digits, spelled from `n`.
+fn plate_for(n: u64) -> String {
+    let digit = n % 10;
+    let mut rest = n / 10;
+    let mut letters = [b'A'; 3];
+    for slot in &mut letters {
+        *slot = b'A' + (rest % 26) as u8;
+        rest /= 26;
+    }
+    let letters: String = letters.iter().map(|&byte| char::from(byte)).collect();
+    format!("{digit}{letters}{:03}", rest % 1000)
+}
+
+fn generate_claims(
+    rng: &mut SplitMix64,
+    index: usize,
+    offsets: &KeyOffsets,
+    birth_date: NaiveDate,
+) -> Vec<UnemploymentClaim> {
+    let digits = permuted(
+        index as u64,
+        offsets.claimant,
+        CLAIMANT_MULTIPLIER,
+        KEY_SPACE,
+    );
+    let claimant_id = format!("UI-{digits:07}");
+    let yesterday = days_before_reference(1);
+    let window_start = sub_years(REFERENCE_DATE, 20);
+    let last_working_day = add_years(birth_date, *WORKING_AGES.end()).min(yesterday);
+    let mut earliest = add_years(birth_date, *WORKING_AGES.start()).max(window_start);
+    if earliest > last_working_day {
+        // Only `C0000001` gets here: either retired long ago (give them a
+        // claim late in their working life) or just turned 18.
+        earliest = if last_working_day < window_start {
+            sub_years(last_working_day, 3)
+        } else {
+            last_working_day
+        };
+    }
+    let wanted = match rng.below(100) {
+        0..70 => 1,
+        70..92 => 2,
+        _ => 3,
+    };
+    let job_loss = last_working_day == yesterday && rng.chance(12);
+    let latest = if job_loss {
+        days_before_reference(1 + rng.below(RECENT_DAYS as u64)).max(earliest)
+    } else {
+        let hi = days_before_reference(RECENT_DAYS as u64 + 1)
+            .min(last_working_day)
+            .max(earliest);
+        date_between(rng, earliest, hi)
+    };
+    // Newest first; one benefit year or more between claims.
+    let mut filed = vec![latest];
+    while filed.len() < wanted {
+        let previous = filed[filed.len() - 1] - Duration::days(400 + rng.below(1_500) as i64);
+        if previous < earliest {
+            break;
+        }
+        filed.push(previous);
+    }
+
+    let count = filed.len();
+    let mut claims = Vec::with_capacity(count);
+    for (position, filed_on) in filed.into_iter().enumerate() {
+        let age_days = (REFERENCE_DATE - filed_on).num_days();
+        let status = if age_days <= RECENT_DAYS {
+            if age_days < 14 && rng.chance(50) {
+                ClaimStatus::Pending
+            } else {
+                ClaimStatus::Active
+            }
+        } else if age_days <= 7 * (i64::from(MAX_BENEFIT_WEEKS) + 1) {
+            match rng.below(100) {
+                0..60 => ClaimStatus::Active,
+                60..75 => ClaimStatus::Denied,
+                _ => ClaimStatus::Closed,
+            }
+        } else {
+            match rng.below(100) {
+                0..35 => ClaimStatus::Exhausted,
+                35..80 => ClaimStatus::Closed,
+                _ => ClaimStatus::Denied,
+            }
+        };
+        // The first week is an unpaid waiting week.
+        let payable_weeks = u32::try_from(age_days / 7)
+            .unwrap_or(0)
+            .saturating_sub(1)
+            .min(MAX_BENEFIT_WEEKS);
+        let weeks_paid = match status {
+            ClaimStatus::Pending | ClaimStatus::Denied => 0,
+            ClaimStatus::Active => payable_weeks,
+            ClaimStatus::Exhausted => MAX_BENEFIT_WEEKS,
+            ClaimStatus::Closed => {
+                let most = u64::from(payable_weeks.clamp(1, MAX_BENEFIT_WEEKS - 1));
+                1 + rng.below(most) as u32
+            }
+        };
+        let benefit_end_date = matches!(status, ClaimStatus::Exhausted | ClaimStatus::Closed)
+            .then(|| filed_on + Duration::days(7 * (i64::from(weeks_paid) + 1)));
+        let last_event = match (status, benefit_end_date) {
+            (_, Some(end)) => end,
+            (ClaimStatus::Active, None) => days_before_reference(1 + rng.below(7)),
+            (ClaimStatus::Denied, None) => {
+                (filed_on + Duration::days(7 + rng.below(21) as i64)).min(yesterday)
+            }
+            _ => filed_on,
+        }
+        .min(yesterday)
+        .max(filed_on);
+        let separation_reason = match rng.below(100) {
+            0..50 => SeparationReason::Layoff,
+            50..65 => SeparationReason::PlantClosure,
+            65..90 => SeparationReason::ContractEnd,
+            _ => SeparationReason::QuitWithCause,
+        };
+        claims.push(UnemploymentClaim {
+            claim_id: format!("CLM-{digits:07}-{}", count - position),
+            claimant_id: claimant_id.clone(),
+            filed_on,
+            status,
+            separation_reason,
+            last_employer: rng.pick(EMPLOYERS),
+            weekly_benefit: Money::from_cents(15_000 + rng.below(70_001) as i64),
+            weeks_paid,
+            benefit_end_date,
+            updated_at: timestamp_after(rng, midnight(last_event)),
+        });
+    }
+    claims
+}
+
+const RESTRICTIONS: &[&str] = &[
+    "CORRECTIVE_LENSES",
+    "DAYLIGHT_ONLY",
+    "AUTOMATIC_TRANSMISSION",
+    "NO_FREEWAY",
+    "IGNITION_INTERLOCK",
+    "OUTSIDE_MIRROR",
+];
+
+/// (make, world manufacturer identifier, models, first model year offered).
+const MAKES: &[(&str, &str, &[&str], i32)] = &[
+    (
+        "Ford",
+        "1FA",
+        &["Focus", "Escape", "F-150", "Mustang"],
+        1985,
+    ),
+    (
+        "Toyota",
+        "JTD",
+        &["Corolla", "Camry", "RAV4", "Prius"],
+        1985,
+    ),
+    ("Honda", "1HG", &["Civic", "Accord", "CR-V", "Fit"], 1985),
+    (
+        "Chevrolet",
+        "1G1",
+        &["Malibu", "Silverado", "Equinox", "Bolt"],
+        1985,
+    ),
+    (
+        "Volkswagen",
+        "WVW",
+        &["Golf", "Jetta", "Passat", "ID.4"],
+        1985,
+    ),
+    ("Subaru", "JF1", &["Outback", "Forester", "Impreza"], 1985),
+    ("Hyundai", "KMH", &["Elantra", "Tucson", "Ioniq 5"], 1990),
+    (
+        "Nissan",
+        "1N4",
+        &["Altima", "Leaf", "Rogue", "Sentra"],
+        1985,
+    ),
+    ("Volvo", "YV1", &["XC60", "V60", "XC40"], 1985),
+    ("Tesla", "5YJ", &["Model 3", "Model Y", "Model S"], 2012),
+];
+
+const EMPLOYERS: &[&str] = &[
+    "Ashford Tool & Die",
+    "Brightwater Logistics",
+    "Carrow Bend Hospital",
+    "Cole County Schools",
+    "Dunmore Paper Mill",
+    "Eastbrook Foods",
+    "Fairhaven Shipyard",
+    "Glenwood Retail Group",
+    "Harlow Call Center",
+    "Ironbridge Steel",
+    "Kingsport Software",
+    "Lakeside Hotels",
+    "Millbrook Construction",
+    "Oakridge Printing",
+    "Pinecrest Home Care",
+    "Riverton Auto Parts",
+    "Stonegate Insurance",
+    "Upton Textiles",
+    "Westfield Warehousing",
+    "Zephyr Point Marina",
+];
 
 const GIVEN_NAMES: &[&str] = &[
     "Amara", "Benedikt", "Carmen", "Dmitri", "Elena", "Farah", "Gabriel", "Hana", "Ibrahim",
@@ -632,7 +1467,7 @@ const CITIES: &[(&str, &str, u64)] = &[
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     use super::*;
 
@@ -814,6 +1649,315 @@ mod tests {
                 .map(|at| at.to_utc()),
             Some(person.updated_at)
         );
+    }
+
+    #[test]
+    fn agency_records_are_deterministic_and_a_prefix_of_larger_populations() {
+        let first = Population::generate(400, 42);
+        let second = Population::generate(400, 42);
+        let larger = Population::generate(900, 42);
+        assert_eq!(first.licenses, second.licenses);
+        assert_eq!(first.vehicles, second.vehicles);
+        assert_eq!(first.claims, second.claims);
+        assert_eq!(first.people(), &larger.people()[..400]);
+        assert_eq!(first.licenses, larger.licenses[..400]);
+        assert_eq!(first.vehicles, larger.vehicles[..400]);
+        assert_eq!(first.claims, larger.claims[..400]);
+        let other = Population::generate(400, 43);
+        assert_ne!(first.licenses, other.licenses);
+    }
+
+    #[test]
+    fn first_citizen_is_known_to_every_agency() {
+        for seed in 0..500 {
+            let population = Population::generate(1, seed);
+            let first = &population.people()[0];
+            assert!(population.account_of(first).is_some(), "seed {seed}");
+            let number = first.license_number.as_deref().expect("a licence");
+            assert!(population.license(number).is_some(), "seed {seed}");
+            assert!(!population.vehicles_of(number).is_empty(), "seed {seed}");
+            let claimant = first.claimant_id.as_deref().expect("a claimant id");
+            assert!(!population.claims_of(claimant).is_empty(), "seed {seed}");
+            let kinds: Vec<KeyKind> = population.links().map(|(_, kind, _)| kind).collect();
+            assert_eq!(
+                kinds,
+                [KeyKind::Tin, KeyKind::LicenseNumber, KeyKind::ClaimantId]
+            );
+        }
+    }
+
+    #[test]
+    fn every_link_resolves_at_its_agency_and_keys_are_unique() {
+        let population = Population::generate(3_000, 21);
+        let mut keys = HashSet::new();
+        let mut per_kind = HashMap::new();
+        for (citizen, kind, key) in population.links() {
+            assert!(keys.insert((kind, key)), "duplicate {kind} {key}");
+            *per_kind.entry(kind).or_insert(0) += 1;
+            let owner = match kind {
+                KeyKind::Tin => {
+                    assert!(population.account(key).is_some(), "{key}");
+                    population.person_by_tin(key)
+                }
+                KeyKind::LicenseNumber => {
+                    assert!(population.license(key).is_some(), "{key}");
+                    population.person_by_license(key)
+                }
+                KeyKind::ClaimantId => {
+                    assert!(!population.claims_of(key).is_empty(), "{key}");
+                    population.person_by_claimant(key)
+                }
+                KeyKind::CaseNumber => panic!("no case numbers yet"),
+            };
+            assert_eq!(owner.map(|person| person.id.as_str()), Some(citizen));
+        }
+        for kind in [KeyKind::Tin, KeyKind::LicenseNumber, KeyKind::ClaimantId] {
+            assert!(per_kind.get(&kind).copied().unwrap_or(0) > 100, "{kind}");
+        }
+        assert!(population.license("D0000000x").is_none());
+        assert!(population.vehicles_of("nope").is_empty());
+        assert!(population.claims_of("UI-nope").is_empty());
+    }
+
+    #[test]
+    fn minors_are_unknown_to_tax_dmv_and_unemployment_insurance() {
+        let population = Population::generate(3_000, 5);
+        let linked: HashSet<&str> = population.links().map(|(id, _, _)| id).collect();
+        let mut minors = 0;
+        for person in population.people() {
+            if person.age() < TAX_AGE {
+                minors += 1;
+                assert!(!linked.contains(person.id.as_str()), "{}", person.id);
+                assert!(person.license_number.is_none());
+                assert!(person.claimant_id.is_none());
+            }
+            if person.age() < *WORKING_AGES.start() {
+                assert!(person.claimant_id.is_none(), "{}", person.id);
+            }
+        }
+        assert!(minors > 100);
+    }
+
+    #[test]
+    fn shares_of_licence_holders_and_claimants_are_realistic() {
+        let population = Population::generate(10_000, 99);
+        let (mut drivers_age, mut drivers, mut working, mut claimants) = (0, 0, 0, 0);
+        let mut without_vehicle = 0;
+        for (index, person) in population.people().iter().enumerate() {
+            if person.age() >= LICENSE_AGE {
+                drivers_age += 1;
+                if let Some(number) = &person.license_number {
+                    drivers += 1;
+                    if population.vehicles_of(number).is_empty() {
+                        without_vehicle += 1;
+                    }
+                }
+            }
+            if index > 0 && WORKING_AGES.contains(&person.age()) {
+                working += 1;
+                claimants += usize::from(person.claimant_id.is_some());
+            }
+        }
+        let licensed = drivers * 100 / drivers_age;
+        let claimed = claimants * 100 / working;
+        assert!((80..=90).contains(&licensed), "{licensed}% hold a licence");
+        assert!((11..=19).contains(&claimed), "{claimed}% ever claimed");
+        assert!(
+            without_vehicle > drivers / 10,
+            "some drivers own no vehicle"
+        );
+    }
+
+    #[test]
+    fn licences_are_consistent_with_their_status() {
+        let population = Population::generate(3_000, 13);
+        let mut statuses = HashSet::new();
+        for (person, license) in population.people().iter().zip(&population.licenses) {
+            let Some(license) = license else { continue };
+            statuses.insert(license.status);
+            assert_eq!(
+                person.license_number.as_deref(),
+                Some(license.number.as_str())
+            );
+            assert_eq!(license.number.len(), 8);
+            assert!(license.number.starts_with('D'));
+            assert!(license.number[1..].bytes().all(|b| b.is_ascii_digit()));
+            assert_eq!(license.expires_on, add_years(license.issued_on, 8));
+            assert!(license.issued_on >= add_years(person.birth_date, LICENSE_AGE));
+            assert!(license.issued_on <= REFERENCE_DATE);
+            assert_eq!(
+                license.expires_on < REFERENCE_DATE,
+                license.status == LicenseStatus::Expired,
+                "{license:?}"
+            );
+            match license.status {
+                LicenseStatus::Suspended => {
+                    assert!(license.points >= LicenseStatus::SUSPENSION_POINTS);
+                }
+                LicenseStatus::Valid => assert!(license.points < LicenseStatus::SUSPENSION_POINTS),
+                _ => {}
+            }
+            assert!(license.restrictions.len() <= 2);
+            let distinct: HashSet<_> = license.restrictions.iter().collect();
+            assert_eq!(distinct.len(), license.restrictions.len());
+        }
+        assert_eq!(statuses.len(), 4, "all licence statuses occur");
+    }
+
+    #[test]
+    fn vehicles_have_valid_unique_vins_and_plates() {
+        let population = Population::generate(5_000, 17);
+        let (mut vins, mut plates) = (HashSet::new(), HashSet::new());
+        let mut historic = 0;
+        for (person, vehicles) in population.people().iter().zip(&population.vehicles) {
+            assert!(vehicles.len() <= 3);
+            if !vehicles.is_empty() {
+                assert!(person.license_number.is_some(), "{}", person.id);
+            }
+            for vehicle in vehicles {
+                assert_eq!(
+                    Some(vehicle.owner_license_number.as_str()),
+                    person.license_number.as_deref()
+                );
+                assert_eq!(vehicle.vin.len(), 17);
+                assert!(vehicle.vin.bytes().all(|b| VIN_CHARS.contains(&b)));
+                let bytes: [u8; 17] = vehicle.vin.as_bytes().try_into().expect("17 bytes");
+                assert_eq!(vin_check_digit(&bytes), bytes[8], "{}", vehicle.vin);
+                assert!(
+                    vins.insert(vehicle.vin.clone()),
+                    "duplicate {}",
+                    vehicle.vin
+                );
+                assert!(
+                    plates.insert(vehicle.plate.clone()),
+                    "duplicate {}",
+                    vehicle.plate
+                );
+                assert_eq!(vehicle.plate.len(), 7);
+                assert!((1985..=REFERENCE_DATE.year()).contains(&vehicle.year));
+                assert!(vehicle.registered_on < REFERENCE_DATE);
+                match vehicle.registration_expires_on {
+                    Some(expiry) => assert!(expiry > vehicle.registered_on),
+                    None => {
+                        historic += 1;
+                        assert!(vehicle.year <= 2000);
+                    }
+                }
+            }
+        }
+        assert!(historic > 0, "some historic vehicles have permanent plates");
+    }
+
+    #[test]
+    fn vin_check_digit_matches_a_published_example() {
+        // The worked example of 49 CFR 565: 1M8GDM9AXKP042788.
+        let vin: [u8; 17] = *b"1M8GDM9AXKP042788";
+        assert_eq!(vin_check_digit(&vin), b'X');
+    }
+
+    #[test]
+    fn claims_follow_the_benefit_rules() {
+        let population = Population::generate(5_000, 23);
+        let mut ids = HashSet::new();
+        let mut statuses = HashSet::new();
+        for (person, claims) in population.claimants() {
+            assert!((1..=3).contains(&claims.len()));
+            let claimant = person.claimant_id.as_deref().expect("claimant id");
+            assert!(claimant.starts_with("UI-") && claimant.len() == 10);
+            for pair in claims.windows(2) {
+                assert!(pair[0].filed_on - pair[1].filed_on >= Duration::days(400));
+            }
+            for claim in claims {
+                statuses.insert(claim.status);
+                assert!(ids.insert(claim.claim_id.clone()), "{}", claim.claim_id);
+                assert_eq!(claim.claimant_id, claimant);
+                assert!(claim.filed_on < REFERENCE_DATE);
+                assert!(claim.weeks_paid <= MAX_BENEFIT_WEEKS);
+                assert!((15_000..=85_000).contains(&claim.weekly_benefit.cents()));
+                let recent = REFERENCE_DATE - claim.filed_on <= Duration::days(RECENT_DAYS);
+                match claim.status {
+                    ClaimStatus::Pending => {
+                        assert!(recent);
+                        assert_eq!(claim.weeks_paid, 0);
+                    }
+                    ClaimStatus::Active => {
+                        assert!(REFERENCE_DATE - claim.filed_on <= Duration::weeks(27));
+                    }
+                    ClaimStatus::Exhausted => assert_eq!(claim.weeks_paid, MAX_BENEFIT_WEEKS),
+                    ClaimStatus::Denied => assert_eq!(claim.weeks_paid, 0),
+                    ClaimStatus::Closed => assert!(claim.weeks_paid >= 1),
+                }
+                assert_eq!(
+                    claim.benefit_end_date.is_some(),
+                    matches!(claim.status, ClaimStatus::Exhausted | ClaimStatus::Closed)
+                );
+                if let Some(end) = claim.benefit_end_date {
+                    assert!(end > claim.filed_on && end <= REFERENCE_DATE);
+                }
+                assert!(claim.updated_at >= midnight(claim.filed_on));
+                assert!(claim.updated_at < midnight(REFERENCE_DATE));
+            }
+        }
+        assert_eq!(statuses.len(), 5, "all claim statuses occur");
+    }
+
+    #[test]
+    fn a_thousand_citizens_include_job_losses_and_new_vehicles() {
+        for seed in [1, 42, 2026] {
+            let population = Population::generate(1_000, seed);
+            let recent = |date: NaiveDate| REFERENCE_DATE - date <= Duration::days(RECENT_DAYS);
+            let job_losses = population
+                .claimants()
+                .filter(|(_, claims)| {
+                    claims[0].filed_on < REFERENCE_DATE
+                        && recent(claims[0].filed_on)
+                        && matches!(claims[0].status, ClaimStatus::Pending | ClaimStatus::Active)
+                })
+                .count();
+            let new_vehicles = population
+                .vehicles
+                .iter()
+                .flatten()
+                .filter(|vehicle| recent(vehicle.registered_on))
+                .count();
+            assert!(job_losses >= 2, "seed {seed}: {job_losses} job losses");
+            assert!(
+                new_vehicles >= 5,
+                "seed {seed}: {new_vehicles} new vehicles"
+            );
+        }
+    }
+
+    #[test]
+    fn agency_keys_are_unique_across_a_large_population() {
+        let population = Population::generate(50_000, 8);
+        let numbers: HashSet<&str> = population
+            .people()
+            .iter()
+            .filter_map(|person| person.license_number.as_deref())
+            .collect();
+        assert_eq!(numbers.len(), population.by_license.len());
+        let claimants = population
+            .people()
+            .iter()
+            .filter(|person| person.claimant_id.is_some())
+            .count();
+        assert_eq!(claimants, population.by_claimant.len());
+        let keys: HashSet<u64> = (0..20_000)
+            .map(|index| permuted(index, KEY_SPACE - 7, CLAIMANT_MULTIPLIER, KEY_SPACE))
+            .collect();
+        assert_eq!(keys.len(), 20_000);
+        let plates: HashSet<String> = (0..20_000)
+            .map(|slot| {
+                plate_for(permuted(
+                    slot,
+                    PLATE_SPACE - 3,
+                    PLATE_MULTIPLIER,
+                    PLATE_SPACE,
+                ))
+            })
+            .collect();
+        assert_eq!(plates.len(), 20_000);
     }
 
     #[test]

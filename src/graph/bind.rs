@@ -173,6 +173,27 @@ fn bind_connect(
             ));
             continue;
         }
+        if let Some(kind) = connector.identifier
+            && kind.as_str() == placeholder
+        {
+            match citizen_id_path(is_root, siblings) {
+                Some(citizen) => {
+                    args.push((
+                        placeholder.to_string(),
+                        ArgSource::Crosswalk { kind, citizen },
+                    ));
+                }
+                None => problems.push(Diagnostic::at(
+                    connect.location.clone(),
+                    format!(
+                        "connector `{}` needs the citizen's `{kind}` from the identity crosswalk, which is found by the citizen's id; `{type_name}` has no field `id`{}. Map it explicitly with `args: {{{placeholder}: \"$args.<name>\"}}`",
+                        connect.connector,
+                        if is_root { " (it is a root type)" } else { "" },
+                    ),
+                )),
+            }
+            continue;
+        }
         let sibling = (!is_root).then(|| siblings.get(placeholder)).flatten();
         if let Some(sibling) = sibling
             && !sibling
@@ -224,6 +245,27 @@ fn bind_connect(
         args,
         page: operation.page.clone(),
     })
+}
+
+/// Where a parent object keeps its canonical citizen id: its `id` field (with that field's
+/// `@map`), when the field comes from the parent's data rather than a backend call.
+fn citizen_id_path(
+    is_root: bool,
+    siblings: &indexmap::IndexMap<String, FieldDef>,
+) -> Option<JsonPath> {
+    if is_root {
+        return None;
+    }
+    let id = siblings.get("id")?;
+    if id.directives.iter().any(|d| d.node.name.node == "connect") {
+        return None;
+    }
+    let mut ignored = Vec::new();
+    Some(
+        field_directives(id, &mut ignored)
+            .map_from
+            .map_or_else(|| JsonPath::field_name("id"), |(path, _)| path),
+    )
 }
 
 fn placeholder_list(operation: &OperationSpec) -> String {

@@ -17,11 +17,14 @@ use serde_json::Value;
 
 use super::bind::{Bindings, ConnectBinding, FieldSource};
 use super::directives::ArgSource;
+use super::identity_ops;
 use super::scalars::{self, Leaf};
+use super::scope::{LinksError, RequestScope};
 use super::sdl::{InputDef, TypeDefKind, TypeSystem, deprecation};
 use crate::config::PageConfig;
-use crate::connectors::{Arguments, CallError, Connector, Connectors};
+use crate::connectors::{Arguments, CallError, Connector, Connectors, IDENTITY_CONNECTOR};
 use crate::error::ErrorCode;
+use crate::identity::CitizenId;
 
 static NULL: Value = Value::Null;
 
@@ -61,13 +64,17 @@ pub(crate) fn build_schema(
                             })
                         }
                         FieldSource::Connect(binding) => {
-                            let Some(connector) = connectors.get(&binding.connector).cloned()
-                            else {
-                                continue;
+                            let target = if binding.connector == IDENTITY_CONNECTOR {
+                                Target::Identity
+                            } else {
+                                match connectors.get(&binding.connector) {
+                                    Some(connector) => Target::Backend(Arc::clone(connector)),
+                                    None => continue,
+                                }
                             };
                             let call = Arc::new(BoundCall {
                                 binding: binding.clone(),
-                                connector,
+                                target,
                                 shape: Shape::clone(&shape),
                             });
                             Field::new(&field.name, type_ref(&field.ty), move |ctx| {
@@ -219,11 +226,20 @@ fn fail<'a>(
     }
 }
 
+/// Who serves a bound field.
+#[derive(Debug)]
+enum Target {
+    /// A backend, through its connector.
+    Backend(Arc<dyn Connector>),
+    /// The gateway's own identity crosswalk.
+    Identity,
+}
+
 /// A field bound to an operation, with the connector looked up once at build time.
 #[derive(Debug)]
 struct BoundCall {
     binding: ConnectBinding,
-    connector: Arc<dyn Connector>,
+    target: Target,
     shape: Shape,
 }
 
@@ -238,10 +254,13 @@ impl BoundCall {
         }
     }
 
-    async fn call<'a>(
+    /// Fills every placeholder; `None` when a crosswalk key is missing, which means the
+    /// citizen has no record at that agency and no call is made.
+    async fn arguments(
         &self,
-        ctx: &ResolverContext<'a>,
-    ) -> async_graphql::Result<Option<FieldValue<'a>>> {
+        ctx: &ResolverContext<'_>,
+        scope: Option<&RequestScope>,
+    ) -> async_graphql::Result<Option<Arguments>> {
         let parent = ctx.parent_value.downcast_ref::<Value>().unwrap_or(&NULL);
         let mut args = Arguments::new();
         for (name, source) in &self.binding.args {
@@ -252,28 +271,73 @@ impl BoundCall {
                 },
                 ArgSource::Parent(path) => path.lookup(parent).cloned().unwrap_or(Value::Null),
                 ArgSource::Constant(value) => value.clone(),
+                ArgSource::CallerCitizen => match scope.and_then(|s| s.principal.citizen()) {
+                    Some(citizen) => Value::String(citizen.as_str().to_string()),
+                    None => {
+                        return Err(identity_ops::coded(
+                            ErrorCode::Unauthenticated,
+                            "This field needs a signed-in citizen.",
+                        ));
+                    }
+                },
+                ArgSource::Crosswalk { kind, citizen } => {
+                    let Some(citizen) = citizen
+                        .lookup(parent)
+                        .and_then(Value::as_str)
+                        .and_then(|id| CitizenId::parse(id).ok())
+                    else {
+                        return Ok(None);
+                    };
+                    let Some(scope) = scope else {
+                        return Err(identity_ops::store_error(LinksError::NoStore));
+                    };
+                    let links = scope
+                        .links(&citizen)
+                        .await
+                        .map_err(identity_ops::store_error)?;
+                    match links.get(*kind) {
+                        Some(key) => Value::String(key.as_str().to_string()),
+                        None => return Ok(None),
+                    }
+                }
             };
             args.insert(name.clone(), value);
         }
+        Ok(Some(args))
+    }
+
+    async fn call<'a>(
+        &self,
+        ctx: &ResolverContext<'a>,
+    ) -> async_graphql::Result<Option<FieldValue<'a>>> {
+        let scope = ctx.data_opt::<Arc<RequestScope>>().map(Arc::as_ref);
+        let Some(args) = self.arguments(ctx, scope).await? else {
+            return self.absent();
+        };
         let (connector, operation) = (&self.binding.connector, &self.binding.operation);
-        let result = match self.connector.call(operation, &args).await {
-            Ok(result) => result,
-            Err(error) => {
-                tracing::warn!(
-                    connector = %connector,
-                    operation = %operation,
-                    code = %error.code(),
-                    %error,
-                    "Backend call failed."
-                );
-                return Err(backend_error(connector, &error));
+        let result = match &self.target {
+            Target::Backend(backend) => match backend.call(operation, &args).await {
+                Ok(result) => result,
+                Err(error) => {
+                    tracing::warn!(
+                        connector = %connector,
+                        operation = %operation,
+                        code = %error.code(),
+                        %error,
+                        "Backend call failed."
+                    );
+                    return Err(backend_error(connector, &error));
+                }
+            },
+            Target::Identity => {
+                let Some(scope) = scope else {
+                    return Err(identity_ops::store_error(LinksError::NoStore));
+                };
+                identity_ops::call(operation, &args, scope).await?
             }
         };
         let Some(value) = result else {
-            return match &self.shape {
-                Shape::NonNull(_) => Err(bad_data_error(Some(connector))),
-                _ => Ok(None),
-            };
+            return self.absent();
         };
         let value = match &self.binding.page {
             Some(page) => to_connection(value, page),
@@ -290,6 +354,14 @@ impl BoundCall {
                 );
                 bad_data_error(Some(connector))
             })
+    }
+
+    /// No entity: `null`, or an error where the schema promises a value.
+    fn absent<'a>(&self) -> async_graphql::Result<Option<FieldValue<'a>>> {
+        match &self.shape {
+            Shape::NonNull(_) => Err(bad_data_error(Some(&self.binding.connector))),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -28,6 +28,15 @@ pub(crate) enum ArgSource {
     Parent(JsonPath),
     /// Any other value: sent as written.
     Constant(serde_json::Value),
+    /// `$caller.citizenId`: the citizen the request acts for (`Query.me`).
+    CallerCitizen,
+    /// The parent citizen's key at an agency, looked up in the identity crosswalk. Never
+    /// written in the SDL: the binder chooses it for a connector's declared `identifier`.
+    Crosswalk {
+        kind: crate::identity::KeyKind,
+        /// Where the parent object keeps its canonical citizen id.
+        citizen: JsonPath,
+    },
 }
 
 /// How a value is found in a JSON object: a key, or a JSON pointer when it starts with `/`.
@@ -179,9 +188,17 @@ fn read_connect(
                                 ArgSource::Argument(arg.to_string())
                             } else if let Some(path) = text.strip_prefix("$parent.") {
                                 ArgSource::Parent(JsonPath::explicit(path))
+                            } else if let Some(field) = text.strip_prefix("$caller.") {
+                                if field != "citizenId" {
+                                    args.problem(format!(
+                                        "`args.{name}` is `{text}`; the caller offers only `$caller.citizenId`"
+                                    ));
+                                    continue;
+                                }
+                                ArgSource::CallerCitizen
                             } else if text.starts_with('$') {
                                 args.problem(format!(
-                                    "`args.{name}` is `{text}`; a reference starts with `$args.` or `$parent.`"
+                                    "`args.{name}` is `{text}`; a reference starts with `$args.`, `$parent.` or `$caller.`"
                                 ));
                                 continue;
                             } else {

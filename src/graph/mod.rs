@@ -9,7 +9,9 @@ mod build;
 mod complete;
 mod directives;
 mod documents;
+mod identity_ops;
 mod scalars;
+mod scope;
 mod sdl;
 
 use std::collections::{BTreeMap, HashSet};
@@ -20,7 +22,9 @@ use async_graphql::parser::types::ExecutableDocument;
 
 use async_graphql::dynamic::Schema;
 
+use crate::auth::Principal;
 use crate::config::{Diagnostic, SourceFile};
+use crate::identity::Crosswalk;
 
 pub use documents::DocumentCache;
 
@@ -43,6 +47,7 @@ pub struct Graph {
     /// What `civicgraph check` prints.
     pub summary: GraphSummary,
     types: Arc<complete::TypeIndex>,
+    crosswalk: Option<Crosswalk>,
 }
 
 /// How one operation ended.
@@ -55,14 +60,25 @@ pub enum Outcome {
 }
 
 impl Graph {
-    /// Validates and runs one parsed operation. An executed response is spec-complete: keys in
-    /// query order, failed fields `null` with their path, nulls propagated past non-null fields.
+    /// Gives resolvers the identity crosswalk (a graph from `check` alone has none, and
+    /// answers crosswalk-keyed fields with `BACKEND_UNAVAILABLE`).
+    pub fn with_crosswalk(mut self, crosswalk: Crosswalk) -> Self {
+        self.crosswalk = Some(crosswalk);
+        self
+    }
+
+    /// Validates and runs one parsed operation for `principal`. An executed response is
+    /// spec-complete: keys in query order, failed fields `null` with their path, nulls
+    /// propagated past non-null fields.
     pub async fn execute(
         &self,
-        mut request: async_graphql::Request,
+        request: async_graphql::Request,
         document: &ExecutableDocument,
+        principal: Principal,
     ) -> Outcome {
         let operation_name = request.operation_name.clone();
+        let scope = Arc::new(scope::RequestScope::new(principal, self.crosswalk.clone()));
+        let mut request = request.data(scope);
         request.set_parsed_query(document.clone());
         let mut response = self.schema.execute(request).await;
         let executed = response.data != async_graphql::Value::Null
@@ -180,10 +196,17 @@ pub fn build_graph(
         if let bind::FieldSource::Connect(binding) = source
             && let Some(usage) = summary.connectors.get_mut(&binding.connector)
         {
-            usage.fields.push((
-                format!("{type_name}.{field_name}"),
-                binding.operation.clone(),
-            ));
+            let crosswalk = binding.args.iter().find_map(|(_, source)| match source {
+                directives::ArgSource::Crosswalk { kind, .. } => Some(*kind),
+                _ => None,
+            });
+            let operation = match crosswalk {
+                Some(kind) => format!("{} ({kind} from the identity crosswalk)", binding.operation),
+                None => binding.operation.clone(),
+            };
+            usage
+                .fields
+                .push((format!("{type_name}.{field_name}"), operation));
         }
     }
 
@@ -193,14 +216,21 @@ pub fn build_graph(
         builder = builder.disable_introspection();
     }
     let schema = builder.finish().map_err(|error| {
-        vec![Diagnostic {
-            location: None,
-            message: format!("the schema is not valid GraphQL: {error}"),
-        }]
+        // A connector that failed to build took its fields with it; the schema's complaint
+        // (e.g. "Query must define one or more fields") would only repeat that problem.
+        if broken_connectors.is_empty() {
+            vec![Diagnostic {
+                location: None,
+                message: format!("the schema is not valid GraphQL: {error}"),
+            }]
+        } else {
+            Vec::new()
+        }
     })?;
     Ok(Graph {
         schema,
         summary,
         types: Arc::new(complete::TypeIndex::new(&system)),
+        crosswalk: None,
     })
 }

@@ -83,6 +83,17 @@ impl Leaf {
             (Self::String, Value::Number(n)) => Ok(GqlValue::String(n.to_string())),
             (Self::String, Value::Bool(b)) => Ok(GqlValue::String(b.to_string())),
             (Self::Boolean, Value::Bool(b)) => Ok(GqlValue::Boolean(*b)),
+            // XML text and MySQL's TINYINT(1) carry booleans as text or 0/1.
+            (Self::Boolean, Value::String(s)) => match s.as_str() {
+                "true" | "1" => Ok(GqlValue::Boolean(true)),
+                "false" | "0" => Ok(GqlValue::Boolean(false)),
+                _ => fail(),
+            },
+            (Self::Boolean, Value::Number(n)) => match n.as_u64() {
+                Some(1) => Ok(GqlValue::Boolean(true)),
+                Some(0) => Ok(GqlValue::Boolean(false)),
+                _ => fail(),
+            },
             (Self::Id, Value::String(s)) => Ok(GqlValue::String(s.clone())),
             (Self::Id, Value::Number(n)) if n.is_i64() || n.is_u64() => {
                 Ok(GqlValue::String(n.to_string()))
@@ -173,7 +184,16 @@ mod tests {
         assert!(Leaf::Int.coerce(&json!(1_i64 << 40)).is_err());
         assert_eq!(Leaf::String.coerce(&json!(7)), Ok(GqlValue::from("7")));
         assert_eq!(Leaf::Id.coerce(&json!(7)), Ok(GqlValue::from("7")));
-        assert!(Leaf::Boolean.coerce(&json!("true")).is_err());
+        // XML text and MySQL TINYINT(1) booleans; nothing looser.
+        assert_eq!(
+            Leaf::Boolean.coerce(&json!("true")),
+            Ok(GqlValue::from(true))
+        );
+        assert_eq!(Leaf::Boolean.coerce(&json!("0")), Ok(GqlValue::from(false)));
+        assert_eq!(Leaf::Boolean.coerce(&json!(1)), Ok(GqlValue::from(true)));
+        assert!(Leaf::Boolean.coerce(&json!("yes")).is_err());
+        assert!(Leaf::Boolean.coerce(&json!(2)).is_err());
+        assert_eq!(Leaf::Float.coerce(&json!("1.5")), Ok(GqlValue::from(1.5)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use crate::auth::Principal;
 use crate::error::ErrorCode;
 use crate::graph::Outcome;
 
@@ -161,7 +162,8 @@ pub(crate) async fn get(
         variables,
         extensions: None,
     };
-    execute(&state, request, format, true).await
+    let principal = principal(&state, &headers);
+    execute(&state, request, format, true, principal).await
 }
 
 /// `POST /graphql` with a JSON body.
@@ -194,6 +196,7 @@ pub(crate) async fn post(
             "POST /graphql takes a JSON body with `Content-Type: application/json`.",
         );
     }
+    let principal = principal(&state, headers);
     let limit = state.server.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -252,7 +255,16 @@ pub(crate) async fn post(
             );
         }
     };
-    execute(&state, request, format, false).await
+    execute(&state, request, format, false, principal).await
+}
+
+/// Who the request is from. Only the demo headers exist until signed tokens do.
+fn principal(state: &AppState, headers: &HeaderMap) -> Principal {
+    if state.auth.demo_headers {
+        Principal::from_demo_headers(headers)
+    } else {
+        Principal::Anonymous
+    }
 }
 
 async fn execute(
@@ -260,6 +272,7 @@ async fn execute(
     request: GraphqlRequest,
     format: Format,
     is_get: bool,
+    principal: Principal,
 ) -> Response {
     let Some(query) = request.query else {
         return request_error(format, ErrorCode::BadRequest, "The request has no `query`.");
@@ -300,7 +313,7 @@ async fn execute(
     if let Some(name) = &request.operation_name {
         gql_request = gql_request.operation_name(name);
     }
-    let response = match state.graph.execute(gql_request, &document).await {
+    let response = match state.graph.execute(gql_request, &document, principal).await {
         Outcome::Executed(response) => response,
         Outcome::Rejected(mut errors) => {
             for error in &mut errors {

@@ -15,7 +15,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::ServerConfig;
+use crate::config::{AuthConfig, ServerConfig};
 use crate::graph::{DocumentCache, Graph};
 use crate::store::Store;
 
@@ -35,6 +35,8 @@ pub struct Shared {
     pub store: Store,
     /// HTTP settings.
     pub server: ServerConfig,
+    /// How callers are identified.
+    pub auth: AuthConfig,
     /// Parsed queries, reused across requests.
     pub documents: DocumentCache,
     pub(crate) graphiql: String,
@@ -49,7 +51,7 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Bundles the parts the handlers need; GraphiQL's page is rendered once here.
-    pub fn new(graph: Graph, store: Store, server: ServerConfig) -> Self {
+    pub fn new(graph: Graph, store: Store, server: ServerConfig, auth: AuthConfig) -> Self {
         let graphiql = async_graphql::http::GraphiQLSource::build()
             .endpoint("/graphql")
             .title("CivicGraph")
@@ -60,6 +62,7 @@ impl AppState {
             store,
             documents,
             server,
+            auth,
             graphiql,
         }))
     }

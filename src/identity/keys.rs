@@ -19,7 +19,9 @@ pub enum KeyError {
         kind: &'static str,
     },
     /// Not one of the agency key kinds.
-    #[error("unknown agency key kind `{0}`; expected tin, license_number, claimant_id or case_number")]
+    #[error(
+        "unknown agency key kind `{0}`; expected tin, license_number, claimant_id or case_number"
+    )]
     UnknownKind(String),
 }
 
@@ -226,7 +228,10 @@ mod tests {
     fn kinds_read_both_spellings_and_refuse_others() {
         assert_eq!(KeyKind::parse("license_number"), Ok(KeyKind::LicenseNumber));
         assert_eq!(KeyKind::parse("CLAIMANT_ID"), Ok(KeyKind::ClaimantId));
-        assert!(matches!(KeyKind::parse("ssn"), Err(KeyError::UnknownKind(_))));
+        assert!(matches!(
+            KeyKind::parse("ssn"),
+            Err(KeyError::UnknownKind(_))
+        ));
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The gateway's own database: SQLite by default, PostgreSQL for several instances.
 //!
-//! Later stages keep consent, audit, identity links and the event outbox here; today the
-//! gateway needs it reachable to call itself ready.
+//! It holds the identity crosswalk today; consent, audit and the event outbox join it later.
+//! The schema is versioned by embedded migrations that run when the store opens, so a fresh
+//! database and an old one end up the same.
 
+use std::borrow::Cow;
 use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -23,6 +27,45 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("the store is unreachable: {0}")]
     Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("the store's schema could not be migrated: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// One schema change: its version, a description, and the SQL per database.
+struct Change {
+    version: i64,
+    description: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Every schema change, oldest first. Files are embedded so the binary carries its schema;
+/// a released change is never edited (sqlx checks each one's checksum), only followed.
+const CHANGES: &[Change] = &[Change {
+    version: 20261122000001,
+    description: "identity links",
+    sqlite: include_str!("migrations/sqlite/20261122000001_identity_links.sql"),
+    postgres: include_str!("migrations/postgres/20261122000001_identity_links.sql"),
+}];
+
+fn migrator(sql: impl Fn(&Change) -> &'static str) -> Migrator {
+    let migrations: Vec<Migration> = CHANGES
+        .iter()
+        .map(|change| {
+            Migration::new(
+                change.version,
+                Cow::Borrowed(change.description),
+                MigrationType::Simple,
+                Cow::Borrowed(sql(change)),
+                false,
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
 }
 
 /// A pool on the configured database.
@@ -35,16 +78,31 @@ pub enum Store {
 }
 
 impl Store {
-    /// Opens the pool (and creates an SQLite file when the URL says `mode=rwc`).
+    /// Opens the pool (and creates an SQLite file when the URL says `mode=rwc`), then runs
+    /// any migrations the database has not seen.
     pub async fn connect(config: &StorageConfig) -> Result<Self, StoreError> {
         let url = config.url.as_str();
         if url.starts_with("sqlite:") {
-            let options: SqliteConnectOptions = url.parse()?;
-            let pool = SqlitePoolOptions::new()
-                .max_connections(config.max_connections.max(1))
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options)
-                .await?;
+            let options: SqliteConnectOptions = url
+                .parse::<SqliteConnectOptions>()?
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            // Each connection to `:memory:` is a database of its own, and it vanishes when
+            // the connection closes: keep exactly one, forever.
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let pool = if memory {
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+            } else {
+                SqlitePoolOptions::new().max_connections(config.max_connections.max(1))
+            }
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+            migrator(|c| c.sqlite).run(&pool).await?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -52,6 +110,7 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect(url)
                 .await?;
+            migrator(|c| c.postgres).run(&pool).await?;
             Ok(Self::Postgres(pool))
         } else {
             Err(StoreError::UnsupportedUrl {

@@ -162,13 +162,13 @@ fn a_connector_without_kind_is_reported_with_the_kinds_to_choose_from() {
 #[test]
 fn an_unknown_connector_kind_is_reported_at_the_kind() {
     let project = valid()
-        .connector("tax.toml", &tax_with("\"rest\"", "\"soap\""))
+        .connector("tax.toml", &tax_with("\"rest\"", "\"corba\""))
         .write();
     assert_reports(
         &project,
         &[(
             "tax.toml:2:8",
-            "unknown connector kind `soap`; expected one of `rest`",
+            "unknown connector kind `corba`; expected one of `rest`, `soap` or `sql`",
         )],
     );
 }

@@ -18,6 +18,34 @@ fn first_query_answer(population: &Population) -> Value {
         .account_of(person)
         .expect("C0000001 is always an adult with a tax account");
     let (p, a) = (person_json(person), account_json(account));
+    let licence_number = person
+        .license_number
+        .as_deref()
+        .expect("C0000001 always drives");
+    let licence = population
+        .license(licence_number)
+        .expect("the licence exists");
+    let vehicles: Vec<Value> = population
+        .vehicles_of(licence_number)
+        .iter()
+        .map(|v| json!({"plate": v.plate, "make": v.make, "model": v.model, "year": v.year}))
+        .collect();
+    assert!(!vehicles.is_empty(), "C0000001 always has a vehicle");
+    let claimant = person
+        .claimant_id
+        .as_deref()
+        .expect("C0000001 always has a claim");
+    let claims: Vec<Value> = population
+        .claims_of(claimant)
+        .iter()
+        .map(|c| {
+            json!({
+                "status": c.status.as_str(),
+                "filedOn": c.filed_on.to_string(),
+                "weeklyBenefit": c.weekly_benefit.to_string(),
+            })
+        })
+        .collect();
     let assessments: Vec<Value> = a["assessments"]
         .as_array()
         .expect("assessments are a list")
@@ -38,11 +66,19 @@ fn first_query_answer(population: &Population) -> Value {
             "filingStatus": a["filing_status"],
             "assessments": assessments,
         },
+        "driverLicense": {
+            "number": licence.number,
+            "class": licence.class.as_str(),
+            "status": licence.status.as_str(),
+            "expiresOn": licence.expires_on.to_string(),
+        },
+        "vehicles": vehicles,
+        "unemploymentClaims": claims,
     }}})
 }
 
 #[tokio::test]
-async fn first_query_returns_the_citizen_joined_with_their_tax_account() {
+async fn first_query_joins_registry_tax_motor_vehicles_and_unemployment() {
     let demo = start_demo(20).await;
 
     let answer = demo.post(demo::FIRST_QUERY).await;
@@ -58,6 +94,7 @@ async fn demo_start_serves_the_first_query_and_shuts_down_cleanly() {
         seed: DEMO_SEED,
         port: 0,
         config: repo_config(),
+        ui_database_url: None,
     })
     .await
     .expect("the demo starts");
@@ -295,5 +332,63 @@ async fn date_date_time_and_money_values_are_passed_through_as_served() {
                 "assessments": assessments,
             },
         }}})
+    );
+}
+
+/// The demo with its unemployment-insurance agency in a real server database, as
+/// `civicgraph demo --ui-database-url …` runs it.
+async fn demo_on_server_database(variable: &str) {
+    let Ok(url) = std::env::var(variable) else {
+        eprintln!("skipped: {variable} is not set");
+        return;
+    };
+    let running = demo::start(&DemoOptions {
+        citizens: 10,
+        seed: DEMO_SEED,
+        port: 0,
+        config: repo_config(),
+        ui_database_url: Some(url),
+    })
+    .await
+    .expect("the demo starts on the server database");
+    let client = crate::support::GatewayClient::new(running.gateway.addr);
+    let answer = client.post(demo::FIRST_QUERY).await;
+    assert_eq!(
+        answer.body,
+        first_query_answer(&Population::generate(10, DEMO_SEED))
+    );
+    running.shutdown().await.expect("the demo stops cleanly");
+}
+
+#[tokio::test]
+async fn demo_first_query_with_unemployment_claims_in_postgres() {
+    demo_on_server_database("CIVICGRAPH_TEST_POSTGRES_URL").await;
+}
+
+#[tokio::test]
+async fn demo_first_query_with_unemployment_claims_in_mariadb() {
+    demo_on_server_database("CIVICGRAPH_TEST_MYSQL_URL").await;
+}
+
+/// A child is known to the registry only: the crosswalk links no key to them, so every
+/// agency field is null without an error (`identity::no_link_means_null_and_no_backend_call…`
+/// proves no call is made).
+#[tokio::test]
+async fn a_citizen_absent_from_the_agencies_gets_nulls_and_no_errors() {
+    let demo = start_demo(200).await;
+    let child = demo
+        .population
+        .people()
+        .iter()
+        .find(|p| p.age() < 16)
+        .expect("200 people include a child");
+    let query = format!(
+        r#"{{ citizen(id: "{}") {{ id taxAccount {{ balance }} driverLicense {{ number }} vehicles {{ plate }} unemploymentClaims {{ status }} }} }}"#,
+        child.id
+    );
+    let answer = demo.post(&query).await;
+    assert_eq!(
+        answer.body,
+        json!({"data": {"citizen": {"id": child.id, "taxAccount": null, "driverLicense": null, "vehicles": null, "unemploymentClaims": null}}})
     );
 }

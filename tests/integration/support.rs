@@ -621,6 +621,7 @@ pub(crate) struct DemoStack {
     pub(crate) population: Arc<Population>,
     _gateway: RunningGateway,
     _agencies: SimulatedAgencies,
+    _ui_database: tempfile::TempDir,
 }
 
 impl std::ops::Deref for DemoStack {
@@ -630,16 +631,30 @@ impl std::ops::Deref for DemoStack {
     }
 }
 
-/// Starts the simulated agencies (seed [`DEMO_SEED`]) and the shipped gateway in front of
-/// them, with only `REGISTRY_URL`, `TAX_URL` and `CIVICGRAPH_STORAGE_URL` set.
+/// Starts the simulated agencies (seed [`DEMO_SEED`]): registry, tax, motor vehicles over
+/// SOAP and unemployment insurance in an SQLite file; then the shipped gateway in front of
+/// them with the citizens linked in its identity crosswalk, as `civicgraph demo` does.
 pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
     let population = Arc::new(Population::generate(citizens, DEMO_SEED));
     let agencies = SimulatedAgencies::start(Arc::clone(&population))
         .await
         .expect("start the simulated agencies");
+    let ui_database = tempfile::tempdir().expect("a directory for the UI database");
+    let ui_path = ui_database.path().join("ui.db");
+    civicgraph::demo::ui::seed(
+        &civicgraph::demo::ui::sqlite_url(&ui_path, "rwc"),
+        &population,
+    )
+    .await
+    .expect("seed the unemployment insurance database");
     let vars = Vars::only(HashMap::from([
         ("REGISTRY_URL".to_string(), agencies.registry_url.clone()),
         ("TAX_URL".to_string(), agencies.tax_url.clone()),
+        ("DMV_URL".to_string(), agencies.dmv_url.clone()),
+        (
+            "UI_DATABASE_URL".to_string(),
+            civicgraph::demo::ui::sqlite_url(&ui_path, "ro"),
+        ),
         (
             "CIVICGRAPH_STORAGE_URL".to_string(),
             "sqlite::memory:".to_string(),
@@ -649,12 +664,16 @@ pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
         Ok(gateway) => gateway,
         Err(error) => panic!("the shipped configuration does not load:\n{error}"),
     };
+    civicgraph::demo::link_population(&gateway.crosswalk(), &population)
+        .await
+        .expect("link the demo citizens");
     let running = serve_on_loopback(gateway).await;
     DemoStack {
         client: GatewayClient::new(running.addr),
         population,
         _gateway: running,
         _agencies: agencies,
+        _ui_database: ui_database,
     }
 }
 

@@ -1,0 +1,112 @@
+//! Who is asking: every request is resolved to a [`Principal`] before the graph runs.
+//!
+//! Signed tokens (JWT/JWKS) arrive with the trust work. Until then the only way to be anyone
+//! but anonymous is the demo's headers, which `[auth] demo_headers` must switch on explicitly
+//! and which the shipped configuration leaves off outside `civicgraph demo`.
+
+use http::HeaderMap;
+
+use crate::identity::CitizenId;
+
+/// Header naming the citizen a demo request acts as.
+pub const DEMO_CITIZEN_HEADER: &str = "x-demo-citizen";
+/// Header naming the operator a demo request acts as.
+pub const DEMO_OPERATOR_HEADER: &str = "x-demo-operator";
+
+/// The caller of one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Principal {
+    /// Nobody in particular: public data only.
+    #[default]
+    Anonymous,
+    /// A citizen acting for themself (`Query.me`).
+    Citizen(CitizenId),
+    /// A gateway operator, who may manage identity links.
+    Operator {
+        /// The operator's name, recorded on what they change.
+        name: String,
+    },
+}
+
+impl Principal {
+    /// The citizen this principal is, if any.
+    pub fn citizen(&self) -> Option<&CitizenId> {
+        match self {
+            Self::Citizen(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The operator's name, if this principal is one.
+    pub fn operator(&self) -> Option<&str> {
+        match self {
+            Self::Operator { name } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Reads the demo headers. A malformed value leaves the caller anonymous rather than
+    /// failing the request, as an unknown token would.
+    pub fn from_demo_headers(headers: &HeaderMap) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(name) = text(DEMO_OPERATOR_HEADER) {
+            let name = name.trim();
+            if (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+            {
+                return Self::Operator {
+                    name: name.to_string(),
+                };
+            }
+            return Self::Anonymous;
+        }
+        match text(DEMO_CITIZEN_HEADER).map(|v| CitizenId::parse(v.trim())) {
+            Some(Ok(id)) => Self::Citizen(id),
+            _ => Self::Anonymous,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn demo_headers_name_a_citizen_or_an_operator() {
+        assert_eq!(
+            Principal::from_demo_headers(&headers(&[(DEMO_CITIZEN_HEADER, "C0000001")])),
+            Principal::Citizen(CitizenId::parse("C0000001").unwrap())
+        );
+        assert_eq!(
+            Principal::from_demo_headers(&headers(&[(DEMO_OPERATOR_HEADER, "ops@agency")])),
+            Principal::Operator {
+                name: "ops@agency".into()
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_demo_headers_leave_the_caller_anonymous() {
+        for (name, value) in [
+            (DEMO_CITIZEN_HEADER, "C1' OR 1=1"),
+            (DEMO_CITIZEN_HEADER, ""),
+            (DEMO_OPERATOR_HEADER, "root; drop"),
+        ] {
+            assert_eq!(
+                Principal::from_demo_headers(&headers(&[(name, value)])),
+                Principal::Anonymous,
+                "{name}: {value}"
+            );
+        }
+    }
+}

@@ -1,0 +1,661 @@
+//! The motor vehicle agency as a SOAP 1.1 service.
+//!
+//! Real motor vehicle agencies expose licences and registrations through
+//! SOAP web services, so the `soap` connector needs a backend that behaves
+//! like one: an envelope in the SOAP 1.1 namespace, a `SOAPAction` header,
+//! document/literal bodies in the agency's own namespace, `xsi:nil` for
+//! absent values, faults with HTTP 500, and a WSDL on `?wsdl`.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /dmv/soap`, `GetLicense` / `GetVehicles` | 200, the response element (empty when the licence number is unknown) |
+//! | malformed XML, a DTD, an unknown operation, a malformed licence number, a wrong `SOAPAction` | 500, `soap:Client` fault |
+//! | an envelope in another SOAP version's namespace | 500, `soap:VersionMismatch` fault |
+//! | a header entry with `soap:mustUnderstand="1"` | 500, `soap:MustUnderstand` fault |
+//! | a `Content-Type` other than `text/xml` | 415, `soap:Client` fault |
+//! | a body over [`MAX_REQUEST_BYTES`] | 413, `soap:Client` fault |
+//! | `GET /dmv/soap?wsdl` | 200, `connectors/dmv.wsdl` with the address of the server asked |
+//!
+//! Requests are read with a namespace-aware pull parser that refuses DTDs
+//! (so no entity expansion can happen), limits nesting, and accepts only
+//! the five predefined entities and character references.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use quick_xml::escape::{escape, resolve_predefined_entity};
+use quick_xml::events::Event;
+use quick_xml::name::{Namespace, ResolveResult};
+use quick_xml::reader::NsReader;
+
+use super::data::{DriverLicense, Population, Vehicle};
+
+/// Where the service listens, relative to the server's base URL.
+pub const SOAP_PATH: &str = "/dmv/soap";
+/// The agency's XML namespace, bound to the `dmv` prefix in every answer.
+pub const NAMESPACE: &str = "urn:civicgraph:demo:dmv:v1";
+/// The SOAP 1.1 envelope namespace.
+pub const SOAP11_ENVELOPE: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+/// The SOAP 1.2 envelope namespace, recognised only to answer `VersionMismatch`.
+pub const SOAP12_ENVELOPE: &str = "http://www.w3.org/2003/05/soap-envelope";
+/// `SOAPAction` of `GetLicense`, as declared in the WSDL.
+pub const GET_LICENSE_ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetLicense";
+/// `SOAPAction` of `GetVehicles`, as declared in the WSDL.
+pub const GET_VEHICLES_ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetVehicles";
+/// Largest request body accepted; a licence lookup is a few hundred bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The service description, served on `GET /dmv/soap?wsdl`.
+pub const WSDL: &str = include_str!("../../connectors/dmv.wsdl");
+
+/// The address written in [`WSDL`]; replaced by the address a client used.
+const WSDL_DEFAULT_LOCATION: &str = "http://127.0.0.1:7102/dmv/soap";
+const XSI_NAMESPACE: &str = "http://www.w3.org/2001/XMLSchema-instance";
+const TEXT_XML: &str = "text/xml; charset=utf-8";
+/// Deepest element nesting a request may have (a valid one has five levels).
+const MAX_DEPTH: usize = 16;
+
+/// Builds the DMV service so it can be mounted in-process or served by
+/// [`super::SimulatedAgencies`].
+pub fn dmv_router(population: Arc<Population>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(SOAP_PATH, get(wsdl).post(soap))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(population)
+}
+
+/// Whether `text` is a licence number as the DMV writes them: `D` and seven digits.
+pub fn is_license_number(text: &str) -> bool {
+    text.len() == 8
+        && text.starts_with('D')
+        && text.bytes().skip(1).all(|byte| byte.is_ascii_digit())
+}
+
+/// The operations the service offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    GetLicense,
+    GetVehicles,
+}
+
+impl Operation {
+    fn from_local_name(name: &[u8]) -> Option<Self> {
+        match name {
+            b"GetLicense" => Some(Self::GetLicense),
+            b"GetVehicles" => Some(Self::GetVehicles),
+            _ => None,
+        }
+    }
+
+    fn action(self) -> &'static str {
+        match self {
+            Self::GetLicense => GET_LICENSE_ACTION,
+            Self::GetVehicles => GET_VEHICLES_ACTION,
+        }
+    }
+}
+
+/// A SOAP 1.1 fault. The texts are fixed so that nothing a client sent is
+/// ever echoed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The request is wrong; the `&str` says how.
+    Client(&'static str),
+    /// The operation's licence number is not `D` and seven digits.
+    InvalidLicenseNumber,
+    /// The envelope is not in the SOAP 1.1 namespace.
+    VersionMismatch,
+    /// A header entry must be understood and is not.
+    MustUnderstand,
+}
+
+impl Fault {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Client(_) | Self::InvalidLicenseNumber => "soap:Client",
+            Self::VersionMismatch => "soap:VersionMismatch",
+            Self::MustUnderstand => "soap:MustUnderstand",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::Client(message) => message,
+            Self::InvalidLicenseNumber => "the licence number is malformed",
+            Self::VersionMismatch => "only SOAP 1.1 envelopes are accepted",
+            Self::MustUnderstand => "a mandatory header entry is not understood",
+        }
+    }
+
+    fn into_response_with(self, status: StatusCode) -> Response {
+        let mut body = String::with_capacity(512);
+        body.push_str(r#"<soap:Fault><faultcode>"#);
+        body.push_str(self.code());
+        body.push_str("</faultcode><faultstring>");
+        body.push_str(&escape(self.message()));
+        body.push_str("</faultstring>");
+        if self == Self::InvalidLicenseNumber {
+            // A typed fault, declared in the WSDL, for errors in the body's content.
+            body.push_str(
+                "<detail><dmv:InvalidLicenseNumber><dmv:reason>expected D followed by seven \
+                 digits</dmv:reason></dmv:InvalidLicenseNumber></detail>",
+            );
+        }
+        body.push_str("</soap:Fault>");
+        xml_response(status, &envelope(&body))
+    }
+}
+
+impl IntoResponse for Fault {
+    fn into_response(self) -> Response {
+        // SOAP 1.1 over HTTP: every fault is a 500.
+        self.into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+/// A parsed request: which operation, about which licence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Call {
+    operation: Operation,
+    license_number: String,
+}
+
+async fn wsdl(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    if !query.is_some_and(|query| query.eq_ignore_ascii_case("wsdl")) {
+        let mut response = Fault::Client("POST a SOAP envelope, or GET ?wsdl for the description")
+            .into_response_with(StatusCode::METHOD_NOT_ALLOWED);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return response;
+    }
+    // Like real SOAP stacks, advertise the address the client reached us on.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| is_plain_authority(host));
+    let document = match host {
+        Some(host) => WSDL.replace(WSDL_DEFAULT_LOCATION, &format!("http://{host}{SOAP_PATH}")),
+        None => WSDL.to_owned(),
+    };
+    xml_response(StatusCode::OK, &document)
+}
+
+/// A `Host` value that can go into an attribute unescaped: name or address and port.
+fn is_plain_authority(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b".-:[]".contains(&byte))
+}
+
+async fn soap(
+    State(population): State<Arc<Population>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let is_text_xml = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/xml"));
+    if !is_text_xml {
+        return Fault::Client("SOAP 1.1 requests are sent as text/xml")
+            .into_response_with(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return Fault::Client("the request body could not be read")
+                .into_response_with(rejection.status());
+        }
+    };
+    let Some(action) = headers
+        .get("soapaction")
+        .and_then(|value| value.to_str().ok())
+    else {
+        return Fault::Client("the SOAPAction header is required").into_response();
+    };
+    let call = match parse_request(&body) {
+        Ok(call) => call,
+        Err(fault) => return fault.into_response(),
+    };
+    // An empty SOAPAction means "see the body"; any other must name the body's operation.
+    let action = action.trim().trim_matches('"');
+    if !action.is_empty() && action != call.operation.action() {
+        return Fault::Client("the SOAPAction header does not match the operation").into_response();
+    }
+    if !is_license_number(&call.license_number) {
+        return Fault::InvalidLicenseNumber.into_response();
+    }
+    let body = match call.operation {
+        Operation::GetLicense => get_license_response(population.license(&call.license_number)),
+        Operation::GetVehicles => get_vehicles_response(
+            population
+                .license(&call.license_number)
+                .map(|_| population.vehicles_of(&call.license_number)),
+        ),
+    };
+    xml_response(StatusCode::OK, &envelope(&body))
+}
+
+fn xml_response(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_XML))],
+        body.to_owned(),
+    )
+        .into_response()
+}
+
+fn envelope(body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{SOAP11_ENVELOPE}" xmlns:xsi="{XSI_NAMESPACE}" xmlns:dmv="{NAMESPACE}"><soap:Body>{body}</soap:Body></soap:Envelope>"#
+    )
+}
+
+/// Appends `<dmv:name>value</dmv:name>` with the value escaped.
+fn element(out: &mut String, name: &str, value: impl std::fmt::Display) {
+    let value = value.to_string();
+    // Writing to a String cannot fail.
+    let _ = write!(out, "<dmv:{name}>{}</dmv:{name}>", escape(value.as_str()));
+}
+
+/// The `GetLicenseResponse` element; with no `license` inside for an unknown number.
+fn get_license_response(license: Option<&DriverLicense>) -> String {
+    let Some(license) = license else {
+        return "<dmv:GetLicenseResponse/>".to_owned();
+    };
+    let mut out = String::with_capacity(512);
+    out.push_str("<dmv:GetLicenseResponse><dmv:license>");
+    element(&mut out, "number", &license.number);
+    element(&mut out, "class", license.class.as_str());
+    element(&mut out, "status", license.status.as_str());
+    element(&mut out, "issuedOn", license.issued_on);
+    element(&mut out, "expiresOn", license.expires_on);
+    element(&mut out, "points", license.points);
+    if license.restrictions.is_empty() {
+        out.push_str("<dmv:restrictions/>");
+    } else {
+        out.push_str("<dmv:restrictions>");
+        for restriction in &license.restrictions {
+            element(&mut out, "restriction", restriction);
+        }
+        out.push_str("</dmv:restrictions>");
+    }
+    out.push_str("</dmv:license></dmv:GetLicenseResponse>");
+    out
+}
+
+/// The `GetVehiclesResponse` element: no `vehicles` inside for an unknown
+/// licence number, an empty one for a holder without vehicles.
+fn get_vehicles_response(vehicles: Option<&[Vehicle]>) -> String {
+    let Some(vehicles) = vehicles else {
+        return "<dmv:GetVehiclesResponse/>".to_owned();
+    };
+    if vehicles.is_empty() {
+        return "<dmv:GetVehiclesResponse><dmv:vehicles/></dmv:GetVehiclesResponse>".to_owned();
+    }
+    let mut out = String::with_capacity(64 + 400 * vehicles.len());
+    out.push_str("<dmv:GetVehiclesResponse><dmv:vehicles>");
+    for vehicle in vehicles {
+        out.push_str("<dmv:vehicle>");
+        element(&mut out, "vin", &vehicle.vin);
+        element(&mut out, "plate", &vehicle.plate);
+        element(&mut out, "make", vehicle.make);
+        element(&mut out, "model", vehicle.model);
+        element(&mut out, "year", vehicle.year);
+        element(&mut out, "registeredOn", vehicle.registered_on);
+        match vehicle.registration_expires_on {
+            Some(expiry) => element(&mut out, "registrationExpiresOn", expiry),
+            None => out.push_str(r#"<dmv:registrationExpiresOn xsi:nil="true"/>"#),
+        }
+        out.push_str("</dmv:vehicle>");
+    }
+    out.push_str("</dmv:vehicles></dmv:GetVehiclesResponse>");
+    out
+}
+
+/// Where the parser is in the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Before the root element.
+    Prolog,
+    /// Inside `soap:Envelope`, before `soap:Body`.
+    Envelope,
+    /// Inside `soap:Header`.
+    Header,
+    /// Inside `soap:Body`, before the operation element.
+    Body,
+    /// Inside the operation element.
+    Operation,
+    /// Inside `dmv:licenseNumber`.
+    LicenseNumber,
+    /// Inside an element whose content is skipped (a header entry).
+    Skipped,
+    /// After the operation element, inside `soap:Body`.
+    AfterOperation,
+    /// After `soap:Body`, inside `soap:Envelope`.
+    AfterBody,
+    /// After the root element.
+    Epilog,
+}
+
+fn is_namespace(resolved: &ResolveResult<'_>, uri: &str) -> bool {
+    matches!(resolved, ResolveResult::Bound(Namespace(bound)) if *bound == uri.as_bytes())
+}
+
+/// Reads a SOAP 1.1 request envelope into the call it asks for.
+///
+/// Accepts exactly `Envelope > [Header] > Body > (GetLicense | GetVehicles) >
+/// licenseNumber`, namespace-aware (any prefixes), with whitespace and
+/// comments anywhere and optional header entries that need not be
+/// understood. Everything else is a fault.
+fn parse_request(body: &[u8]) -> Result<Call, Fault> {
+    const MALFORMED: Fault = Fault::Client("the request is not well-formed XML");
+    let text = std::str::from_utf8(body).map_err(|_| Fault::Client("the request is not UTF-8"))?;
+    let mut reader = NsReader::from_str(text);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.check_comments = true;
+
+    // The stack of places entered, one per open element.
+    let mut stack: Vec<Place> = Vec::with_capacity(8);
+    let mut place = Place::Prolog;
+    let mut operation: Option<Operation> = None;
+    let mut license_number: Option<String> = None;
+    let mut value = String::new();
+
+    loop {
+        let (resolved, event) = reader.read_resolved_event().map_err(|_| MALFORMED)?;
+        match event {
+            Event::DocType(_) => return Err(Fault::Client("DTDs are not accepted")),
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                let is_empty = matches!(event, Event::Empty(_));
+                let local = start.local_name();
+                let local = local.as_ref();
+                let next = match place {
+                    Place::Prolog => {
+                        if local != b"Envelope" {
+                            return Err(Fault::Client("the root element is not a SOAP envelope"));
+                        }
+                        if is_namespace(&resolved, SOAP11_ENVELOPE) {
+                            Place::Envelope
+                        } else {
+                            return Err(Fault::VersionMismatch);
+                        }
+                    }
+                    Place::Envelope if is_namespace(&resolved, SOAP11_ENVELOPE) => match local {
+                        b"Header" => Place::Header,
+                        b"Body" => Place::Body,
+                        _ => return Err(Fault::Client("unexpected element in the envelope")),
+                    },
+                    Place::Header => {
+                        if must_understand(&reader, start) {
+                            return Err(Fault::MustUnderstand);
+                        }
+                        Place::Skipped
+                    }
+                    Place::Skipped => Place::Skipped,
+                    Place::Body => {
+                        let known = is_namespace(&resolved, NAMESPACE)
+                            .then(|| Operation::from_local_name(local))
+                            .flatten();
+                        match known {
+                            Some(found) => {
+                                operation = Some(found);
+                                Place::Operation
+                            }
+                            None => return Err(Fault::Client("unknown operation")),
+                        }
+                    }
+                    Place::Operation
+                        if is_namespace(&resolved, NAMESPACE) && local == b"licenseNumber" =>
+                    {
+                        if license_number.is_some() {
+                            return Err(Fault::Client("licenseNumber is given twice"));
+                        }
+                        value.clear();
+                        Place::LicenseNumber
+                    }
+                    Place::Operation => {
+                        return Err(Fault::Client("unexpected element in the operation"));
+                    }
+                    Place::LicenseNumber => {
+                        return Err(Fault::Client("licenseNumber must be text"));
+                    }
+                    Place::AfterOperation => {
+                        return Err(Fault::Client("the body holds more than one operation"));
+                    }
+                    Place::Envelope | Place::AfterBody | Place::Epilog => {
+                        return Err(Fault::Client("unexpected element in the envelope"));
+                    }
+                };
+                if is_empty {
+                    close(next, &mut place, &mut license_number, &value);
+                } else {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(Fault::Client("the request is nested too deeply"));
+                    }
+                    stack.push(place);
+                    place = next;
+                }
+            }
+            Event::End(_) => {
+                let closed = place;
+                place = stack.pop().ok_or(MALFORMED)?;
+                close(closed, &mut place, &mut license_number, &value);
+            }
+            Event::Text(text) => {
+                let text = text.xml_content().map_err(|_| MALFORMED)?;
+                match place {
+                    Place::LicenseNumber => value.push_str(&text),
+                    Place::Skipped => {}
+                    _ if text.trim().is_empty() => {}
+                    _ => return Err(Fault::Client("unexpected text in the envelope")),
+                }
+            }
+            Event::CData(data) => match place {
+                Place::LicenseNumber => {
+                    value.push_str(&data.xml_content().map_err(|_| MALFORMED)?);
+                }
+                Place::Skipped => {}
+                _ => return Err(Fault::Client("unexpected text in the envelope")),
+            },
+            Event::GeneralRef(reference) => {
+                // Only character references and the five predefined entities exist
+                // without a DTD; anything else is an undefined entity.
+                let resolved = match reference.resolve_char_ref() {
+                    Ok(Some(character)) => character.to_string(),
+                    Ok(None) => {
+                        let name = reference.decode().map_err(|_| MALFORMED)?;
+                        resolve_predefined_entity(&name)
+                            .ok_or(Fault::Client("undefined entity"))?
+                            .to_owned()
+                    }
+                    Err(_) => return Err(MALFORMED),
+                };
+                match place {
+                    Place::LicenseNumber => value.push_str(&resolved),
+                    Place::Skipped => {}
+                    _ => return Err(Fault::Client("unexpected text in the envelope")),
+                }
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if place != Place::Epilog || !stack.is_empty() {
+        return Err(MALFORMED);
+    }
+    let operation = operation.ok_or(Fault::Client("the body holds no operation"))?;
+    let license_number =
+        license_number.ok_or(Fault::Client("the operation has no licenseNumber"))?;
+    Ok(Call {
+        operation,
+        license_number,
+    })
+}
+
+/// Moves past an element that just closed: `closed` was its place, `place`
+/// is its parent's and becomes where the parser continues.
+fn close(closed: Place, place: &mut Place, license_number: &mut Option<String>, value: &str) {
+    match closed {
+        Place::LicenseNumber => *license_number = Some(value.trim().to_owned()),
+        Place::Operation => *place = Place::AfterOperation,
+        Place::Body => *place = Place::AfterBody,
+        Place::Envelope | Place::AfterBody => *place = Place::Epilog,
+        Place::AfterOperation => *place = Place::AfterBody,
+        _ => {}
+    }
+}
+
+/// Whether a header entry carries `soap:mustUnderstand="1"` (or `true`).
+fn must_understand(reader: &NsReader<&[u8]>, start: &quick_xml::events::BytesStart<'_>) -> bool {
+    start.attributes().flatten().any(|attribute| {
+        let (resolved, local) = reader.resolve_attribute(attribute.key);
+        is_namespace(&resolved, SOAP11_ENVELOPE)
+            && local.as_ref() == b"mustUnderstand"
+            && matches!(attribute.value.as_ref(), b"1" | b"true")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(operation: &str, number: &str) -> String {
+        format!(
+            r#"<?xml version="1.0"?>
+<s:Envelope xmlns:s="{SOAP11_ENVELOPE}" xmlns:d="{NAMESPACE}">
+  <s:Header><x:Trace xmlns:x="urn:example:trace">abc</x:Trace></s:Header>
+  <s:Body><d:{operation}><!-- a comment --><d:licenseNumber> {number} </d:licenseNumber></d:{operation}></s:Body>
+</s:Envelope>"#
+        )
+    }
+
+    #[test]
+    fn reads_either_operation_with_any_prefixes() {
+        let call = parse_request(request("GetLicense", "D1234567").as_bytes());
+        assert_eq!(
+            call,
+            Ok(Call {
+                operation: Operation::GetLicense,
+                license_number: "D1234567".to_owned()
+            })
+        );
+        let default_ns = format!(
+            r#"<Envelope xmlns="{SOAP11_ENVELOPE}"><Body><GetVehicles xmlns="{NAMESPACE}"><licenseNumber>D&#49;234567</licenseNumber></GetVehicles></Body></Envelope>"#
+        );
+        let call = parse_request(default_ns.as_bytes()).map(|call| call.operation);
+        assert_eq!(call, Ok(Operation::GetVehicles));
+    }
+
+    #[test]
+    fn refuses_dtds_and_undefined_entities() {
+        let billion_laughs = format!(
+            r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>
+<s:Envelope xmlns:s="{SOAP11_ENVELOPE}"><s:Body><d:GetLicense xmlns:d="{NAMESPACE}"><d:licenseNumber>&lol2;</d:licenseNumber></d:GetLicense></s:Body></s:Envelope>"#
+        );
+        assert_eq!(
+            parse_request(billion_laughs.as_bytes()),
+            Err(Fault::Client("DTDs are not accepted"))
+        );
+        let entity = request("GetLicense", "&ent;");
+        assert_eq!(
+            parse_request(entity.as_bytes()),
+            Err(Fault::Client("undefined entity"))
+        );
+    }
+
+    #[test]
+    fn faults_on_wrong_structure() {
+        let cases = [
+            (
+                format!(r#"<s:Envelope xmlns:s="{SOAP11_ENVELOPE}"><s:Body></s:Envelope>"#),
+                "the request is not well-formed XML",
+            ),
+            ("<a/>".to_owned(), "the root element is not a SOAP envelope"),
+            (
+                request("GetLicense", "D1").replace("</s:Envelope>", ""),
+                "the request is not well-formed XML",
+            ),
+            (request("DeleteLicense", "D1234567"), "unknown operation"),
+            (
+                request("GetLicense", "<d:x/>"),
+                "licenseNumber must be text",
+            ),
+            (
+                format!(
+                    r#"<s:Envelope xmlns:s="{SOAP11_ENVELOPE}"><s:Body><GetLicense><licenseNumber>D1234567</licenseNumber></GetLicense></s:Body></s:Envelope>"#
+                ),
+                "unknown operation",
+            ),
+            (
+                format!(r#"<s:Envelope xmlns:s="{SOAP11_ENVELOPE}"><s:Body/></s:Envelope>"#),
+                "the body holds no operation",
+            ),
+            (
+                format!(
+                    r#"<s:Envelope xmlns:s="{SOAP11_ENVELOPE}" xmlns:d="{NAMESPACE}"><s:Body><d:GetLicense/><d:GetLicense/></s:Body></s:Envelope>"#
+                ),
+                "the body holds more than one operation",
+            ),
+        ];
+        for (body, message) in cases {
+            assert_eq!(
+                parse_request(body.as_bytes()),
+                Err(Fault::Client(message)),
+                "{body}"
+            );
+        }
+        let deep = format!(
+            r#"<s:Envelope xmlns:s="{SOAP11_ENVELOPE}"><s:Header>{}{}</s:Header></s:Envelope>"#,
+            "<x>".repeat(40),
+            "</x>".repeat(40)
+        );
+        assert_eq!(
+            parse_request(deep.as_bytes()),
+            Err(Fault::Client("the request is nested too deeply"))
+        );
+    }
+
+    #[test]
+    fn other_soap_versions_and_mandatory_headers_get_their_own_faults() {
+        let soap12 = request("GetLicense", "D1234567").replace(SOAP11_ENVELOPE, SOAP12_ENVELOPE);
+        assert_eq!(
+            parse_request(soap12.as_bytes()),
+            Err(Fault::VersionMismatch)
+        );
+        let mandatory = request("GetLicense", "D1234567")
+            .replace("<x:Trace ", r#"<x:Trace s:mustUnderstand="1" "#);
+        assert_eq!(
+            parse_request(mandatory.as_bytes()),
+            Err(Fault::MustUnderstand)
+        );
+    }
+
+    #[test]
+    fn licence_numbers_are_d_and_seven_digits() {
+        assert!(is_license_number("D0000001"));
+        for bad in [
+            "",
+            "D123456",
+            "D12345678",
+            "d1234567",
+            "X1234567",
+            "D12345a7",
+            "D１234567",
+        ] {
+            assert!(!is_license_number(bad), "{bad}");
+        }
+    }
+}
