@@ -5,9 +5,13 @@
 //! Modules in the order a request meets them; data flows one way, down this list.
 //!
 //! - [`http`]: axum router — `/graphql` (GraphQL-over-HTTP), GraphiQL, health, request ids.
+//! - [`auth`]: who is asking — the request's `Principal`.
 //! - [`graph`]: `schema/*.graphql` + bindings → async-graphql dynamic schema and resolvers.
-//! - [`connectors`]: the `Connector` trait and its kinds (`rest`), called with plain JSON.
-//! - [`store`]: the gateway's own database (SQLite, PostgreSQL).
+//! - [`identity`]: the crosswalk of citizen id ↔ each agency's key (one newtype per key kind),
+//!   which resolvers consult before calling an agency.
+//! - [`connectors`]: the `Connector` trait and its kinds (`rest`, `soap`, `sql`), called with
+//!   plain JSON.
+//! - [`store`]: the gateway's own database (SQLite, PostgreSQL) and its migrations.
 //!
 //! Around them:
 //!

@@ -4,6 +4,7 @@
 //! backend through this one trait, in plain JSON, so connector kinds never see GraphQL types
 //! and the graph never sees HTTP or SQL.
 
+mod http_client;
 mod rest;
 mod soap;
 mod sql;

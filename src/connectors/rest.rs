@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::Value;
 
+use super::http_client::{
+    MAX_RESPONSE_BYTES, build_client, classify, read_limited, static_headers,
+};
 use super::{Arguments, CallError, ConnectorSpec, OperationSpec, Template};
 use crate::config::{
     Diagnostic, HttpMethod, NotFound, RestAuth, RestConfig, RestOperation, TomlFile,
@@ -32,10 +35,6 @@ const PATH_SEGMENT: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'|')
     .add(b'}');
-
-/// The largest backend answer read into memory; a legacy system's runaway reply must not
-/// exhaust the gateway.
-const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// A built REST backend: one pooled client and its compiled operations.
 #[derive(Debug)]
@@ -95,24 +94,9 @@ impl RestConnector {
             ));
         }
 
-        let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            match (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value.expose()),
-            ) {
-                (Ok(name), Ok(mut value)) => {
-                    value.set_sensitive(true);
-                    headers.insert(name, value);
-                }
-                _ => diagnostics.push(Diagnostic::at(
-                    file.location(&config.name.span()),
-                    format!(
-                        "header `{name}` has an invalid name or value (the value is not shown)"
-                    ),
-                )),
-            }
-        }
+        let mut headers = static_headers(&config.headers, |message| {
+            diagnostics.push(Diagnostic::at(file.location(&config.name.span()), message));
+        });
         if let Some(auth) = &config.auth {
             let value = match auth {
                 RestAuth::Bearer { token } => format!("Bearer {}", token.expose()),
@@ -153,20 +137,17 @@ impl RestConnector {
             return Err(diagnostics);
         }
 
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(config.timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| {
-                vec![Diagnostic::at(
-                    file.location(&config.name.span()),
-                    format!("cannot build the HTTP client: {error}"),
-                )]
-            })?;
+        let client = build_client(
+            headers,
+            config.pool_max_idle,
+            Duration::from_millis(config.timeout_ms),
+        )
+        .map_err(|error| {
+            vec![Diagnostic::at(
+                file.location(&config.name.span()),
+                format!("cannot build the HTTP client: {error}"),
+            )]
+        })?;
         let spec = ConnectorSpec {
             kind: "rest",
             identifier: None,
@@ -233,7 +214,7 @@ impl RestConnector {
                 status: status.as_u16(),
             });
         }
-        let body = read_limited(response, self.timeout).await?;
+        let body = read_limited(response, self.timeout, MAX_RESPONSE_BYTES).await?;
         let mut value: Value =
             serde_json::from_slice(&body).map_err(|error| CallError::BadResponse {
                 reason: format!("not JSON: {error}"),
@@ -267,45 +248,6 @@ impl super::Connector for RestConnector {
                     timeout_ms: self.timeout.as_millis() as u64,
                 }))
         })
-    }
-}
-
-/// Reads a body up to [`MAX_RESPONSE_BYTES`], never more.
-async fn read_limited(
-    mut response: reqwest::Response,
-    timeout: Duration,
-) -> Result<Vec<u8>, CallError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-    while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, timeout))? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-fn too_large() -> CallError {
-    CallError::BadResponse {
-        reason: format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"),
-    }
-}
-
-/// Sorts a transport error into a failure kind, once, at the edge. The URL is dropped from
-/// the error because paths carry agency keys (a TIN is personal data) and errors get logged.
-fn classify(error: reqwest::Error, timeout: Duration) -> CallError {
-    if error.is_timeout() {
-        CallError::Timeout {
-            timeout_ms: timeout.as_millis() as u64,
-        }
-    } else {
-        CallError::Unreachable(Box::new(error.without_url()))
     }
 }
 

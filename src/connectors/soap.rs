@@ -66,11 +66,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use futures::future::BoxFuture;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 use sha1::{Digest as _, Sha1};
 use toml::Spanned;
 
+use super::http_client::{build_client, classify, read_limited, static_headers};
 use super::xml::{self, Element, Name};
 use super::{Arguments, CallError, ConnectorSpec, OperationSpec, RenderError, Template, wsdl};
 use crate::config::{
@@ -208,24 +209,9 @@ impl SoapConnector {
         }
         let envelope_open = envelope_open(envelope_ns, &namespaces);
 
-        let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            match (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value.expose()),
-            ) {
-                (Ok(name), Ok(mut value)) => {
-                    value.set_sensitive(true);
-                    headers.insert(name, value);
-                }
-                _ => diagnostics.push(at(
-                    config.name.span(),
-                    format!(
-                        "header `{name}` has an invalid name or value (the value is not shown)"
-                    ),
-                )),
-            }
-        }
+        let headers = static_headers(&config.headers, |message| {
+            diagnostics.push(at(config.name.span(), message));
+        });
         let security = config.ws_security.as_ref().map(|ws| {
             if [&ws.username, &ws.password]
                 .iter()
@@ -290,20 +276,17 @@ impl SoapConnector {
             return Err(diagnostics);
         }
 
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(config.timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| {
-                vec![at(
-                    config.name.span(),
-                    format!("cannot build the HTTP client: {error}"),
-                )]
-            })?;
+        let client = build_client(
+            headers,
+            config.pool_max_idle,
+            Duration::from_millis(config.timeout_ms),
+        )
+        .map_err(|error| {
+            vec![at(
+                config.name.span(),
+                format!("cannot build the HTTP client: {error}"),
+            )]
+        })?;
         let spec = ConnectorSpec {
             kind: "soap",
             identifier: None,
@@ -351,7 +334,7 @@ impl SoapConnector {
             .await
             .map_err(|e| classify(e, self.timeout))?;
         let status = response.status();
-        let bytes = match read_limited(response, self.timeout).await {
+        let bytes = match read_limited(response, self.timeout, xml::MAX_XML_BYTES).await {
             Ok(bytes) => bytes,
             Err(CallError::BadResponse { .. }) if !status.is_success() => {
                 return Err(status_error(status.as_u16()));
@@ -592,50 +575,6 @@ fn fault_code(element: &Element, namespaces: &[(String, String)]) -> String {
 
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
-}
-
-/// Reads a body up to [`xml::MAX_XML_BYTES`], never more.
-async fn read_limited(
-    mut response: reqwest::Response,
-    timeout: Duration,
-) -> Result<Vec<u8>, CallError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > xml::MAX_XML_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::with_capacity(
-        response
-            .content_length()
-            .unwrap_or(0)
-            .min(xml::MAX_XML_BYTES as u64) as usize,
-    );
-    while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, timeout))? {
-        if body.len() + chunk.len() > xml::MAX_XML_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-fn too_large() -> CallError {
-    CallError::BadResponse {
-        reason: format!("the answer is larger than {} bytes", xml::MAX_XML_BYTES),
-    }
-}
-
-/// Sorts a transport error into a failure kind, once, at the edge. The URL is dropped from the
-/// error: endpoints can carry credentials or keys, and errors get logged.
-fn classify(error: reqwest::Error, timeout: Duration) -> CallError {
-    if error.is_timeout() {
-        CallError::Timeout {
-            timeout_ms: timeout.as_millis() as u64,
-        }
-    } else {
-        CallError::Unreachable(Box::new(error.without_url()))
-    }
 }
 
 fn envelope_namespace(version: SoapVersion) -> &'static str {
