@@ -934,6 +934,42 @@ mod tests {
     }
 
     #[test]
+    fn returns_many_always_gives_a_list_and_one_refuses_several() {
+        let select = vec![
+            Name::new(Some(DMV), "GetVehiclesResponse"),
+            Name::new(Some(DMV), "vehicle"),
+        ];
+        let envelope = |vehicles: &str| {
+            format!(
+                "<e:Envelope xmlns:e=\"{SOAP11_NS}\"><e:Body><d:GetVehiclesResponse xmlns:d=\"{DMV}\">\
+                 {vehicles}</d:GetVehiclesResponse></e:Body></e:Envelope>"
+            )
+        };
+        let read = |body: &str, returns| {
+            read_answer(200, body.as_bytes(), &select, &[], returns, &namespaces())
+        };
+        let one = "<d:vehicle><d:vin>V1</d:vin></d:vehicle>";
+        let two = format!("{one}<d:vehicle><d:vin>V2</d:vin></d:vehicle>");
+        assert_eq!(read(&envelope(""), Returns::Many).unwrap(), Some(json!([])));
+        assert_eq!(
+            read(&envelope(one), Returns::Many).unwrap(),
+            Some(json!([{"vin": "V1"}]))
+        );
+        assert_eq!(
+            read(&envelope(&two), Returns::Many).unwrap(),
+            Some(json!([{"vin": "V1"}, {"vin": "V2"}]))
+        );
+        assert_eq!(
+            read(&envelope(one), Returns::One).unwrap(),
+            Some(json!({"vin": "V1"}))
+        );
+        assert!(matches!(
+            read(&envelope(&two), Returns::One),
+            Err(CallError::BadResponse { .. })
+        ));
+    }
+
+    #[test]
     fn an_absent_or_nil_selection_is_none() {
         let absent =
             format!("<e:Envelope xmlns:e=\"{SOAP12_NS}\"><e:Body><x/></e:Body></e:Envelope>");
