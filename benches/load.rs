@@ -1,58 +1,103 @@
 //! Load benchmark: the gateway against the same data fetched straight from the agencies.
 //!
 //! Run with `cargo bench --bench load`. Everything happens in this one process, on loopback:
-//! the simulated agencies (`civicgraph::demo`) are started on ephemeral ports, the gateway is
-//! loaded from the repository's own `civicgraph.toml` (with the agencies' URLs and an in-memory
-//! store), and a pooled keep-alive `reqwest` client drives, at a fixed concurrency for a fixed
-//! time, two paths that produce the same citizen:
+//! the simulated agencies (`civicgraph::demo`: registry and tax over REST, the motor vehicle
+//! agency over SOAP 1.1, unemployment insurance in an SQLite file seeded in a temporary
+//! directory) are started, the gateway is loaded from the repository's own `civicgraph.toml`
+//! (with the agencies' addresses, the UI database opened read-only, an in-memory store) and
+//! every citizen's agency keys are linked in its identity crosswalk, as `civicgraph demo` does.
+//! A pooled keep-alive `reqwest` client then drives, at a fixed concurrency for a fixed time,
+//! two paths that produce the same citizen, for each of two scenarios:
 //!
-//! - **direct**: `GET {registry}/v1/people/{id}`, then `GET {tax}/v1/taxpayers/{tin}/account`
-//!   (sequential, as the gateway must: the TIN comes from the person), both bodies parsed;
-//! - **gateway**: `POST {gateway}/graphql` with [`QUERY`] and the id as a variable, the body
-//!   parsed and checked to carry no `errors`.
+//! - **citizen** ([`CITIZEN_QUERY`]: registry + tax):
+//!   - *direct*: `GET {registry}/v1/people/{id}`, then `GET {tax}/v1/taxpayers/{tin}/account`,
+//!     both bodies parsed. The client keeps its own crosswalk (the population, in memory), so
+//!     it knows the TIN without asking anyone, and skips the tax call for a citizen with no
+//!     tax account (minors), as the gateway does;
+//!   - *gateway*: `POST {gateway}/graphql` with the query and the id as a variable.
+//! - **three-agency** ([`THREE_AGENCY_QUERY`]: registry + tax + motor vehicles + unemployment
+//!   insurance):
+//!   - *direct*: `GET` the registry's person, then at once (`tokio::join!`) the tax account
+//!     (if the citizen has a TIN), the two SOAP envelopes `GetLicense` and `GetVehicles` the
+//!     `soap` connector sends (if they hold a licence), and `connectors/ui.toml`'s claims
+//!     query on a read-only sqlx SQLite pool on the same file (if they ever claimed). Every
+//!     answer is parsed: JSON with `serde_json`, SOAP with a full `quick-xml` pass, SQL rows
+//!     decoded column by column (see `benches/load/direct.rs`). Keys again come from the
+//!     client's own crosswalk;
+//!   - *gateway*: `POST /graphql` with the query; the gateway looks the keys up in its
+//!     crosswalk (one store query per request) and makes the same four calls concurrently.
+//!
+//! Every gateway answer is parsed and checked to carry no `errors` and the right id.
 //!
 //! Ids rotate over the whole population (`C0000001`…), each worker starting at its own offset,
-//! so no run hammers one hot key. Before measuring, a sample of gateway answers is compared
-//! with the population itself, so the benchmark never times wrong answers.
+//! so no run hammers one hot key. Before measuring, a sample of answers from both paths is
+//! compared with the population itself (the whole citizen for the citizen query; tax balance,
+//! licence number, class and status, vehicle VINs and claim ids for the three-agency one), so
+//! the benchmark never times wrong answers.
 //!
-//! A second section, "where the time goes", times the stages of one request in-process at
-//! concurrency 1: parse, execute (validate + resolve + backend calls), the backend calls alone,
-//! serialisation, and the whole HTTP round trip.
+//! A second section per scenario, "where the time goes", times the stages of one request
+//! in-process at concurrency 1: parse, `Graph::execute` as the HTTP handler calls it (with
+//! the gateway's crosswalk), the crosswalk lookup alone, the direct path's backend calls,
+//! serialisation, the whole HTTP round trip, and every backend call both through its
+//! connector (built from the shipped files) and by hand. The old "`schema.execute` without
+//! completion" stage is gone: resolvers now need the per-request scope (principal +
+//! crosswalk) that only `Graph::execute` can insert (its type is private to the crate), so
+//! executing the schema directly would fail every crosswalk-keyed field; completion is now
+//! inside the executor figure.
 //!
 //! # Settings (environment variables)
 //!
-//! | variable                    | default  | meaning                                                     |
-//! |-----------------------------|----------|-------------------------------------------------------------|
-//! | `LOAD_SECONDS`              | `5`      | measured seconds per run (one path at one level)            |
-//! | `LOAD_WARMUP_SECONDS`       | `1`      | unmeasured seconds before each run                          |
-//! | `LOAD_CONCURRENCY`          | `1,32`   | comma-separated numbers of concurrent workers               |
-//! | `LOAD_CITIZENS`             | `10000`  | size of the synthetic population                            |
-//! | `LOAD_SEED`                 | `42`     | seed of the synthetic population                            |
-//! | `LOAD_BREAKDOWN_ITERATIONS` | `2000`   | measured iterations of the breakdown; `0` skips it          |
-//! | `LOAD_SERVER_THREADS`       | cores    | worker threads of the tokio runtime the servers run on      |
-//! | `LOAD_CLIENT_THREADS`       | `0`      | `0`: the load generator shares the servers' runtime; `N`: it gets its own runtime with `N` threads (closer to a client in another process) |
+//! | variable                    | default                 | meaning                                                     |
+//! |-----------------------------|-------------------------|-------------------------------------------------------------|
+//! | `LOAD_SECONDS`              | `3.5`                   | measured seconds per run (one path at one level)            |
+//! | `LOAD_WARMUP_SECONDS`       | `0.5`                   | unmeasured seconds before each run                          |
+//! | `LOAD_CONCURRENCY`          | `1,32`                  | comma-separated numbers of concurrent workers               |
+//! | `LOAD_SCENARIOS`            | `citizen,three-agency`  | which scenarios to run, in order                            |
+//! | `LOAD_CITIZENS`             | `10000`                 | size of the synthetic population                            |
+//! | `LOAD_SEED`                 | `42`                    | seed of the synthetic population                            |
+//! | `LOAD_BREAKDOWN_ITERATIONS` | `1500`                  | measured iterations of each scenario's breakdown; `0` skips it |
+//! | `LOAD_SERVER_THREADS`       | cores                   | worker threads of the tokio runtime the servers run on      |
+//! | `LOAD_CLIENT_THREADS`       | `0`                     | `0`: the load generator shares the servers' runtime; `N`: it gets its own runtime with `N` threads (closer to a client in another process) |
 //!
-//! For example: `LOAD_SECONDS=10 LOAD_CONCURRENCY=1,8,64 cargo bench --bench load`.
+//! For example: `LOAD_SECONDS=10 LOAD_CONCURRENCY=1,8,64 LOAD_SCENARIOS=three-agency cargo
+//! bench --bench load`.
 //!
-//! With the defaults the whole run takes about 30 s (4 runs of 6 s, then the breakdown).
-//! Without `--bench` on the command line (`cargo test --benches`), the binary only smoke-tests
-//! itself: 0.2 s runs at concurrency 1 and 4 and 50 breakdown iterations, unless the
+//! With the defaults the whole run takes about 45 s: 8 runs of 4 s (2 scenarios × 2 levels ×
+//! 2 paths; the per-run time was cut from 1 + 5 s to 0.5 + 3.5 s when the second scenario came,
+//! to stay under a minute), the two breakdowns (about 10 s on a 2-core machine) and set-up
+//! (seeding the UI database and linking 10 000 citizens, well under 1 s); raise `LOAD_SECONDS`
+//! for steadier figures. Without `--bench`
+//! on the command line (`cargo test --benches`), the binary only smoke-tests itself: 1 000
+//! citizens, 0.2 s runs at concurrency 1 and 4 and 30 breakdown iterations, unless the
 //! variables above say otherwise.
 //!
 //! # Reading the numbers
 //!
-//! The load generator, the gateway and both agencies share one process and, by default, one
-//! tokio runtime (one worker thread per core) on the same machine. The table compares the two
-//! paths under identical conditions; it is not a capacity figure for a deployment. Besides
-//! latency and throughput it gives the process's CPU time per request (Linux only), which
-//! does not depend on how the scheduler happens to place tasks: at concurrency 1 wall-clock
-//! latency is mostly threads waking each other up, and it can shift by a factor of 3 from one
-//! run to the next on a virtual machine.
+//! The load generator, the gateway and all agencies share one process and, by default, one
+//! tokio runtime (one worker thread per core) on the same machine; the SQLite database is
+//! read by sqlx's own per-connection threads. The tables compare the two paths under
+//! identical conditions; they are not capacity figures for a deployment. Besides latency and
+//! throughput they give the process's CPU time per request (Linux only), which does not
+//! depend on how the scheduler happens to place tasks: at concurrency 1 wall-clock latency is
+//! mostly threads waking each other up, and it can shift by a factor of 3 from one run to the
+//! next on a virtual machine.
+//!
+//! "gateway − direct" is what the gateway adds on top of a client that already has every
+//! agency key: the extra HTTP exchange (client → gateway), GraphQL validation, resolvers and
+//! completion, each connector's own work (URL and envelope templating, XML → JSON, row →
+//! JSON), the crosswalk lookup, which the direct client does in memory and the gateway does in
+//! its store between the registry call and the agency calls, and, for the three-agency query,
+//! whether the agency calls overlap: the breakdown compares `Graph::execute` with the
+//! connector calls made one after another and made at once, and says which fits. It splits
+//! these at concurrency 1; under load (concurrency 32, both cores busy) compare CPU µs/req.
 
 #![allow(
     clippy::print_stdout,
     reason = "a benchmark binary's report on stdout is its whole output"
 )]
+
+#[path = "load/direct.rs"]
+mod direct;
 
 use std::env;
 use std::fmt::Display;
@@ -64,22 +109,33 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use civicgraph::config::Vars;
+use civicgraph::config::{Vars, load_project};
+use civicgraph::connectors::{Arguments, Connectors, build_connectors};
 use civicgraph::demo::agencies::{account_json, person_json};
 use civicgraph::demo::data::{MAX_POPULATION, citizen_id};
+use civicgraph::demo::dmv::SOAP_PATH;
 use civicgraph::demo::{Population, SimulatedAgencies};
-use civicgraph::graph::Outcome;
+use civicgraph::graph::{Graph, Outcome};
+use civicgraph::identity::{CitizenId, Crosswalk};
 use civicgraph::server::{Gateway, RunningGateway};
+use direct::{Agencies, DmvOperation, Summary};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
 
-/// The citizen query both the load runs and the breakdown send.
-const QUERY: &str = "query Citizen($id: ID!) { citizen(id: $id) { id name birthDate \
-                     address { street city postalCode } taxAccount { balance filingStatus \
-                     assessments { year assessed paid } } } }";
+/// The citizen query of the first scenario: registry + tax.
+const CITIZEN_QUERY: &str = "query Citizen($id: ID!) { citizen(id: $id) { id name birthDate \
+                             address { street city postalCode } taxAccount { balance filingStatus \
+                             assessments { year assessed paid } } } }";
 
-/// How many gateway answers are compared with the population before measuring.
+/// The three-agency citizen query: registry + tax + motor vehicles + unemployment insurance.
+const THREE_AGENCY_QUERY: &str = "query Citizen($id: ID!) { citizen(id: $id) { id name birthDate \
+     address { street city postalCode } taxAccount { balance filingStatus \
+     assessments { year assessed paid } } driverLicense { number class status expiresOn \
+     restrictions } vehicles { vin plate make model year } unemploymentClaims { claimId status \
+     filedOn weeklyBenefit weeksPaid } } }";
+
+/// How many gateway answers (per scenario) are compared with the population before measuring.
 const SAMPLE_CHECKS: usize = 50;
 
 /// How long stopping the servers may take before the benchmark gives up waiting.
@@ -112,12 +168,85 @@ fn runtime(name: &str, threads: usize) -> Result<tokio::runtime::Runtime> {
         .with_context(|| format!("cannot build the `{name}` tokio runtime"))
 }
 
+/// What a load run fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// [`CITIZEN_QUERY`]: registry + tax.
+    Citizen,
+    /// [`THREE_AGENCY_QUERY`]: registry + tax + motor vehicles + unemployment insurance.
+    ThreeAgency,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Citizen => "citizen",
+            Self::ThreeAgency => "three-agency",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::Citizen => "citizen query (registry + tax)",
+            Self::ThreeAgency => {
+                "three-agency citizen query (registry + tax + motor vehicles over SOAP + \
+                 unemployment insurance over SQL)"
+            }
+        }
+    }
+
+    fn query(self) -> &'static str {
+        match self {
+            Self::Citizen => CITIZEN_QUERY,
+            Self::ThreeAgency => THREE_AGENCY_QUERY,
+        }
+    }
+
+    /// The backend calls the direct path makes, for the breakdown's stage descriptions.
+    fn direct_calls(self) -> &'static str {
+        match self {
+            Self::Citizen => "`GET /v1/people/{id}` then `GET /v1/taxpayers/{tin}/account`",
+            Self::ThreeAgency => {
+                "`GET /v1/people/{id}`, then tax `GET` ‖ SOAP `GetLicense` ‖ SOAP `GetVehicles` ‖ \
+                 claims SQL"
+            }
+        }
+    }
+
+    /// The single backend calls the breakdown times through their connector and by hand.
+    fn calls(self) -> &'static [BackendCall] {
+        match self {
+            Self::Citizen => &[BackendCall::Person, BackendCall::Account],
+            Self::ThreeAgency => &[
+                BackendCall::Person,
+                BackendCall::Account,
+                BackendCall::License,
+                BackendCall::Vehicles,
+                BackendCall::Claims,
+            ],
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "citizen" => Ok(Self::Citizen),
+            "three-agency" => Ok(Self::ThreeAgency),
+            _ => bail!("LOAD_SCENARIOS lists `citizen` and `three-agency`, not `{text}`"),
+        }
+    }
+}
+
 /// What to run, from the environment (see the table at the top of the file).
 #[derive(Debug, Clone)]
 struct Settings {
     measure: Duration,
     warmup: Duration,
     concurrency: Vec<usize>,
+    scenarios: Vec<Scenario>,
     citizens: usize,
     seed: u64,
     breakdown_iterations: usize,
@@ -133,10 +262,10 @@ impl Settings {
     fn from_env() -> Result<Self> {
         // `cargo bench` passes `--bench`; `cargo test --benches` does not.
         let smoke = !env::args().any(|arg| arg == "--bench");
-        let (seconds, warmup, concurrency, iterations) = if smoke {
-            (0.2, 0.1, "1,4", 50)
+        let (seconds, warmup, concurrency, iterations, citizens) = if smoke {
+            (0.2, 0.1, "1,4", 30, 1_000)
         } else {
-            (5.0, 1.0, "1,32", 2000)
+            (3.5, 0.5, "1,32", 1500, 10_000)
         };
         let seconds: f64 = env_or("LOAD_SECONDS", seconds)?;
         let warmup: f64 = env_or("LOAD_WARMUP_SECONDS", warmup)?;
@@ -164,7 +293,16 @@ impl Settings {
             !concurrency.is_empty(),
             "LOAD_CONCURRENCY lists no concurrency level"
         );
-        let citizens: usize = env_or("LOAD_CITIZENS", 10_000)?;
+        let scenarios_text =
+            env::var("LOAD_SCENARIOS").unwrap_or_else(|_| "citizen,three-agency".into());
+        let scenarios = scenarios_text
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(Scenario::from_str)
+            .collect::<Result<Vec<_>>>()?;
+        ensure!(!scenarios.is_empty(), "LOAD_SCENARIOS lists no scenario");
+        let citizens: usize = env_or("LOAD_CITIZENS", citizens)?;
         ensure!(
             (1..=MAX_POPULATION).contains(&citizens),
             "LOAD_CITIZENS must be between 1 and {MAX_POPULATION}, not {citizens}"
@@ -185,6 +323,7 @@ impl Settings {
             measure: Duration::from_secs_f64(seconds),
             warmup: Duration::from_secs_f64(warmup),
             concurrency,
+            scenarios,
             citizens,
             seed: env_or("LOAD_SEED", 42)?,
             breakdown_iterations: env_or("LOAD_BREAKDOWN_ITERATIONS", iterations)?,
@@ -217,6 +356,12 @@ struct Servers {
     population: Arc<Population>,
     agencies: SimulatedAgencies,
     gateway: RunningGateway,
+    /// The gateway's identity crosswalk (its store), with every citizen linked.
+    crosswalk: Crosswalk,
+    /// The read-only URL of the unemployment insurance database.
+    ui_url: String,
+    /// Keeps the unemployment insurance database's directory until the servers stop.
+    ui_directory: tempfile::TempDir,
     config_path: PathBuf,
     vars: Vars,
     setup: Duration,
@@ -227,15 +372,29 @@ impl Servers {
         let config_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("civicgraph.toml");
         let started = Instant::now();
         let population = Arc::new(Population::generate(settings.citizens, settings.seed));
+        let ui_directory = tempfile::Builder::new()
+            .prefix("civicgraph-load-ui-")
+            .tempdir()
+            .context("cannot create a directory for the unemployment insurance database")?;
+        let ui_path = ui_directory.path().join("ui.db");
+        civicgraph::demo::ui::seed(
+            &civicgraph::demo::ui::sqlite_url(&ui_path, "rwc"),
+            &population,
+        )
+        .await
+        .context("cannot seed the unemployment insurance database")?;
+        let ui_url = civicgraph::demo::ui::sqlite_url(&ui_path, "ro");
         let agencies = SimulatedAgencies::start(Arc::clone(&population))
             .await
             .context("cannot start the simulated agencies")?;
         let vars = Vars::from_env()
             .set("REGISTRY_URL", &agencies.registry_url)
             .set("TAX_URL", &agencies.tax_url)
+            .set("DMV_URL", &agencies.dmv_url)
+            .set("UI_DATABASE_URL", &ui_url)
             .set("CIVICGRAPH_STORAGE_URL", "sqlite::memory:");
-        let gateway = match start_gateway(&config_path, &vars).await {
-            Ok(gateway) => gateway,
+        let (gateway, crosswalk) = match start_gateway(&config_path, &vars, &population).await {
+            Ok(started) => started,
             Err(error) => {
                 agencies.shutdown().await;
                 return Err(error);
@@ -245,16 +404,23 @@ impl Servers {
             population,
             agencies,
             gateway,
+            crosswalk,
+            ui_url,
+            ui_directory,
             config_path,
             vars,
             setup: started.elapsed(),
         })
     }
 
-    /// Stops the gateway, then the agencies it calls, waiting at most [`SHUTDOWN_LIMIT`].
+    /// Stops the gateway, then the agencies it calls, waiting at most [`SHUTDOWN_LIMIT`];
+    /// then removes the unemployment insurance database.
     async fn stop(self) {
         let Self {
-            agencies, gateway, ..
+            agencies,
+            gateway,
+            ui_directory,
+            ..
         } = self;
         let stopping = Instant::now();
         let stopped = tokio::time::timeout(SHUTDOWN_LIMIT, async {
@@ -274,92 +440,81 @@ impl Servers {
                 SHUTDOWN_LIMIT.as_secs()
             ),
         }
+        drop(ui_directory);
     }
 }
 
-async fn start_gateway(config_path: &Path, vars: &Vars) -> Result<RunningGateway> {
+/// Loads the gateway, links every citizen's agency keys in its crosswalk, binds and serves.
+async fn start_gateway(
+    config_path: &Path,
+    vars: &Vars,
+    population: &Population,
+) -> Result<(RunningGateway, Crosswalk)> {
     let gateway = Gateway::load(config_path, vars)
         .await
-        .with_context(|| format!("cannot load the gateway from {}", config_path.display()))?
+        .with_context(|| format!("cannot load the gateway from {}", config_path.display()))?;
+    let crosswalk = gateway.crosswalk();
+    civicgraph::demo::link_population(&crosswalk, population)
+        .await
+        .context("cannot link the citizens in the gateway's identity crosswalk")?;
+    let gateway = gateway
         .with_listen_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .bind()
         .await
         .context("cannot bind the gateway")?;
-    Ok(gateway.spawn())
+    Ok((gateway.spawn(), crosswalk))
 }
 
 /// The servers under test and the client that drives them.
 #[derive(Debug, Clone)]
 struct Target {
-    client: reqwest::Client,
-    registry_url: String,
-    tax_url: String,
+    /// The direct path: the agencies called by hand.
+    agencies: Agencies,
     graphql_url: String,
     citizens: usize,
 }
 
 impl Target {
-    fn new(
-        agencies: &SimulatedAgencies,
-        gateway: &RunningGateway,
-        settings: &Settings,
-    ) -> Result<Self> {
+    async fn new(servers: &Servers, settings: &Settings) -> Result<Self> {
         let most_workers = settings.concurrency.iter().copied().max().unwrap_or(1);
         let client = reqwest::Client::builder()
-            // Every worker keeps its connections (up to two hosts each for `direct`).
+            // Every worker keeps its connections (a DMV worker has two calls in flight).
             .pool_max_idle_per_host(most_workers.saturating_mul(2))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(10))
             .build()
             .context("cannot build the benchmark's HTTP client")?;
-        Ok(Self {
+        let agencies = Agencies {
             client,
-            registry_url: agencies.registry_url.clone(),
-            tax_url: agencies.tax_url.clone(),
-            graphql_url: format!("{}/graphql", gateway.url()),
+            registry_url: servers.agencies.registry_url.clone(),
+            tax_url: servers.agencies.tax_url.clone(),
+            soap_url: format!("{}{SOAP_PATH}", servers.agencies.dmv_url),
+            ui: Agencies::open_ui(&servers.ui_url).await?,
+            population: Arc::clone(&servers.population),
+        };
+        Ok(Self {
+            agencies,
+            graphql_url: format!("{}/graphql", servers.gateway.url()),
             citizens: settings.citizens,
         })
     }
 
-    /// (a) The two backend calls a client would make without the gateway.
-    async fn direct(&self, id: &str) -> Result<()> {
-        let person = self
-            .get_json(&format!("{}/v1/people/{id}", self.registry_url))
-            .await?;
-        let Some(Value::Object(person)) = person.get("person") else {
-            bail!("the registry answered {id} without a `person` object");
-        };
-        let Some(Value::String(tin)) = person.get("tin") else {
-            bail!("the registry's {id} has no `tin` string");
-        };
-        let response = self
-            .client
-            .get(format!("{}/v1/taxpayers/{tin}/account", self.tax_url))
-            .send()
-            .await
-            .context("the tax agency did not answer")?;
-        let status = response.status();
-        // The body is always read, so that the connection goes back to the pool.
-        let body = response
-            .bytes()
-            .await
-            .context("cannot read the tax agency's answer")?;
-        let account: Value =
-            serde_json::from_slice(&body).context("the tax agency's answer is not JSON")?;
-        match status {
-            StatusCode::OK if account.get("account").is_some_and(Value::is_object) => Ok(()),
-            // Minors have no account: the gateway answers `taxAccount: null` for them.
-            StatusCode::NOT_FOUND => Ok(()),
-            _ => bail!("the tax agency answered {status} for {tin}: {account}"),
+    /// (a) The backend calls a client would make without the gateway.
+    async fn direct(&self, scenario: Scenario, id: &str) -> Result<Summary> {
+        match scenario {
+            Scenario::Citizen => self.agencies.citizen(id).await,
+            Scenario::ThreeAgency => self.agencies.three_agency(id).await,
         }
     }
 
     /// (b) The same citizen through the gateway; returns the `data.citizen` it got.
-    async fn gateway(&self, id: &str) -> Result<Value> {
-        let body = serde_json::to_vec(&json!({ "query": QUERY, "variables": { "id": id } }))
-            .context("cannot encode the GraphQL request")?;
+    async fn gateway(&self, scenario: Scenario, id: &str) -> Result<Value> {
+        let body =
+            serde_json::to_vec(&json!({ "query": scenario.query(), "variables": { "id": id } }))
+                .context("cannot encode the GraphQL request")?;
         let response = self
+            .agencies
             .client
             .post(&self.graphql_url)
             .header(CONTENT_TYPE, "application/json")
@@ -389,26 +544,10 @@ impl Target {
         Ok(citizen)
     }
 
-    async fn get_json(&self, url: &str) -> Result<Value> {
-        let response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url} failed"))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .with_context(|| format!("cannot read the answer to GET {url}"))?;
-        ensure!(status == StatusCode::OK, "GET {url} answered {status}");
-        serde_json::from_slice(&body).with_context(|| format!("GET {url} did not answer JSON"))
-    }
-
-    async fn call(&self, path: LoadPath, id: &str) -> Result<()> {
+    async fn call(&self, scenario: Scenario, path: LoadPath, id: &str) -> Result<()> {
         match path {
-            LoadPath::Direct => self.direct(id).await,
-            LoadPath::Gateway => self.gateway(id).await.map(drop),
+            LoadPath::Direct => self.direct(scenario, id).await.map(drop),
+            LoadPath::Gateway => self.gateway(scenario, id).await.map(drop),
         }
     }
 }
@@ -431,67 +570,191 @@ impl LoadPath {
 
 /// Everything measured, in order, once the servers are up.
 async fn measure(settings: &Settings, servers: &Servers) -> Result<()> {
-    let target = Target::new(&servers.agencies, &servers.gateway, settings)?;
+    let target = Target::new(servers, settings).await?;
     let target = &target;
     let population = servers.population.as_ref();
-    let checked = check_answers(target, population).await?;
-    print_context(settings, servers.setup, checked);
-
-    let mut rows = Vec::new();
-    for &concurrency in &settings.concurrency {
-        for path in [LoadPath::Direct, LoadPath::Gateway] {
-            rows.push(load_run(settings, target, path, concurrency).await);
-        }
+    let mut checked = Vec::new();
+    for &scenario in &settings.scenarios {
+        checked.push((scenario, check_answers(target, population, scenario).await?));
     }
-    print_load_table(&rows);
+    print_context(settings, servers.setup, &checked);
+
+    let mut failed = 0;
+    for &scenario in &settings.scenarios {
+        let mut rows = Vec::new();
+        for &concurrency in &settings.concurrency {
+            for path in [LoadPath::Direct, LoadPath::Gateway] {
+                rows.push(load_run(settings, target, scenario, path, concurrency).await);
+            }
+        }
+        print_load_table(scenario, &rows);
+        failed += rows.iter().map(|row| row.errors).sum::<u64>();
+    }
 
     if settings.breakdown_iterations > 0 {
-        let breakdown = breakdown(settings, target, &servers.config_path, &servers.vars).await?;
-        print_breakdown(settings, &breakdown);
+        let probes = Probes::new(servers)?;
+        for &scenario in &settings.scenarios {
+            let breakdown = breakdown(settings, target, &probes, scenario).await?;
+            print_breakdown(settings, scenario, &breakdown);
+        }
     }
-    let failed: u64 = rows.iter().map(|row| row.errors).sum();
     ensure!(
         failed == 0,
-        "{failed} requests failed during the load runs (see the table)"
+        "{failed} requests failed during the load runs (see the tables)"
     );
     Ok(())
 }
 
-/// How many answers [`check_answers`] compared, and how many of them had no tax account.
-#[derive(Debug, Clone, Copy)]
+/// What [`check_answers`] compared for one scenario.
+#[derive(Debug, Clone, Copy, Default)]
 struct Checked {
     answers: usize,
-    without_account: usize,
+    with_account: usize,
+    licensed: usize,
+    with_vehicles: usize,
+    claimants: usize,
 }
 
-/// Compares a sample of gateway answers (adults and minors) with the population itself, and
-/// makes sure the direct path works for the same citizens.
-async fn check_answers(target: &Target, population: &Population) -> Result<Checked> {
+/// Compares a sample of gateway and direct answers with the population itself. The sample
+/// is spread over the population and, where the population has them, includes a minor, a
+/// vehicle owner and a claimant.
+async fn check_answers(
+    target: &Target,
+    population: &Population,
+    scenario: Scenario,
+) -> Result<Checked> {
     let step = (population.len() / SAMPLE_CHECKS).max(1);
-    let mut checked = Checked {
-        answers: 0,
-        without_account: 0,
-    };
-    for index in (0..population.len()).step_by(step).take(SAMPLE_CHECKS) {
+    let mut sample: Vec<usize> = (0..population.len())
+        .step_by(step)
+        .take(SAMPLE_CHECKS)
+        .collect();
+    let people = population.people();
+    let special = [
+        people
+            .iter()
+            .position(|p| population.account_of(p).is_none()),
+        people.iter().position(|p| {
+            p.license_number
+                .as_deref()
+                .is_some_and(|n| !population.vehicles_of(n).is_empty())
+        }),
+        people.iter().position(|p| {
+            p.claimant_id
+                .as_deref()
+                .is_some_and(|c| !population.claims_of(c).is_empty())
+        }),
+    ];
+    for index in special.into_iter().flatten() {
+        if !sample.contains(&index) {
+            sample.push(index);
+        }
+    }
+    let mut checked = Checked::default();
+    for index in sample {
         let id = citizen_id(index);
-        let expected = expected_citizen(population, &id)
+        let person = population
+            .person(&id)
             .with_context(|| format!("the population has no {id}"))?;
-        let got = target.gateway(&id).await?;
+        let expected = expected_summary(population, scenario, &id)?;
+        let got = target.gateway(scenario, &id).await?;
+        let mut citizen = expected_citizen(population, &id)
+            .with_context(|| format!("the population has no {id}"))?;
+        if scenario == Scenario::ThreeAgency {
+            add_three_agency(population, &id, &mut citizen)?;
+        }
         ensure!(
-            got == expected,
-            "the gateway's answer for {id} differs from the agencies' data:\n  got      {got}\n  expected {expected}"
+            got == citizen,
+            "the gateway's {} answer for {id} differs from the agencies' data:\n  got      {got}\n  expected {citizen}",
+            scenario.name()
         );
-        target.direct(&id).await?;
+        let gateway_summary = gateway_summary(scenario, &got)?;
+        ensure!(
+            gateway_summary == expected,
+            "the gateway's {} answer for {id} sums up as {gateway_summary:?}, not {expected:?}",
+            scenario.name()
+        );
+        let direct = target.direct(scenario, &id).await?;
+        ensure!(
+            direct == expected,
+            "the direct {} path for {id} got {direct:?}, not {expected:?}",
+            scenario.name()
+        );
         checked.answers += 1;
-        if got["taxAccount"].is_null() {
-            checked.without_account += 1;
+        checked.with_account += usize::from(expected.balance.is_some());
+        if scenario == Scenario::ThreeAgency {
+            checked.licensed += usize::from(person.license_number.is_some());
+            checked.with_vehicles += usize::from(expected.vehicles.is_some_and(|n| n > 0));
+            checked.claimants += usize::from(expected.claims.is_some());
         }
     }
     ensure!(checked.answers > 0, "no citizen to check");
     Ok(checked)
 }
 
-/// What the gateway must answer for [`QUERY`], built from the agencies' own JSON.
+/// What the population says both paths must find for `id`.
+fn expected_summary(population: &Population, scenario: Scenario, id: &str) -> Result<Summary> {
+    let person = population
+        .person(id)
+        .with_context(|| format!("the population has no {id}"))?;
+    let balance = population
+        .account_of(person)
+        .map(|account| account_json(account)["balance"].clone());
+    if scenario == Scenario::Citizen {
+        return Ok(Summary {
+            balance,
+            ..Summary::default()
+        });
+    }
+    let license = person.license_number.clone();
+    Ok(Summary {
+        balance,
+        vehicles: license
+            .as_deref()
+            .map(|number| population.vehicles_of(number).len()),
+        license,
+        claims: person
+            .claimant_id
+            .as_deref()
+            .map(|claimant| population.claims_of(claimant).len()),
+    })
+}
+
+/// A gateway answer reduced to a [`Summary`].
+fn gateway_summary(scenario: Scenario, citizen: &Value) -> Result<Summary> {
+    let count = |field: &str| -> Result<Option<usize>> {
+        match &citizen[field] {
+            Value::Null => Ok(None),
+            Value::Array(items) => Ok(Some(items.len())),
+            other => bail!("`{field}` is not a list: {other}"),
+        }
+    };
+    let balance = match &citizen["taxAccount"] {
+        Value::Null => None,
+        account => Some(account["balance"].clone()),
+    };
+    if scenario == Scenario::Citizen {
+        return Ok(Summary {
+            balance,
+            ..Summary::default()
+        });
+    }
+    Ok(Summary {
+        balance,
+        license: match &citizen["driverLicense"] {
+            Value::Null => None,
+            license => Some(
+                license["number"]
+                    .as_str()
+                    .context("a licence without a number")?
+                    .to_owned(),
+            ),
+        },
+        vehicles: count("vehicles")?,
+        claims: count("unemploymentClaims")?,
+    })
+}
+
+/// What the gateway must answer for [`CITIZEN_QUERY`], built from the agencies' own JSON.
 fn expected_citizen(population: &Population, id: &str) -> Option<Value> {
     let person = population.person(id)?;
     let registry = person_json(person);
@@ -525,7 +788,77 @@ fn expected_citizen(population: &Population, id: &str) -> Option<Value> {
     }))
 }
 
-fn print_context(settings: &Settings, setup: Duration, checked: Checked) {
+/// Adds what [`THREE_AGENCY_QUERY`] asks of the motor vehicle and unemployment insurance
+/// agencies to [`expected_citizen`]'s answer, from the population.
+fn add_three_agency(population: &Population, id: &str, citizen: &mut Value) -> Result<()> {
+    let person = population
+        .person(id)
+        .with_context(|| format!("the population has no {id}"))?;
+    let Value::Object(fields) = citizen else {
+        bail!("the expected citizen is not an object");
+    };
+    let license = person
+        .license_number
+        .as_deref()
+        .and_then(|number| population.license(number));
+    fields.insert(
+        "driverLicense".into(),
+        license.map_or(Value::Null, |license| {
+            json!({
+                "number": license.number,
+                "class": license.class.as_str(),
+                "status": license.status.as_str(),
+                "expiresOn": license.expires_on.to_string(),
+                "restrictions": license.restrictions,
+            })
+        }),
+    );
+    fields.insert(
+        "vehicles".into(),
+        person
+            .license_number
+            .as_deref()
+            .map_or(Value::Null, |number| {
+                population
+                    .vehicles_of(number)
+                    .iter()
+                    .map(|v| {
+                        json!({
+                            "vin": v.vin,
+                            "plate": v.plate,
+                            "make": v.make,
+                            "model": v.model,
+                            "year": v.year,
+                        })
+                    })
+                    .collect()
+            }),
+    );
+    fields.insert(
+        "unemploymentClaims".into(),
+        person
+            .claimant_id
+            .as_deref()
+            .map_or(Value::Null, |claimant| {
+                population
+                    .claims_of(claimant)
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "claimId": c.claim_id,
+                            "status": c.status.as_str(),
+                            "filedOn": c.filed_on.to_string(),
+                            "weeklyBenefit": c.weekly_benefit.to_string(),
+                            "weeksPaid": c.weeks_paid,
+                        })
+                    })
+                    .collect()
+            }),
+    );
+    Ok(())
+}
+
+fn print_context(settings: &Settings, setup: Duration, checked: &[(Scenario, Checked)]) {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let levels: Vec<String> = settings.concurrency.iter().map(usize::to_string).collect();
     println!("# civicgraph load benchmark");
@@ -549,10 +882,11 @@ fn print_context(settings: &Settings, setup: Duration, checked: Checked) {
     };
     println!(
         "- machine: {cores} cores (std::thread::available_parallelism), shared with other work; \
-         one process, {runtimes}, all over 127.0.0.1"
+         one process, {runtimes}, all over 127.0.0.1 (the UI database: an SQLite file)"
     );
     println!(
-        "- population: {} citizens, seed {} (agencies and gateway up in {:.0} ms)",
+        "- population: {} citizens, seed {} (agencies seeded and started, gateway loaded and \
+         every citizen linked in its crosswalk in {:.0} ms)",
         settings.citizens,
         settings.seed,
         setup.as_secs_f64() * 1e3
@@ -563,11 +897,22 @@ fn print_context(settings: &Settings, setup: Duration, checked: Checked) {
         settings.measure.as_secs_f64(),
         levels.join(", ")
     );
-    println!(
-        "- checked before measuring: {} gateway answers ({} of them without a tax account) equal \
-         the agencies' data",
-        checked.answers, checked.without_account
-    );
+    for (scenario, checked) in checked {
+        let three_agency = match scenario {
+            Scenario::Citizen => String::new(),
+            Scenario::ThreeAgency => format!(
+                ", {} licensed ({} with vehicles), {} claimants",
+                checked.licensed, checked.with_vehicles, checked.claimants
+            ),
+        };
+        println!(
+            "- checked before measuring, {}: {} gateway and direct answers ({} with a tax \
+             account{three_agency}) equal the agencies' data",
+            scenario.name(),
+            checked.answers,
+            checked.with_account,
+        );
+    }
     println!();
 }
 
@@ -624,6 +969,7 @@ struct WorkerResult {
 async fn load_run(
     settings: &Settings,
     target: &Target,
+    scenario: Scenario,
     path: LoadPath,
     concurrency: usize,
 ) -> RunResult {
@@ -652,7 +998,7 @@ async fn load_run(
                 }
                 let id = citizen_id(index);
                 index = (index + 1) % target.citizens;
-                let result = target.call(path, &id).await;
+                let result = target.call(scenario, path, &id).await;
                 let ended = Instant::now();
                 match result {
                     Ok(()) if started >= window_start && ended <= window_end => {
@@ -726,15 +1072,16 @@ fn percentile(sorted: &[u64], percent: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn print_load_table(rows: &[RunResult]) {
+fn print_load_table(scenario: Scenario, rows: &[RunResult]) {
     let optional = |value: Option<f64>, decimals: usize| {
         value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.decimals$}"))
     };
-    println!("## Throughput and latency");
+    println!("## Throughput and latency: {}", scenario.title());
     println!();
     println!(
-        "CPU µs/req and cores busy are the whole process's (load generator + gateway + agencies) \
-         over the measured window, from /proc/self/task/*/schedstat."
+        "Query: `{}`. CPU µs/req and cores busy are the whole process's (load generator + \
+         gateway + agencies) over the measured window, from /proc/self/task/*/schedstat.",
+        scenario.query()
     );
     println!();
     println!(
@@ -834,17 +1181,153 @@ impl Stage {
     }
 }
 
+/// One backend call, timed in the breakdown through its connector and by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackendCall {
+    Person,
+    Account,
+    License,
+    Vehicles,
+    Claims,
+}
+
+impl BackendCall {
+    /// The connector, its operation and the operation's one argument.
+    fn binding(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Person => ("registry", "person", "id"),
+            Self::Account => ("tax", "account", "tin"),
+            Self::License => ("dmv", "license", "license_number"),
+            Self::Vehicles => ("dmv", "vehicles", "license_number"),
+            Self::Claims => ("ui", "claims", "claimant_id"),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Person => "registry `GET /v1/people/{id}` (JSON)",
+            Self::Account => "tax `GET /v1/taxpayers/{tin}/account` (JSON)",
+            Self::License => "DMV SOAP `GetLicense` (XML)",
+            Self::Vehicles => "DMV SOAP `GetVehicles` (XML)",
+            Self::Claims => "UI claims query (SQLite)",
+        }
+    }
+
+    /// The call by hand, as the direct path makes it (answer parsed).
+    async fn by_hand(self, agencies: &Agencies, key: &str) -> Result<()> {
+        match self {
+            Self::Person => agencies.person(key).await.map(drop),
+            Self::Account => agencies.tax_balance(key).await.map(drop),
+            Self::License => agencies.soap(DmvOperation::GetLicense, key).await.map(drop),
+            Self::Vehicles => agencies
+                .soap(DmvOperation::GetVehicles, key)
+                .await
+                .map(drop),
+            Self::Claims => agencies.claims(key).await.map(drop),
+        }
+    }
+}
+
+/// What the breakdown calls in-process besides the two HTTP paths.
+struct Probes {
+    /// The graph built the way `civicgraph check` builds it (its own connectors and pools,
+    /// calling the same agencies, no HTTP server in front), given the gateway's crosswalk.
+    graph: Graph,
+    /// The gateway's crosswalk, every citizen linked.
+    crosswalk: Crosswalk,
+    /// The shipped connectors, built once more, to call one operation at a time.
+    connectors: Connectors,
+    /// Keys that exist at each agency, to rotate over.
+    tins: Vec<String>,
+    licenses: Vec<String>,
+    claimants: Vec<String>,
+}
+
+impl Probes {
+    fn new(servers: &Servers) -> Result<Self> {
+        let checked = civicgraph::server::check(&servers.config_path, &servers.vars)
+            .map_err(|problems| anyhow!("the shipped configuration does not check:\n{problems}"))?;
+        let (project, problems) = load_project(&servers.config_path, &servers.vars);
+        ensure!(
+            problems.is_empty(),
+            "the shipped configuration does not load:\n{}",
+            civicgraph::config::Diagnostics(problems)
+        );
+        let (connectors, problems) = build_connectors(&project.connectors);
+        ensure!(
+            problems.is_empty(),
+            "the shipped connectors do not build:\n{}",
+            civicgraph::config::Diagnostics(problems)
+        );
+        let population = servers.population.as_ref();
+        let people = population.people();
+        Ok(Self {
+            graph: checked.graph.with_crosswalk(servers.crosswalk.clone()),
+            crosswalk: servers.crosswalk.clone(),
+            connectors,
+            tins: people
+                .iter()
+                .filter_map(|p| population.account_of(p).map(|a| a.tin.clone()))
+                .collect(),
+            licenses: people
+                .iter()
+                .filter_map(|p| p.license_number.clone())
+                .collect(),
+            claimants: people
+                .iter()
+                .filter_map(|p| p.claimant_id.clone())
+                .collect(),
+        })
+    }
+
+    /// The key `call` takes at iteration `i`: the iteration's citizen for the registry, else
+    /// one of the agency's keys, rotating; `None` when the population has none.
+    fn key(&self, call: BackendCall, i: usize, id: &str) -> Option<String> {
+        let keys = match call {
+            BackendCall::Person => return Some(id.to_owned()),
+            BackendCall::Account => &self.tins,
+            BackendCall::License | BackendCall::Vehicles => &self.licenses,
+            BackendCall::Claims => &self.claimants,
+        };
+        (!keys.is_empty()).then(|| keys[i * 7 % keys.len()].clone())
+    }
+
+    /// `call` through its connector, as a resolver makes it.
+    async fn through_connector(&self, call: BackendCall, key: &str) -> Result<Duration> {
+        let (name, operation, argument) = call.binding();
+        let connector = self
+            .connectors
+            .get(name)
+            .with_context(|| format!("no `{name}` connector"))?;
+        let mut args = Arguments::new();
+        args.insert(argument.to_owned(), Value::String(key.to_owned()));
+        let started = Instant::now();
+        let value = connector
+            .call(operation, &args)
+            .await
+            .map_err(|error| anyhow!("{name}.{operation}({key}) failed: {error}"))?;
+        let elapsed = started.elapsed();
+        ensure!(
+            value.is_some(),
+            "{name}.{operation}({key}) found nothing, but the population has it"
+        );
+        black_box(&value);
+        Ok(elapsed)
+    }
+}
+
 /// The stages of one request, measured at concurrency 1.
 #[derive(Debug, Default)]
 struct Breakdown {
     parse: Stage,
-    execute: Stage,
-    backends: Stage,
-    serialise: Stage,
-    http: Stage,
-    graph_execute: Stage,
-    graph_execute_without_completion: Stage,
     clone_document: Stage,
+    graph_execute: Stage,
+    serialise: Stage,
+    crosswalk: Stage,
+    backends: Stage,
+    http: Stage,
+    /// Per backend call: through its connector, by hand.
+    calls: Vec<(BackendCall, Stage, Stage)>,
 }
 
 /// Unmeasured iterations before the measured ones.
@@ -852,8 +1335,8 @@ fn breakdown_warmup(iterations: usize) -> usize {
     (iterations / 10).max(10)
 }
 
-/// The steps of one breakdown iteration, run in an order that rotates every iteration.
-const BREAKDOWN_STEPS: usize = 6;
+/// The steps of one breakdown iteration before the per-backend ones.
+const BREAKDOWN_STEPS: usize = 5;
 
 /// Times the stages of one request at concurrency 1. Every iteration runs every stage once for
 /// the same id, and the order of the stages rotates from one iteration to the next: what runs
@@ -862,109 +1345,114 @@ const BREAKDOWN_STEPS: usize = 6;
 async fn breakdown(
     settings: &Settings,
     target: &Target,
-    config_path: &Path,
-    vars: &Vars,
+    probes: &Probes,
+    scenario: Scenario,
 ) -> Result<Breakdown> {
     let iterations = settings.breakdown_iterations;
     let warmup = breakdown_warmup(iterations);
     let elapsed = |started: Instant| started.elapsed().as_secs_f64() * 1e6;
-    // The graph built the way `civicgraph check` builds it: its own connectors and pools,
-    // calling the same agencies, with no HTTP server in front.
-    let checked = civicgraph::server::check(config_path, vars).map_err(|diagnostics| {
-        anyhow!("the shipped configuration does not check:\n{diagnostics}")
-    })?;
-    let graph = &checked.graph;
-    let document = async_graphql::parser::parse_query(QUERY)
+    let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
+    let graph = &probes.graph;
+    let query = scenario.query();
+    let document = async_graphql::parser::parse_query(query)
         .context("the benchmark's query does not parse")?;
     let request = |id: &str| {
-        async_graphql::Request::new(QUERY)
+        async_graphql::Request::new(query)
             .variables(async_graphql::Variables::from_json(json!({ "id": id })))
     };
 
-    let mut b = Breakdown::default();
+    let mut b = Breakdown {
+        calls: scenario
+            .calls()
+            .iter()
+            .map(|&call| (call, Stage::default(), Stage::default()))
+            .collect(),
+        ..Breakdown::default()
+    };
+    let steps = BREAKDOWN_STEPS + b.calls.len();
     for i in 0..warmup + iterations {
         let measured = i >= warmup;
         let id = citizen_id(i * 7 % target.citizens);
-        for step in 0..BREAKDOWN_STEPS {
-            match (i + step) % BREAKDOWN_STEPS {
-                // (1) Parse only.
+        for step in 0..steps {
+            match (i + step) % steps {
+                // (1) Parse only, then the clone `Graph::execute` makes, alone.
                 0 => {
                     let started = Instant::now();
-                    let parsed = async_graphql::parser::parse_query(black_box(QUERY))
+                    let parsed = async_graphql::parser::parse_query(black_box(query))
                         .context("the benchmark's query does not parse")?;
                     b.parse.push(measured, elapsed(started));
                     black_box(&parsed);
-                    // The clone `Graph::execute` makes, alone.
                     let started = Instant::now();
                     let copy = black_box(&document).clone();
                     b.clone_document.push(measured, elapsed(started));
                     black_box(&copy);
                 }
-                // (2) Execute in-process: async-graphql parses, validates and resolves (two
-                // backend calls through the connectors); then (4) serialise the response.
+                // (2) What the HTTP handler calls with the document from its cache:
+                // `Graph::execute` clones it, looks the keys up in the crosswalk, validates,
+                // resolves (the backend calls through the connectors) and completes; then (4)
+                // serialise the response.
                 1 => {
                     let started = Instant::now();
-                    let response = graph.schema.execute(request(&id)).await;
-                    b.execute.push(measured, elapsed(started));
-                    ensure!(
-                        response.errors.is_empty(),
-                        "in-process execution for {id} failed: {:?}",
-                        response.errors
-                    );
+                    let outcome = graph
+                        .execute(
+                            request(&id),
+                            &document,
+                            civicgraph::auth::Principal::Anonymous,
+                        )
+                        .await;
+                    b.graph_execute.push(measured, elapsed(started));
+                    let response = match outcome {
+                        Outcome::Executed(response) if response.errors.is_empty() => response,
+                        other => bail!("`Graph::execute` for {id} failed: {other:?}"),
+                    };
                     let started = Instant::now();
                     let bytes =
                         serde_json::to_vec(&response).context("cannot serialise a response")?;
                     b.serialise.push(measured, elapsed(started));
                     black_box(&bytes);
                 }
-                // (2′) What the HTTP handler calls instead of (2): `Graph::execute` with the
-                // document it parsed, which clones it, validates, resolves and completes.
+                // (3x) The crosswalk lookup alone: one query on the gateway's store.
                 2 => {
-                    let parsed = async_graphql::parser::parse_query(QUERY)
-                        .context("the benchmark's query does not parse")?;
+                    let citizen = CitizenId::parse(&id).context("a citizen id")?;
                     let started = Instant::now();
-                    let outcome = graph
-                        .execute(
-                            request(&id),
-                            &parsed,
-                            civicgraph::auth::Principal::Anonymous,
-                        )
-                        .await;
-                    b.graph_execute.push(measured, elapsed(started));
-                    match outcome {
-                        Outcome::Executed(response) if response.errors.is_empty() => {}
-                        other => bail!("`Graph::execute` for {id} failed: {other:?}"),
-                    }
+                    let links = probes
+                        .crosswalk
+                        .links(&citizen)
+                        .await
+                        .context("the crosswalk lookup failed")?;
+                    b.crosswalk.push(measured, elapsed(started));
+                    black_box(&links);
                 }
-                // `Graph::execute` without its completion pass: the same clone handed to
-                // the schema directly, so that (2′) minus this is what completion costs.
+                // (3) The backend calls alone, as in the direct runs.
                 3 => {
-                    let parsed = async_graphql::parser::parse_query(QUERY)
-                        .context("the benchmark's query does not parse")?;
                     let started = Instant::now();
-                    let mut request = request(&id);
-                    request.set_parsed_query(parsed.clone());
-                    let response = graph.schema.execute(request).await;
-                    b.graph_execute_without_completion
-                        .push(measured, elapsed(started));
-                    ensure!(
-                        response.errors.is_empty(),
-                        "in-process execution for {id} failed: {:?}",
-                        response.errors
-                    );
-                }
-                // (3) The two backend calls alone, as in the direct runs.
-                4 => {
-                    let started = Instant::now();
-                    target.direct(&id).await?;
+                    let summary = target.direct(scenario, &id).await?;
                     b.backends.push(measured, elapsed(started));
+                    black_box(&summary);
                 }
                 // (5) The full HTTP path, as in the gateway runs.
-                _ => {
+                4 => {
                     let started = Instant::now();
-                    let citizen = target.gateway(&id).await?;
+                    let citizen = target.gateway(scenario, &id).await?;
                     b.http.push(measured, elapsed(started));
                     black_box(&citizen);
+                }
+                // One backend call through its connector and by hand, in alternating order.
+                k => {
+                    let (call, through_connector, by_hand) = &mut b.calls[k - BREAKDOWN_STEPS];
+                    let Some(key) = probes.key(*call, i, &id) else {
+                        continue;
+                    };
+                    for half in [i % 2, 1 - i % 2] {
+                        if half == 0 {
+                            let took = probes.through_connector(*call, &key).await?;
+                            through_connector.push(measured, micros(took));
+                        } else {
+                            let started = Instant::now();
+                            call.by_hand(&target.agencies, &key).await?;
+                            by_hand.push(measured, elapsed(started));
+                        }
+                    }
                 }
             }
         }
@@ -972,9 +1460,9 @@ async fn breakdown(
     Ok(b)
 }
 
-fn print_breakdown(settings: &Settings, b: &Breakdown) {
+fn print_breakdown(settings: &Settings, scenario: Scenario, b: &Breakdown) {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    println!("## Where the time goes");
+    println!("## Where the time goes: {}", scenario.title());
     println!();
     println!(
         "Concurrency 1, wall-clock µs per call: {} measured iterations after {} unmeasured ones; each \
@@ -987,21 +1475,26 @@ fn print_breakdown(settings: &Settings, b: &Breakdown) {
     println!();
     println!("| stage | what is timed | mean µs | median µs |");
     println!("|-------|---------------|--------:|----------:|");
-    let rows: [(&str, &str, &Stage); 8] = [
+    let direct_calls = format!(
+        "{}, every answer parsed (as `direct`)",
+        scenario.direct_calls()
+    );
+    let rows: [(&str, &str, &Stage); 7] = [
         (
             "(1) parse",
-            "`async_graphql::parser::parse_query(QUERY)`",
+            "`async_graphql::parser::parse_query(query)` (the handler's document cache skips it)",
             &b.parse,
         ),
         (
             "(2) execute",
-            "`graph.schema.execute(request)` in-process: parse + validate + resolve + both backend calls",
-            &b.execute,
+            "`Graph::execute(request, &document)` as the handler calls it: document clone + crosswalk lookup + validate + resolve + the backend calls through the connectors + completion",
+            &b.graph_execute,
         ),
+        ("(3) backend calls", direct_calls.as_str(), &b.backends),
         (
-            "(3) backend calls",
-            "`GET /v1/people/{id}` then `GET /v1/taxpayers/{tin}/account`, both parsed (as `direct`)",
-            &b.backends,
+            "(3x) crosswalk",
+            "`Crosswalk::links(citizen)`: the one store query (2) makes between the registry call and the agency calls",
+            &b.crosswalk,
         ),
         (
             "(4) serialise",
@@ -1012,16 +1505,6 @@ fn print_breakdown(settings: &Settings, b: &Breakdown) {
             "(5) HTTP",
             "`POST /graphql` round trip (query parse served from the document cache), answer parsed and checked (as `gateway`)",
             &b.http,
-        ),
-        (
-            "(2′) handler's execute",
-            "`Graph::execute(request, &parsed)` as the handler calls it: document clone + validate + resolve + both backend calls + completion",
-            &b.graph_execute,
-        ),
-        (
-            "(2″) without completion",
-            "what `Graph::execute` does minus completion: `set_parsed_query(parsed.clone())` + `schema.execute`",
-            &b.graph_execute_without_completion,
         ),
         (
             "extra",
@@ -1036,48 +1519,109 @@ fn print_breakdown(settings: &Settings, b: &Breakdown) {
             samples.median(),
         );
     }
+    println!();
+    println!(
+        "Each backend call alone, through its connector (`Connector::call`, answer turned into JSON) \
+         and by hand (as the direct path, answer parsed):"
+    );
+    println!();
+    println!(
+        "| backend call | connector mean µs | by hand mean µs | connector − by hand µs | connector median µs | by hand median µs |"
+    );
+    println!(
+        "|--------------|------------------:|----------------:|-----------------------:|--------------------:|------------------:|"
+    );
+    for (call, through_connector, by_hand) in &b.calls {
+        println!(
+            "| {} | {:.1} | {:.1} | {:+.1} | {:.1} | {:.1} |",
+            call.describe(),
+            through_connector.mean(),
+            by_hand.mean(),
+            through_connector.mean() - by_hand.mean(),
+            through_connector.median(),
+            by_hand.median(),
+        );
+    }
 
-    let (parse, execute, backends, serialise, http, graph_execute) = (
+    let (parse, execute, backends, crosswalk, serialise, http) = (
         b.parse.mean(),
-        b.execute.mean(),
+        b.graph_execute.mean(),
         b.backends.mean(),
+        b.crosswalk.mean(),
         b.serialise.mean(),
         b.http.mean(),
-        b.graph_execute.mean(),
     );
-    let executor = execute - backends - parse;
-    // The HTTP handler finds the query in the gateway's document cache, so its path is (2′),
-    // not (2): no parse.
-    let handler_executor = graph_execute - backends;
-    let outside = http - graph_execute;
+    let mean_of = |which: BackendCall, connector: bool| {
+        b.calls
+            .iter()
+            .find(|(call, ..)| *call == which)
+            .map_or(0.0, |(_, c, h)| if connector { c.mean() } else { h.mean() })
+    };
+    // The gateway's backend calls through their connectors, either one after another, or
+    // the registry's and then all the others at once (as the direct path makes them).
+    let one_by_one: f64 = b.calls.iter().map(|(_, c, _)| c.mean()).sum();
+    let overlapped = mean_of(BackendCall::Person, true)
+        + b.calls
+            .iter()
+            .filter(|(call, ..)| *call != BackendCall::Person)
+            .map(|(_, c, _)| c.mean())
+            .fold(0.0, f64::max);
+    let summed: f64 = b.calls.iter().map(|(_, c, h)| c.mean() - h.mean()).sum();
+    let executor = execute - backends;
+    let calls_in_execute = execute - crosswalk;
+    let serial_fits =
+        (calls_in_execute - one_by_one).abs() <= (calls_in_execute - overlapped).abs();
+    let calls = if serial_fits { one_by_one } else { overlapped };
+    let graphql = calls_in_execute - calls;
+    let outside = http - execute;
     println!();
     println!("Derived from the means (differences of noisy means: read ± 10 µs):");
     println!();
     println!(
-        "- executor overhead, uncached = (2) − (3) − (1) = {execute:.1} − {backends:.1} − {parse:.1} = **{executor:.1} µs** \
-         (validation, resolvers, the connectors' own work)"
+        "- executor overhead as the handler runs it = (2) − (3) = {execute:.1} − {backends:.1} = **{executor:.1} µs** \
+         (crosswalk lookup, validation, resolvers, the connectors' own work and scheduling of the calls, \
+         completion; the parse is served from the document cache, uncached it would add (1) = {parse:.1} µs)"
     );
     println!(
-        "- executor overhead as the handler runs it = (2′) − (3) = {graph_execute:.1} − {backends:.1} = **{handler_executor:.1} µs** \
-         (the parse is served from the document cache; validation, resolvers, completion)"
+        "  - crosswalk lookup (3x): {crosswalk:.1} µs, on the critical path (the agency calls wait for the keys)"
     );
     println!(
-        "- HTTP + serialisation overhead = (5) − (2′) = {http:.1} − {graph_execute:.1} = **{outside:.1} µs** \
+        "  - connectors' own work: {summed:+.1} µs summed over the {} calls (connector − by hand, all of it CPU)",
+        b.calls.len()
+    );
+    if b.calls.len() > 2 {
+        let fit = if serial_fits {
+            format!(
+                "**one after another**: the agency calls do not overlap in the gateway as they do in the \
+                 direct path, which costs {:.1} µs per request",
+                one_by_one - overlapped
+            )
+        } else {
+            "**the registry's, then the others at once**, as in the direct path".to_string()
+        };
+        println!(
+            "  - the backend calls through their connectors take {one_by_one:.1} µs one after another, \
+             {overlapped:.1} µs as the registry's then the others at once; (2) − (3x) = {calls_in_execute:.1} µs fits {fit}"
+        );
+    }
+    println!(
+        "  - the rest, GraphQL itself (validation, resolvers, completion, the request scope) ≈ (2) − (3x) − calls = \
+         {execute:.1} − {crosswalk:.1} − {calls:.1} = **{graphql:.1} µs**"
+    );
+    println!(
+        "- HTTP + serialisation overhead = (5) − (2) = {http:.1} − {execute:.1} = **{outside:.1} µs** \
          (serialising alone, (4): {serialise:.1} µs; the rest is the extra loopback round trip, both HTTP \
          ends and the handler's own work)"
     );
-    let without_completion = b.graph_execute_without_completion.mean();
-    println!(
-        "- completion (key order, null propagation) ≈ (2′) − (2″) = {graph_execute:.1} − {without_completion:.1} = {:.1} µs",
-        graph_execute - without_completion
-    );
     if http > 0.0 {
         println!(
-            "- shares of one gateway request over HTTP ({http:.1} µs): backend calls {:.0}%, \
-             executor {:.0}%, HTTP + serialisation {:.0}% (parse: cached)",
-            backends / http * 100.0,
-            handler_executor / http * 100.0,
+            "- shares of one gateway request over HTTP ({http:.1} µs): backend calls through the \
+             connectors {:.0}%, crosswalk {:.0}%, GraphQL {:.0}%, HTTP + serialisation {:.0}% (parse: cached)",
+            calls / http * 100.0,
+            crosswalk / http * 100.0,
+            graphql / http * 100.0,
             outside / http * 100.0
         );
     }
+    println!();
 }

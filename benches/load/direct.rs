@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use civicgraph::demo::Population;
-use civicgraph::demo::dmv::{GET_LICENSE_ACTION, GET_VEHICLES_ACTION, SOAP_PATH};
+use civicgraph::demo::dmv::{GET_LICENSE_ACTION, GET_VEHICLES_ACTION};
 use quick_xml::events::Event;
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
@@ -208,7 +208,10 @@ impl Agencies {
 
     /// How many vehicles a `GetVehicles` answer lists.
     pub(crate) async fn vehicle_count(&self, license: &str) -> Result<usize> {
-        Ok(self.soap(DmvOperation::GetVehicles, license).await?.vehicles)
+        Ok(self
+            .soap(DmvOperation::GetVehicles, license)
+            .await?
+            .vehicles)
     }
 
     /// The claimant's claims from the unemployment insurance database, every column decoded.
@@ -309,7 +312,9 @@ pub(crate) fn parse_soap(bytes: &[u8]) -> Result<SoapAnswer> {
             .read_event()
             .with_context(|| format!("the SOAP answer is not XML: {text}"))?;
         match event {
-            Event::Start(start) | Event::Empty(start) if start.local_name().as_ref() == b"Fault" => {
+            Event::Start(start) | Event::Empty(start)
+                if start.local_name().as_ref() == b"Fault" =>
+            {
                 bail!("the DMV answered a SOAP fault: {text}");
             }
             Event::Start(start) => {
