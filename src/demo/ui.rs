@@ -293,6 +293,34 @@ trait Dialect: Database {
     fn push_claim(row: &mut Separated<'_, '_, Self, &'static str>, claim: &UnemploymentClaim);
 }
 
+/// The row binds of the databases with native DATE, DECIMAL and TIMESTAMP types (PostgreSQL,
+/// MySQL/MariaDB): the same code, checked against each driver's own `Encode` impls. On MySQL
+/// sqlx sets the session time zone to UTC, so a TIMESTAMP stores the instant as given.
+macro_rules! native_row_binds {
+    () => {
+        fn push_claimant(row: &mut Separated<'_, '_, Self, &'static str>, person: &Person) {
+            row.push_bind(claimant_id(person))
+                .push_bind(person.given_name.clone())
+                .push_bind(person.family_name.clone())
+                .push_bind(person.birth_date)
+                .push_bind(person.address.postal_code.clone());
+        }
+
+        fn push_claim(row: &mut Separated<'_, '_, Self, &'static str>, claim: &UnemploymentClaim) {
+            row.push_bind(claim.claim_id.clone())
+                .push_bind(claim.claimant_id.clone())
+                .push_bind(claim.filed_on)
+                .push_bind(claim.status.as_str())
+                .push_bind(claim.separation_reason.as_str())
+                .push_bind(claim.last_employer)
+                .push_bind(money(claim))
+                .push_bind(weeks(claim))
+                .push_bind(claim.benefit_end_date)
+                .push_bind(claim.updated_at);
+        }
+    };
+}
+
 const STATUS_CHECK: &str =
     "CHECK (status IN ('PENDING', 'ACTIVE', 'EXHAUSTED', 'DENIED', 'CLOSED'))";
 const REASON_CHECK: &str =
@@ -396,26 +424,7 @@ impl Dialect for Postgres {
         statements
     }
 
-    fn push_claimant(row: &mut Separated<'_, '_, Self, &'static str>, person: &Person) {
-        row.push_bind(claimant_id(person))
-            .push_bind(person.given_name.clone())
-            .push_bind(person.family_name.clone())
-            .push_bind(person.birth_date)
-            .push_bind(person.address.postal_code.clone());
-    }
-
-    fn push_claim(row: &mut Separated<'_, '_, Self, &'static str>, claim: &UnemploymentClaim) {
-        row.push_bind(claim.claim_id.clone())
-            .push_bind(claim.claimant_id.clone())
-            .push_bind(claim.filed_on)
-            .push_bind(claim.status.as_str())
-            .push_bind(claim.separation_reason.as_str())
-            .push_bind(claim.last_employer)
-            .push_bind(money(claim))
-            .push_bind(weeks(claim))
-            .push_bind(claim.benefit_end_date)
-            .push_bind(claim.updated_at);
-    }
+    native_row_binds!();
 }
 
 impl Dialect for MySql {
@@ -451,27 +460,7 @@ impl Dialect for MySql {
         statements
     }
 
-    fn push_claimant(row: &mut Separated<'_, '_, Self, &'static str>, person: &Person) {
-        row.push_bind(claimant_id(person))
-            .push_bind(person.given_name.clone())
-            .push_bind(person.family_name.clone())
-            .push_bind(person.birth_date)
-            .push_bind(person.address.postal_code.clone());
-    }
-
-    fn push_claim(row: &mut Separated<'_, '_, Self, &'static str>, claim: &UnemploymentClaim) {
-        // sqlx sets the session time zone to UTC, so the TIMESTAMP stores this instant.
-        row.push_bind(claim.claim_id.clone())
-            .push_bind(claim.claimant_id.clone())
-            .push_bind(claim.filed_on)
-            .push_bind(claim.status.as_str())
-            .push_bind(claim.separation_reason.as_str())
-            .push_bind(claim.last_employer)
-            .push_bind(money(claim))
-            .push_bind(weeks(claim))
-            .push_bind(claim.benefit_end_date)
-            .push_bind(claim.updated_at);
-    }
+    native_row_binds!();
 }
 
 fn claimant_id(person: &Person) -> String {
