@@ -391,6 +391,11 @@ impl Servers {
             .set("REGISTRY_URL", &agencies.registry_url)
             .set("TAX_URL", &agencies.tax_url)
             .set("DMV_URL", &agencies.dmv_url)
+            .set("BENEFITS_MAINFRAME_ADDR", &agencies.benefits_addr)
+            .set(
+                "BENEFITS_EXTRACT_DIR",
+                agencies.benefits_extract_dir.display().to_string(),
+            )
             .set("UI_DATABASE_URL", &ui_url)
             .set("CIVICGRAPH_STORAGE_URL", "sqlite::memory:");
         let (gateway, crosswalk) = match start_gateway(&config_path, &vars, &population).await {

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use civicgraph::config::Vars;
+use civicgraph::connectors::mainframe::Copybook;
 use civicgraph::demo::{self, DemoOptions};
 use civicgraph::server::{self, Gateway};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -66,6 +67,10 @@ enum Command {
         /// The gateway's configuration file.
         #[arg(long, default_value = "civicgraph.toml", env = "CIVICGRAPH_CONFIG")]
         config: PathBuf,
+        /// Instead, parse this COBOL copybook and print every record's layout: each field's
+        /// offset, length, picture and usage.
+        #[arg(long, value_name = "COPYBOOK")]
+        layout: Option<PathBuf>,
     },
 }
 
@@ -73,7 +78,11 @@ pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check {
+            layout: Some(copybook),
+            ..
+        } => layout(&copybook),
+        Command::Check { config, .. } => check(&config),
         command => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -105,6 +114,21 @@ fn check(config: &std::path::Path) -> ExitCode {
         }
         Err(diagnostics) => {
             eprint!("{diagnostics}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn layout(path: &std::path::Path) -> ExitCode {
+    match Copybook::load(path) {
+        Ok(copybook) => {
+            for record in &copybook.records {
+                println!("{}", copybook.layout_table(record));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

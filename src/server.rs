@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{Diagnostics, GatewayConfig, Vars, load_project};
-use crate::connectors::build_connectors;
+use crate::connectors::{Connectors, build_connectors};
 use crate::graph::{Graph, GraphOptions, GraphSummary, build_graph};
 use crate::http::{AppState, app};
 use crate::identity::Crosswalk;
@@ -45,6 +45,8 @@ pub struct Checked {
     pub config: GatewayConfig,
     /// The executable graph.
     pub graph: Graph,
+    /// The built connectors (the graph holds them too), for attaching the store.
+    pub connectors: Connectors,
 }
 
 /// Loads and validates everything, opening nothing: what `civicgraph check` runs.
@@ -69,6 +71,7 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
         Ok(graph) if diagnostics.is_empty() => Ok(Checked {
             config: project.gateway,
             graph,
+            connectors,
         }),
         Ok(_) => Err(sorted(diagnostics)),
         Err(mut graph_problems) => {
@@ -104,6 +107,7 @@ impl Gateway {
     pub async fn load(config_path: &Path, vars: &Vars) -> Result<Self, StartGatewayError> {
         let checked = check(config_path, vars)?;
         let store = Store::connect(&checked.config.storage).await?;
+        checked.connectors.attach(&store).await;
         let graph = checked.graph.with_crosswalk(Crosswalk::new(store.clone()));
         let server = checked.config.server;
         Ok(Self {

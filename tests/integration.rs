@@ -45,3 +45,9 @@ mod soap;
 
 #[path = "integration/demo_agencies.rs"]
 mod demo_agencies;
+
+#[path = "integration/mainframe.rs"]
+mod mainframe;
+
+#[path = "integration/mainframe_codec.rs"]
+mod mainframe_codec;

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::mainframe::MainframeConfig;
 use super::soap::SoapConfig;
 use super::sql::SqlConfig;
 use crate::identity::KeyKind;
@@ -23,6 +24,8 @@ pub enum ConnectorConfig {
     Soap(SoapConfig),
     /// A relational database.
     Sql(SqlConfig),
+    /// COBOL records in EBCDIC, online over TCP or from extract files.
+    Mainframe(Box<MainframeConfig>),
 }
 
 impl ConnectorConfig {
@@ -32,6 +35,7 @@ impl ConnectorConfig {
             Self::Rest(rest) => &rest.name,
             Self::Soap(soap) => &soap.name,
             Self::Sql(sql) => &sql.name,
+            Self::Mainframe(mainframe) => &mainframe.name,
         }
     }
 
@@ -41,6 +45,7 @@ impl ConnectorConfig {
             Self::Rest(rest) => rest.identifier.as_ref(),
             Self::Soap(soap) => soap.identifier.as_ref(),
             Self::Sql(sql) => sql.identifier.as_ref(),
+            Self::Mainframe(mainframe) => mainframe.identifier.as_ref(),
         }
     }
 }
@@ -52,7 +57,7 @@ pub(crate) struct KindProbe {
 }
 
 /// The connector kinds a file may name, for error messages.
-pub const CONNECTOR_KINDS: &[&str] = &["rest", "soap", "sql"];
+pub const CONNECTOR_KINDS: &[&str] = &["rest", "soap", "sql", "mainframe"];
 
 /// A REST backend: JSON over HTTP.
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,7 @@
 mod connector;
 mod gateway;
 mod interpolate;
+mod mainframe;
 mod soap;
 mod source;
 mod sql;
@@ -22,6 +23,10 @@ pub use connector::{
 };
 pub use gateway::{AuthConfig, GatewayConfig, PathsConfig, ServerConfig, StorageConfig};
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
+pub use mainframe::{
+    EncodingConfig, ExtractConfig, FieldConfig, MainframeConfig, MainframeOperation, OnlineConfig,
+    StatusConfig, TransactionConfig,
+};
 pub use soap::{PasswordType, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
 pub use source::{Diagnostic, Diagnostics, Location, SourceFile};
 pub use sql::{SqlConfig, SqlOperation};
@@ -223,6 +228,9 @@ fn parse_connector(file: &TomlFile) -> Result<ConnectorConfig, Diagnostic> {
         "rest" => file.parse().map(ConnectorConfig::Rest),
         "soap" => file.parse().map(ConnectorConfig::Soap),
         "sql" => file.parse().map(ConnectorConfig::Sql),
+        "mainframe" => file
+            .parse()
+            .map(|config| ConnectorConfig::Mainframe(Box::new(config))),
         other => Err(Diagnostic::at(
             file.location(&kind.span()),
             format!(

@@ -5,6 +5,7 @@
 //! and the graph never sees HTTP or SQL.
 
 mod http_client;
+pub mod mainframe;
 mod rest;
 mod soap;
 mod sql;
@@ -15,13 +16,16 @@ mod xml;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::config::{ConnectorConfig, Diagnostic, LoadedConnector, Location, PageConfig};
 use crate::error::ErrorCode;
 use crate::identity::KeyKind;
+use crate::store::Store;
 
+pub use mainframe::MainframeConnector;
 pub use rest::RestConnector;
 pub use soap::SoapConnector;
 pub use sql::SqlConnector;
@@ -39,6 +43,36 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         operation: &'a str,
         args: &'a Arguments,
     ) -> BoxFuture<'a, Result<Option<Value>, CallError>>;
+
+    /// Like [`Connector::call`], and also says when the answer was true: a connector that
+    /// serves a copy (a nightly extract) gives the copy's as-of time, which clients see in
+    /// `extensions.freshness`. Live backends answer `as_of: None`.
+    fn call_with_freshness<'a>(
+        &'a self,
+        operation: &'a str,
+        args: &'a Arguments,
+    ) -> BoxFuture<'a, Result<Reply, CallError>> {
+        Box::pin(async move {
+            let value = self.call(operation, args).await?;
+            Ok(Reply { value, as_of: None })
+        })
+    }
+
+    /// Hands the connector the gateway's store, once, before serving starts. Connectors that
+    /// keep data there (extract files) load it and start their background work; the future
+    /// completes after the first load so the first request already sees data.
+    fn attach<'a>(&'a self, _store: &'a Store) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// A connector's answer with its as-of time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// What [`Connector::call`] returns.
+    pub value: Option<Value>,
+    /// When the data was true at the source, for copies; `None` for live answers.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 /// Why a backend call failed. The message is for logs; clients see only the code.
@@ -166,6 +200,11 @@ impl Connectors {
     pub fn specs(&self) -> &BTreeMap<String, ConnectorSpec> {
         &self.specs
     }
+
+    /// Gives every connector the gateway's store (see [`Connector::attach`]), all at once.
+    pub async fn attach(&self, store: &Store) {
+        futures::future::join_all(self.by_name.values().map(|c| c.attach(store))).await;
+    }
 }
 
 /// The built-in connector that reads and changes the gateway's own identity crosswalk.
@@ -232,6 +271,9 @@ pub fn build_connectors(loaded: &[LoadedConnector]) -> (Connectors, Vec<Diagnost
             ConnectorConfig::Rest(config) => RestConnector::build(config, &connector.file),
             ConnectorConfig::Soap(config) => SoapConnector::build(config, &connector.file),
             ConnectorConfig::Sql(config) => SqlConnector::build(config, &connector.file),
+            ConnectorConfig::Mainframe(config) => {
+                MainframeConnector::build(config, &connector.file)
+            }
         };
         match built {
             Ok((runtime, mut spec)) => {

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::benefits::{BenefitsCodecs, BenefitsMainframe, write_extract};
 use super::data::{Person, Population, TaxAccount};
 use super::dmv::dmv_router;
 
@@ -87,7 +88,14 @@ pub struct SimulatedAgencies {
     /// Base URL of the motor vehicle agency, e.g. `http://127.0.0.1:40125`;
     /// its SOAP endpoint is this plus [`super::dmv::SOAP_PATH`].
     pub dmv_url: String,
+    /// `host:port` of the benefits mainframe's inquiry transaction (EBCDIC records over TCP).
+    pub benefits_addr: String,
+    /// The directory the benefits mainframe's nightly payment extract was written to.
+    pub benefits_extract_dir: std::path::PathBuf,
     servers: Vec<RunningServer>,
+    mainframe: super::benefits::BenefitsMainframe,
+    /// Removed when the agencies stop.
+    _extract_dir: tempfile::TempDir,
 }
 
 /// Where [`SimulatedAgencies::start_at`] binds each agency; the default is
@@ -155,14 +163,32 @@ impl SimulatedAgencies {
                 registry_router(Arc::clone(&population)),
             ),
             spawn_server("tax", tax_listener, tax_router(Arc::clone(&population))),
-            spawn_server("dmv", dmv_listener, dmv_router(population)),
+            spawn_server("dmv", dmv_listener, dmv_router(Arc::clone(&population))),
         ];
-        tracing::debug!(%registry_url, %tax_url, %dmv_url, "Simulated agencies are listening.");
+        let codecs = Arc::new(BenefitsCodecs::new().map_err(io::Error::other)?);
+        let benefits = Arc::new(population.benefits().clone());
+        let extract_dir = tempfile::Builder::new()
+            .prefix("civicgraph-demo-extracts-")
+            .tempdir()?;
+        // Written "last night": the as-of time the gateway reports for payments.
+        let as_of = (super::data::REFERENCE_DATE - chrono::Duration::days(1))
+            .and_hms_opt(2, 0, 0)
+            .unwrap_or_default();
+        write_extract(extract_dir.path(), &benefits, &codecs, as_of)?;
+        let mainframe = BenefitsMainframe::start(benefits, codecs)
+            .await
+            .map_err(io::Error::other)?;
+        let benefits_addr = mainframe.address();
+        tracing::debug!(%registry_url, %tax_url, %dmv_url, %benefits_addr, "Simulated agencies are listening.");
         Ok(SimulatedAgencies {
             registry_url,
             tax_url,
             dmv_url,
+            benefits_addr,
+            benefits_extract_dir: extract_dir.path().to_path_buf(),
             servers,
+            mainframe,
+            _extract_dir: extract_dir,
         })
     }
 
@@ -170,6 +196,7 @@ impl SimulatedAgencies {
     /// waits for both servers to end, so a test can assert on a clean stop
     /// and the demo can exit without dangling tasks.
     pub async fn shutdown(self) {
+        drop(self.mainframe);
         // Signal every server first so they drain concurrently.
         let mut tasks = Vec::with_capacity(self.servers.len());
         for server in self.servers {

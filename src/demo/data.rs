@@ -33,6 +33,7 @@ use std::fmt;
 use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
+use super::benefits::BenefitsRecords;
 use crate::identity::KeyKind;
 
 /// The "today" of the synthetic world; ages and timestamps are computed
@@ -67,16 +68,16 @@ const TIN_MULTIPLIER: u64 = 982_451_653;
 /// Hand-written so that the synthetic data never changes because a
 /// dependency changed its algorithm.
 #[derive(Debug, Clone)]
-struct SplitMix64 {
+pub(crate) struct SplitMix64 {
     state: u64,
 }
 
 impl SplitMix64 {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -86,7 +87,7 @@ impl SplitMix64 {
 
     /// Uniform-enough value in `0..bound` (`bound == 0` yields 0). The
     /// modulo bias is irrelevant for synthetic data.
-    fn below(&mut self, bound: u64) -> u64 {
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
         if bound == 0 {
             0
         } else {
@@ -94,16 +95,16 @@ impl SplitMix64 {
         }
     }
 
-    fn index(&mut self, len: usize) -> usize {
+    pub(crate) fn index(&mut self, len: usize) -> usize {
         // `len` is a list length, far below u64::MAX, and the result is < len.
         self.below(len as u64) as usize
     }
 
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.index(items.len())]
     }
 
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 }
@@ -203,6 +204,10 @@ pub struct Person {
     /// registry, for the same reason as `license_number`.
     #[serde(skip)]
     pub claimant_id: Option<String>,
+    /// Benefits case number (`BC` and eight digits), the key into the benefits mainframe;
+    /// `None` for people without a benefits case. Not served by the registry.
+    #[serde(skip)]
+    pub case_number: Option<String>,
 }
 
 impl Person {
@@ -480,6 +485,7 @@ pub struct Population {
     by_tin: HashMap<String, usize>,
     by_license: HashMap<String, usize>,
     by_claimant: HashMap<String, usize>,
+    benefits: BenefitsRecords,
 }
 
 impl Population {
@@ -525,8 +531,15 @@ impl Population {
             vehicles.push(records.vehicles);
             claims.push(records.claims);
         }
+        let benefits = BenefitsRecords::generate(&people, seed);
+        for (citizen, case_number) in benefits.holders() {
+            if let Some(&index) = by_id.get(citizen) {
+                people[index].case_number = Some(case_number.clone());
+            }
+        }
         Population {
             seed,
+            benefits,
             people,
             accounts,
             licenses,
@@ -543,6 +556,11 @@ impl Population {
     /// regenerating the same data elsewhere.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// The benefits mainframe's cases and payments.
+    pub fn benefits(&self) -> &BenefitsRecords {
+        &self.benefits
     }
 
     /// Number of citizens.
@@ -659,7 +677,11 @@ impl Population {
                     .claimant_id
                     .as_deref()
                     .map(|claimant| (id, KeyKind::ClaimantId, claimant));
-                tin.into_iter().chain(license).chain(claimant)
+                let case = person
+                    .case_number
+                    .as_deref()
+                    .map(|case| (id, KeyKind::CaseNumber, case));
+                tin.into_iter().chain(license).chain(claimant).chain(case)
             })
     }
 }
@@ -756,6 +778,7 @@ fn generate_person(index: usize, seed: u64, tin_offset: u64) -> (Person, Option<
         updated_at,
         license_number: None,
         claimant_id: None,
+        case_number: None,
     };
     (person, account)
 }
@@ -1681,7 +1704,12 @@ mod tests {
             let kinds: Vec<KeyKind> = population.links().map(|(_, kind, _)| kind).collect();
             assert_eq!(
                 kinds,
-                [KeyKind::Tin, KeyKind::LicenseNumber, KeyKind::ClaimantId]
+                [
+                    KeyKind::Tin,
+                    KeyKind::LicenseNumber,
+                    KeyKind::ClaimantId,
+                    KeyKind::CaseNumber
+                ]
             );
         }
     }
@@ -1707,11 +1735,22 @@ mod tests {
                     assert!(!population.claims_of(key).is_empty(), "{key}");
                     population.person_by_claimant(key)
                 }
-                KeyKind::CaseNumber => panic!("no case numbers yet"),
+                KeyKind::CaseNumber => {
+                    assert!(!population.benefits().cases(key).is_empty(), "{key}");
+                    population
+                        .people()
+                        .iter()
+                        .find(|p| p.case_number.as_deref() == Some(key))
+                }
             };
             assert_eq!(owner.map(|person| person.id.as_str()), Some(citizen));
         }
-        for kind in [KeyKind::Tin, KeyKind::LicenseNumber, KeyKind::ClaimantId] {
+        for kind in [
+            KeyKind::Tin,
+            KeyKind::LicenseNumber,
+            KeyKind::ClaimantId,
+            KeyKind::CaseNumber,
+        ] {
             assert!(per_kind.get(&kind).copied().unwrap_or(0) > 100, "{kind}");
         }
         assert!(population.license("D0000000x").is_none());

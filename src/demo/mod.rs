@@ -20,8 +20,10 @@
 //!   answers against [`agencies::person_json`] / [`agencies::account_json`].
 
 pub mod agencies;
+pub mod benefits;
 pub mod data;
 pub mod dmv;
+pub mod mainframe_server;
 pub mod ui;
 
 pub use agencies::SimulatedAgencies;
@@ -51,6 +53,8 @@ pub const FIRST_QUERY: &str = r#"{
     driverLicense { number class status expiresOn }
     vehicles { plate make model year }
     unemploymentClaims { status filedOn weeklyBenefit }
+    benefitCases { program caseStatus monthlyAmount balanceDue payMethod card { last4 } }
+    benefitPayments { issuedOn amount status }
   }
 }"#;
 
@@ -210,6 +214,11 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
         .set("REGISTRY_URL", &agencies.registry_url)
         .set("TAX_URL", &agencies.tax_url)
         .set("DMV_URL", &agencies.dmv_url)
+        .set("BENEFITS_MAINFRAME_ADDR", &agencies.benefits_addr)
+        .set(
+            "BENEFITS_EXTRACT_DIR",
+            agencies.benefits_extract_dir.display().to_string(),
+        )
         .set("UI_DATABASE_URL", &ui_database.url)
         .set("CIVICGRAPH_STORAGE_URL", "sqlite::memory:")
         // Lets GraphiQL users try `me` and the operator mutations with a header.

@@ -316,8 +316,13 @@ impl BoundCall {
         };
         let (connector, operation) = (&self.binding.connector, &self.binding.operation);
         let result = match &self.target {
-            Target::Backend(backend) => match backend.call(operation, &args).await {
-                Ok(result) => result,
+            Target::Backend(backend) => match backend.call_with_freshness(operation, &args).await {
+                Ok(reply) => {
+                    if let (Some(as_of), Some(scope)) = (reply.as_of, scope) {
+                        scope.saw_copy(connector, as_of);
+                    }
+                    reply.value
+                }
                 Err(error) => {
                     tracing::warn!(
                         connector = %connector,

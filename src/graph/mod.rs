@@ -78,9 +78,15 @@ impl Graph {
     ) -> Outcome {
         let operation_name = request.operation_name.clone();
         let scope = Arc::new(scope::RequestScope::new(principal, self.crosswalk.clone()));
-        let mut request = request.data(scope);
+        let mut request = request.data(Arc::clone(&scope));
         request.set_parsed_query(document.clone());
         let mut response = self.schema.execute(request).await;
+        if let Some(freshness) = scope.freshness() {
+            response.extensions.insert(
+                "freshness".to_string(),
+                async_graphql::Value::from_json(freshness).unwrap_or_default(),
+            );
+        }
         let executed = response.data != async_graphql::Value::Null
             || response.errors.iter().any(|e| !e.path.is_empty())
             || response.errors.is_empty();

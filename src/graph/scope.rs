@@ -1,7 +1,9 @@
 //! What one request carries into its resolvers: who is asking, the identity crosswalk, and
 //! the crosswalk answers already fetched (so ten fields of one citizen cost one lookup).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -15,6 +17,8 @@ pub(crate) struct RequestScope {
     pub(crate) principal: Principal,
     pub(crate) crosswalk: Option<Crosswalk>,
     links: Mutex<HashMap<CitizenId, Arc<OnceCell<Links>>>>,
+    /// The oldest as-of time of each connector that answered from a copy.
+    freshness: Mutex<BTreeMap<String, DateTime<Utc>>>,
 }
 
 impl RequestScope {
@@ -23,7 +27,41 @@ impl RequestScope {
             principal,
             crosswalk,
             links: Mutex::new(HashMap::new()),
+            freshness: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Remembers that `connector` answered with data as of `as_of`; the oldest time wins, so
+    /// the response never claims to be fresher than its stalest part.
+    pub(crate) fn saw_copy(&self, connector: &str, as_of: DateTime<Utc>) {
+        let mut seen = self
+            .freshness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.entry(connector.to_string())
+            .and_modify(|oldest| *oldest = (*oldest).min(as_of))
+            .or_insert(as_of);
+    }
+
+    /// `extensions.freshness`: `{"<connector>": {"asOf": "<RFC 3339>"}}`, or `None` when every
+    /// answer was live.
+    pub(crate) fn freshness(&self) -> Option<serde_json::Value> {
+        let seen = self
+            .freshness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.is_empty() {
+            return None;
+        }
+        let entries = seen.iter().map(|(connector, as_of)| {
+            (
+                connector.clone(),
+                serde_json::json!({
+                    "asOf": as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                }),
+            )
+        });
+        Some(serde_json::Value::Object(entries.collect()))
     }
 
     /// The citizen's links, fetched at most once per request however many fields ask

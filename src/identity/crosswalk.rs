@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::keys::{AgencyKey, AnyKey, CitizenId, KeyError, KeyKind};
-use crate::store::Store;
+use crate::store::{Store, on_pool};
 
 /// Why a crosswalk read or change failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,17 +58,6 @@ impl Links {
     pub fn iter(&self) -> impl Iterator<Item = &Link> {
         self.0.values()
     }
-}
-
-/// Runs the same body on whichever pool the store has; the SQL is written once in the
-/// `$n` parameter style both SQLite and PostgreSQL accept.
-macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => $body,
-            Store::Postgres($pool) => $body,
-        }
-    };
 }
 
 /// The crosswalk over the gateway's store. Cheap to clone.

@@ -1,6 +1,6 @@
 //! The gateway's own database: SQLite by default, PostgreSQL for several instances.
 //!
-//! It holds the identity crosswalk today; consent, audit and the event outbox join it later.
+//! It holds the identity crosswalk and the mainframe extract tables today; consent, audit and the event outbox join it later.
 //! The schema is versioned by embedded migrations that run when the store opens, so a fresh
 //! database and an old one end up the same.
 
@@ -32,6 +32,18 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// Runs the same body on whichever pool the store has; the SQL is written once in the
+/// `$n` parameter style both SQLite and PostgreSQL accept.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
 /// One schema change: its version, a description, and the SQL per database.
 struct Change {
     version: i64,
@@ -42,12 +54,20 @@ struct Change {
 
 /// Every schema change, oldest first. Files are embedded so the binary carries its schema;
 /// a released change is never edited (sqlx checks each one's checksum), only followed.
-const CHANGES: &[Change] = &[Change {
-    version: 20261122000001,
-    description: "identity links",
-    sqlite: include_str!("migrations/sqlite/20261122000001_identity_links.sql"),
-    postgres: include_str!("migrations/postgres/20261122000001_identity_links.sql"),
-}];
+const CHANGES: &[Change] = &[
+    Change {
+        version: 20261122000001,
+        description: "identity links",
+        sqlite: include_str!("migrations/sqlite/20261122000001_identity_links.sql"),
+        postgres: include_str!("migrations/postgres/20261122000001_identity_links.sql"),
+    },
+    Change {
+        version: 20261122000002,
+        description: "mainframe extracts",
+        sqlite: include_str!("migrations/sqlite/20261122000002_mainframe_extracts.sql"),
+        postgres: include_str!("migrations/postgres/20261122000002_mainframe_extracts.sql"),
+    },
+];
 
 fn migrator(sql: impl Fn(&Change) -> &'static str) -> Migrator {
     let migrations: Vec<Migration> = CHANGES

@@ -168,7 +168,7 @@ fn an_unknown_connector_kind_is_reported_at_the_kind() {
         &project,
         &[(
             "tax.toml:2:8",
-            "unknown connector kind `corba`; expected one of `rest`, `soap` or `sql`",
+            "unknown connector kind `corba`; expected one of `rest`, `soap`, `sql` or `mainframe`",
         )],
     );
 }

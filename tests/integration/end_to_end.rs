@@ -52,6 +52,45 @@ fn first_query_answer(population: &Population) -> Value {
         .iter()
         .map(|x| json!({"year": x["year"], "assessed": x["assessed"], "paid": x["paid"]}))
         .collect();
+    let case_number = person
+        .case_number
+        .as_deref()
+        .expect("C0000001 always has benefit cases");
+    let benefits = population.benefits();
+    let cases: Vec<Value> = benefits
+        .cases(case_number)
+        .iter()
+        .map(|c| {
+            let card = match &c.payment {
+                civicgraph::demo::benefits::Payment::Card { last4, .. } => json!({"last4": last4}),
+                _ => Value::Null,
+            };
+            let method = match &c.payment {
+                civicgraph::demo::benefits::Payment::Card { .. } => "CARD",
+                civicgraph::demo::benefits::Payment::Deposit { .. } => "DEPOSIT",
+                civicgraph::demo::benefits::Payment::Check { .. } => "CHECK",
+            };
+            json!({
+                "program": c.program.graphql(),
+                "caseStatus": c.status.graphql(),
+                "monthlyAmount": format!("{:.2}", c.monthly_amount),
+                "balanceDue": format!("{:.2}", c.balance_due),
+                "payMethod": method,
+                "card": card,
+            })
+        })
+        .collect();
+    let payments: Vec<Value> = benefits
+        .payments(case_number)
+        .iter()
+        .map(|p| {
+            json!({
+                "issuedOn": p.issued_on.to_string(),
+                "amount": format!("{:.2}", p.amount),
+                "status": p.status.graphql(),
+            })
+        })
+        .collect();
     json!({"data": {"citizen": {
         "id": "C0000001",
         "name": p["full_name"],
@@ -74,7 +113,11 @@ fn first_query_answer(population: &Population) -> Value {
         },
         "vehicles": vehicles,
         "unemploymentClaims": claims,
-    }}})
+        "benefitCases": cases,
+        "benefitPayments": payments,
+    }},
+    // The payments come from last night's extract, and the answer says so.
+    "extensions": {"freshness": {"benefit_payments": {"asOf": "2025-12-31T02:00:00Z"}}}})
 }
 
 #[tokio::test]

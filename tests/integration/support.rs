@@ -301,10 +301,17 @@ pub(crate) struct TestGatewayBuilder {
     server: Vec<String>,
     schemas: BTreeMap<String, String>,
     connectors: BTreeMap<String, String>,
+    files: BTreeMap<String, Vec<u8>>,
     vars: HashMap<String, String>,
 }
 
 impl TestGatewayBuilder {
+    /// Adds any other file (a copybook, a WSDL), by its path inside the project.
+    pub(crate) fn file(mut self, path: &str, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.insert(path.to_string(), contents.into());
+        self
+    }
+
     /// Adds (or replaces) `schema/<name>`.
     pub(crate) fn schema(mut self, name: &str, sdl: &str) -> Self {
         self.schemas.insert(name.to_string(), sdl.to_string());
@@ -353,6 +360,14 @@ impl TestGatewayBuilder {
         for (name, toml) in &self.connectors {
             write_file(&dir.path().join("connectors").join(name), toml);
         }
+        for (path, contents) in &self.files {
+            let path = dir.path().join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create the file's directory");
+            }
+            std::fs::write(&path, contents)
+                .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
         Project {
             dir,
             vars: self.vars,
@@ -395,6 +410,7 @@ impl TestGateway {
             server: Vec::new(),
             schemas: BTreeMap::new(),
             connectors: BTreeMap::new(),
+            files: BTreeMap::new(),
             vars: HashMap::new(),
         }
     }
@@ -651,6 +667,14 @@ pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
         ("REGISTRY_URL".to_string(), agencies.registry_url.clone()),
         ("TAX_URL".to_string(), agencies.tax_url.clone()),
         ("DMV_URL".to_string(), agencies.dmv_url.clone()),
+        (
+            "BENEFITS_MAINFRAME_ADDR".to_string(),
+            agencies.benefits_addr.clone(),
+        ),
+        (
+            "BENEFITS_EXTRACT_DIR".to_string(),
+            agencies.benefits_extract_dir.display().to_string(),
+        ),
         (
             "UI_DATABASE_URL".to_string(),
             civicgraph::demo::ui::sqlite_url(&ui_path, "ro"),
