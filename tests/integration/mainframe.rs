@@ -610,3 +610,118 @@ fn check_reports_copybook_and_connector_mistakes_at_their_lines() {
         "{errors}"
     );
 }
+
+/// Two gateway instances sharing one PostgreSQL store: each serves the extract, a file loaded
+/// once is not loaded again on every look, and a newer file reaches both.
+#[tokio::test]
+async fn extracts_on_postgres_are_shared_by_gateway_instances() {
+    let Ok(url) = std::env::var("CIVICGRAPH_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: CIVICGRAPH_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    // A connector name of its own, so runs and other tests never share rows.
+    let name = format!(
+        "payments_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0)
+    );
+    let population = population();
+    let records = population.benefits().clone();
+    let codecs = BenefitsCodecs::new().expect("codecs");
+    let extracts = tempfile::tempdir().expect("extract directory");
+    let dir = extracts.path();
+    write_extract(dir, &records, &codecs, as_of(2026, 11, 20, 2)).expect("write");
+    let (_, case_number) = records
+        .holders()
+        .iter()
+        .find(|(_, case)| !records.payments(case).is_empty())
+        .cloned()
+        .expect("someone was paid");
+    let sdl = SDL.replace(
+        "connector: \"benefit_payments\"",
+        &format!("connector: \"{name}\""),
+    );
+    let connector = PAYMENTS_TOML
+        .replace("name = \"benefit_payments\"", &format!("name = \"{name}\""))
+        .replace("poll_ms = 5000", "poll_ms = 50");
+    let instance = || {
+        online_project("127.0.0.1:9", |t| t)
+            .schema("benefits.graphql", &sdl)
+            .connector("benefit_payments.toml", &connector)
+            .gateway_toml(&format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\nurl = \"{url}\"\n"
+            ))
+            .var("BENEFITS_EXTRACT_DIR", &dir.display().to_string())
+    };
+    let first = instance().build().await;
+    let second = instance().build().await;
+    let body = json!({"query": PAYMENTS_QUERY, "variables": {"n": case_number}});
+    for gateway in [&first, &second] {
+        let answer = gateway.post_with(body.clone(), &[]).await.body;
+        assert_eq!(
+            answer["data"]["benefitPayments"],
+            payments_json(&records, &case_number),
+            "{answer}"
+        );
+        assert_eq!(
+            answer["extensions"]["freshness"][name.as_str()]["asOf"],
+            "2026-11-20T02:00:00Z"
+        );
+    }
+
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    let loaded_at = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+            "SELECT loaded_at FROM mainframe_extracts WHERE connector = $1",
+        )
+        .bind(&name)
+        .fetch_one(&pool)
+        .await
+        .expect("the extract row")
+    };
+    let before = loaded_at().await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // several looks by both instances
+    assert_eq!(
+        loaded_at().await,
+        before,
+        "an unchanged file must not be reloaded"
+    );
+
+    write_extract(dir, &records, &codecs, as_of(2026, 11, 21, 2)).expect("write");
+    for gateway in [&first, &second] {
+        let answer = eventually(gateway, body.clone(), |a| {
+            a["extensions"]["freshness"][name.as_str()]["asOf"] == "2026-11-21T02:00:00Z"
+        })
+        .await;
+        assert_eq!(
+            answer["extensions"]["freshness"][name.as_str()]["asOf"],
+            "2026-11-21T02:00:00Z",
+            "{answer}"
+        );
+        assert_eq!(
+            answer["data"]["benefitPayments"],
+            payments_json(&records, &case_number)
+        );
+    }
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM mainframe_extract_rows WHERE connector = $1")
+            .bind(&name)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(
+        rows,
+        records.all_payments().count() as i64,
+        "one copy, not two"
+    );
+    for table in ["mainframe_extract_rows", "mainframe_extracts"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE connector = $1"))
+            .bind(&name)
+            .execute(&pool)
+            .await
+            .expect("clean up");
+    }
+}

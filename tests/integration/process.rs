@@ -165,3 +165,43 @@ async fn logs_carry_the_request_id_and_no_personal_data_and_sigterm_exits_cleanl
         "SIGTERM not logged:\n{text}"
     );
 }
+
+/// `civicgraph check --layout` prints a copybook's layout, and a broken copybook's error names
+/// its line and column, with a failing exit status.
+#[test]
+fn check_layout_prints_a_copybook_and_names_the_line_of_an_error() {
+    let copybook = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("connectors/copybooks/BENEFIT-CASE.cpy");
+    let output = Command::new(env!("CARGO_BIN_EXE_civicgraph"))
+        .args(["check", "--layout"])
+        .arg(&copybook)
+        .output()
+        .expect("run civicgraph check --layout");
+    assert!(output.status.success(), "{output:?}");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("Record BNQ-RESPONSE: 402 bytes"), "{table}");
+    let amount = table
+        .lines()
+        .find(|line| line.contains("BNQ-MONTHLY-AMOUNT"))
+        .expect("the amount's row");
+    let cells: Vec<&str> = amount.split_whitespace().collect();
+    // level, name, picture, usage, offset, length
+    assert_eq!(
+        cells,
+        ["10", "BNQ-MONTHLY-AMOUNT", "S9(7)V99", "COMP-3", "39", "5"]
+    );
+
+    let dir = tempfile::tempdir().expect("a directory");
+    let broken = dir.path().join("BROKEN.cpy");
+    std::fs::write(&broken, "       01  REC.\n           05  A  PIC 9(3)PP.\n")
+        .expect("write the copybook");
+    let output = Command::new(env!("CARGO_BIN_EXE_civicgraph"))
+        .args(["check", "--layout"])
+        .arg(&broken)
+        .output()
+        .expect("run civicgraph check --layout");
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("BROKEN.cpy:2:"), "{error}");
+    assert!(error.contains("P scaling is not supported"), "{error}");
+}

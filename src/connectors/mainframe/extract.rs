@@ -51,12 +51,20 @@ struct Operation {
     returns: Returns,
 }
 
-/// What identifies one version of one file.
+/// What identifies one version of one file. The modification time is kept to the
+/// microsecond, the precision PostgreSQL stores, so a file read back from the store is
+/// recognised as the same file rather than loaded again on every look.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FileId {
     name: String,
     size: u64,
-    modified: SystemTime,
+    modified: DateTime<Utc>,
+}
+
+/// `time` truncated to whole microseconds.
+fn to_micros(time: SystemTime) -> DateTime<Utc> {
+    let time = DateTime::<Utc>::from(time);
+    DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time)
 }
 
 /// A file that may be loaded.
@@ -367,7 +375,8 @@ impl Extract {
                 FileId {
                     name,
                     size: u64::try_from(size).unwrap_or(0),
-                    modified: modified.into(),
+                    modified: DateTime::from_timestamp_micros(modified.timestamp_micros())
+                        .unwrap_or(modified),
                 },
                 as_of,
             )
@@ -403,7 +412,7 @@ impl Extract {
             if !metadata.is_file() {
                 continue;
             }
-            let modified = metadata.modified()?;
+            let modified = to_micros(metadata.modified()?);
             let as_of = match &self.as_of_format {
                 Some(format) => match as_of_from_name(&name, format) {
                     Some(as_of) => as_of,
@@ -428,7 +437,7 @@ impl Extract {
                         continue;
                     }
                 },
-                None => DateTime::<Utc>::from(modified),
+                None => modified,
             };
             candidates.push(Candidate {
                 path: entry.path(),
@@ -457,7 +466,7 @@ impl Extract {
             .await
             .map_err(|e| LoadError::Failed(format!("cannot read the file's metadata: {e}")))?;
         let unchanged = after.len() == candidate.id.size
-            && after.modified().ok() == Some(candidate.id.modified)
+            && after.modified().ok().map(to_micros) == Some(candidate.id.modified)
             && bytes.len() as u64 == candidate.id.size;
         if !unchanged {
             return Err(LoadError::StillWriting);
@@ -523,7 +532,7 @@ impl Extract {
              as_of = excluded.as_of, loaded_at = excluded.loaded_at, records = excluded.records";
         const CLEAR: &str = "DELETE FROM mainframe_extract_rows WHERE connector = $1";
         let size = i64::try_from(candidate.id.size).unwrap_or(i64::MAX);
-        let modified = DateTime::<Utc>::from(candidate.id.modified);
+        let modified = candidate.id.modified;
         let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         on_pool!(store, pool => {
             let mut tx = pool.begin().await?;
