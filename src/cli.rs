@@ -182,6 +182,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 demo.ui_database.display_url(),
                 demo.ui_database.seeded.claims
             );
+            println!(
+                "  benefits         {} (mainframe: EBCDIC records over TCP, transaction BNQ1)",
+                demo.agencies.benefits_addr
+            );
+            println!(
+                "  benefit payments {} (nightly extract files)",
+                demo.agencies.benefits_extract_dir.display()
+            );
             println!();
             println!("Open GraphiQL: {}", demo.graphiql_url());
             println!("and paste this query:");

@@ -55,7 +55,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use chrono::format::StrftimeItems;
+use chrono::format::{Parsed, StrftimeItems};
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -192,7 +192,9 @@ pub enum DecodeProblem {
         /// The nibble.
         nibble: u8,
     },
-    /// A sign nibble other than C, D or F (packed) or a zone other than C, D, F (zoned).
+    /// A sign nibble other than C, D or F (packed; D also in an unsigned picture), or a sign
+    /// zone A, B or E (zoned), which IBM hardware accepts but this gateway refuses. Any other
+    /// byte where a zoned digit belongs is [`DecodeProblem::NotADigit`].
     #[error("sign nibble {nibble:#x} is not C, D or F")]
     BadSign {
         /// The nibble.
@@ -244,7 +246,8 @@ pub enum DecodeProblem {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("field {field}: {problem}")]
 pub struct EncodeError {
-    /// COBOL name of the field.
+    /// COBOL path of the field, as in [`DecodeError::field`] (`BNQ-CASES(2).BNQ-WEEKS`), or
+    /// the key given when it names no field.
     pub field: String,
     /// What is wrong.
     pub problem: String,
@@ -368,8 +371,14 @@ enum Mode {
     Plain,
     /// The field has 88-levels and decodes to their enum names.
     Enum,
-    /// A chrono format.
-    Date(String),
+    Date(DateFormat),
+}
+
+/// A chrono date format, parsed once rather than for every record.
+#[derive(Debug, Clone)]
+struct DateFormat {
+    text: String,
+    items: Vec<chrono::format::Item<'static>>,
 }
 
 /// An 88-level condition compiled for the field's bytes.
@@ -800,33 +809,39 @@ impl RecordCodec {
         ebcdic::decode(self.page, body.get(start..).unwrap_or_default())
     }
 
-    fn date_value(&self, format: &str, form: Form, raw: &[u8]) -> Result<Value, DecodeProblem> {
+    fn date_value(
+        &self,
+        format: &DateFormat,
+        form: Form,
+        raw: &[u8],
+    ) -> Result<Value, DecodeProblem> {
         let bad = || DecodeProblem::BadDate {
-            format: format.to_owned(),
+            format: format.text.clone(),
         };
         let text = match form {
-            Form::Text { .. } => {
-                let text = self.text(raw, true);
-                text.trim_matches(' ').to_owned()
-            }
+            Form::Text { .. } => self.text(raw, true),
             Form::Number(spec) => {
                 let unscaled = spec.decode_unscaled(raw)?;
                 if unscaled < 0 {
                     return Err(bad());
                 }
-                format!("{unscaled:0width$}", width = usize::from(spec.digits))
+                // PIC 9(6) holding 050131 is the number 50131: put the zeros back.
+                let digits = numeric::format_unscaled(unscaled, 0);
+                let width = usize::from(spec.digits);
+                let mut text = String::with_capacity(width.max(digits.len()));
+                text.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
+                text.push_str(&digits);
+                text
             }
         };
-        let date = NaiveDate::parse_from_str(&text, format)
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, &text, format.items.iter()).map_err(|_| bad())?;
+        let date = parsed
+            .to_naive_date()
             .ok()
             .filter(four_digit_year)
             .ok_or_else(bad)?;
-        Ok(Value::String(format!(
-            "{:04}-{:02}-{:02}",
-            date.year(),
-            date.month(),
-            date.day()
-        )))
+        Ok(Value::String(iso_date(date)))
     }
 
     /// The index of the first 88-level condition that holds, or `NoCondition`.
@@ -1272,6 +1287,23 @@ impl RecordCodec {
     }
 }
 
+/// `YYYY-MM-DD` for a date whose year has four digits.
+fn iso_date(date: NaiveDate) -> String {
+    fn push(text: &mut String, value: u32, width: u32) {
+        for power in (0..width).rev() {
+            let digit = value / 10u32.pow(power) % 10;
+            text.push(char::from(b'0' + digit as u8));
+        }
+    }
+    let mut text = String::with_capacity(10);
+    push(&mut text, u32::try_from(date.year()).unwrap_or(0), 4);
+    text.push('-');
+    push(&mut text, date.month(), 2);
+    text.push('-');
+    push(&mut text, date.day(), 2);
+    text
+}
+
 /// Years 0–9999 only: chrono also reads `-024` or `+12345` as a year, which no mainframe date
 /// means and which `YYYY-MM-DD` cannot write back.
 fn four_digit_year(date: &NaiveDate) -> bool {
@@ -1388,15 +1420,19 @@ fn write_value(
                     .filter(four_digit_year)
                     .ok_or_else(|| "is not a date written YYYY-MM-DD".to_owned())?;
                 let mut formatted = String::new();
-                write!(formatted, "{}", date.format(format))
-                    .map_err(|_| format!("cannot be written in the date format `{format}`"))?;
+                write!(formatted, "{}", date.format_with_items(format.items.iter())).map_err(
+                    |_| format!("cannot be written in the date format `{}`", format.text),
+                )?;
                 match field.form {
                     Form::Text { edited } => {
                         write_text(&formatted, edited, field.overflow, page, pad, out)
                     }
                     Form::Number(spec) => {
                         let number = numeric::parse_decimal(&formatted).ok_or_else(|| {
-                            format!("the date format `{format}` does not give digits only")
+                            format!(
+                                "the date format `{}` does not give digits only",
+                                format.text
+                            )
                         })?;
                         spec.encode(number, out).map_err(|e| e.to_string())
                     }
@@ -1698,10 +1734,7 @@ impl<'o> Builder<'o> {
             let mode = match decode {
                 FieldDecode::Auto if !conditions.is_empty() => Mode::Enum,
                 FieldDecode::Auto | FieldDecode::Raw => Mode::Plain,
-                FieldDecode::Date(format) => {
-                    check_date_format(&cobol, format, form)?;
-                    Mode::Date(format.clone())
-                }
+                FieldDecode::Date(format) => Mode::Date(check_date_format(&cobol, format, form)?),
             };
             self.nodes[id].kind = Kind::Field(Field {
                 form,
@@ -2283,7 +2316,7 @@ fn literal_bytes(
 
 /// Checks a `date` option: a valid chrono format that reads back a whole date, on an
 /// alphanumeric field or an integer one.
-fn check_date_format(cobol: &str, format: &str, form: Form) -> Result<(), String> {
+fn check_date_format(cobol: &str, format: &str, form: Form) -> Result<DateFormat, String> {
     let context = |e: &str| format!("fields.{cobol}: `date = \"{format}\"`: {e}");
     match form {
         Form::Text { edited: true } => {
@@ -2294,18 +2327,25 @@ fn check_date_format(cobol: &str, format: &str, form: Form) -> Result<(), String
         }
         _ => {}
     }
-    if StrftimeItems::new(format).any(|item| matches!(item, chrono::format::Item::Error)) {
-        return Err(context("not a chrono format"));
-    }
+    let items = StrftimeItems::new(format)
+        .parse_to_owned()
+        .map_err(|_| context("not a chrono format"))?;
     let sample = NaiveDate::from_ymd_opt(2024, 12, 31).ok_or_else(|| context("no sample date"))?;
     let mut text = String::new();
-    write!(text, "{}", sample.format(format)).map_err(|_| context("not a chrono format"))?;
-    if NaiveDate::parse_from_str(&text, format) != Ok(sample) {
+    write!(text, "{}", sample.format_with_items(items.iter()))
+        .map_err(|_| context("not a chrono format"))?;
+    let mut parsed = Parsed::new();
+    let back = chrono::format::parse(&mut parsed, &text, items.iter())
+        .and_then(|()| parsed.to_naive_date());
+    if back != Ok(sample) {
         return Err(context(
             "the format does not hold a whole date (year, month and day)",
         ));
     }
-    Ok(())
+    Ok(DateFormat {
+        text: format.to_owned(),
+        items,
+    })
 }
 
 /// The name without the first of `prefixes` it starts with (unless nothing would be left).

@@ -415,29 +415,51 @@ fn encode_binary(value: i128, signed: bool, out: &mut [u8]) -> Option<()> {
 /// The exact decimal text of an unscaled value: every scale digit written (`"1500.00"`,
 /// `"-0.05"`, `"42"`), no exponent, no float on the way.
 pub(crate) fn format_unscaled(unscaled: i128, scale: u8) -> String {
-    // 39 digits, a point and a sign fit in 48 bytes.
-    let mut buf = [0u8; 48];
-    let mut at = buf.len();
+    // The digits, right-aligned. 128-bit division is slow, so it is done at most twice, to
+    // split the magnitude into 19-digit chunks that 64-bit arithmetic turns into digits.
+    const CHUNK: u128 = 10_000_000_000_000_000_000;
+    let mut digits = [b'0'; 40];
+    let mut at = digits.len();
     let mut magnitude = unscaled.unsigned_abs();
-    let scale = usize::from(scale);
-    let mut written = 0;
-    while at > 2 && (magnitude > 0 || written <= scale) {
-        if scale > 0 && written == scale {
+    loop {
+        let (mut chunk, rest) = if magnitude >= CHUNK {
+            ((magnitude % CHUNK) as u64, magnitude / CHUNK)
+        } else {
+            (magnitude as u64, 0)
+        };
+        let chunk_end = at;
+        while chunk > 0 {
             at -= 1;
-            buf[at] = b'.';
+            digits[at] = b'0' + (chunk % 10) as u8;
+            chunk /= 10;
         }
-        at -= 1;
-        buf[at] = b'0' + (magnitude % 10) as u8;
-        magnitude /= 10;
-        written += 1;
+        magnitude = rest;
+        if magnitude == 0 {
+            break;
+        }
+        // A chunk below the top one keeps its leading zeros.
+        at = chunk_end - 19;
     }
+    let scale = usize::from(scale);
+    // At least one digit before the point.
+    let first = at.min(digits.len() - scale - 1);
+    let point = digits.len() - scale;
+    let mut out = [0u8; 42];
+    let mut len = 0;
     if unscaled < 0 {
-        at -= 1;
-        buf[at] = b'-';
+        out[0] = b'-';
+        len = 1;
     }
-    let mut text = String::with_capacity(buf.len() - at);
-    text.extend(buf[at..].iter().map(|&b| char::from(b)));
-    text
+    for (index, &digit) in digits.iter().enumerate().skip(first) {
+        if index == point {
+            out[len] = b'.';
+            len += 1;
+        }
+        out[len] = digit;
+        len += 1;
+    }
+    // Only ASCII digits, `-` and `.` were written.
+    String::from(std::str::from_utf8(&out[..len]).unwrap_or_default())
 }
 
 /// Parses a strict decimal text: optional sign, digits, optional point and digits. No
@@ -750,6 +772,32 @@ mod tests {
         assert_eq!(
             format_unscaled(-(10i128.pow(28) - 1), 28),
             format!("-0.{}", "9".repeat(28))
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn formatting_agrees_with_decimal(
+            unscaled in -(10i128.pow(28) - 1)..10i128.pow(28),
+            scale in 0u8..=28,
+        ) {
+            let expected = Decimal::from_i128_with_scale(unscaled, u32::from(scale)).to_string();
+            proptest::prop_assert_eq!(format_unscaled(unscaled, scale), expected);
+        }
+    }
+
+    #[test]
+    fn formats_across_the_64_bit_chunks() {
+        let e19 = 10i128.pow(19);
+        assert_eq!(format_unscaled(e19, 0), "10000000000000000000");
+        assert_eq!(format_unscaled(e19 + 5, 2), "100000000000000000.05");
+        assert_eq!(
+            format_unscaled(-(e19 * 7 + 1), 19),
+            "-7.0000000000000000001"
+        );
+        assert_eq!(
+            format_unscaled(12_345_678_901_234_567_890_123_456, 2),
+            "123456789012345678901234.56"
         );
     }
 
