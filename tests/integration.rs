@@ -51,3 +51,7 @@ mod mainframe;
 
 #[path = "integration/mainframe_codec.rs"]
 mod mainframe_codec;
+
+/// The cargo-fuzz harness of the record decoder, so the seed corpus runs on every `cargo test`.
+#[path = "../fuzz/harness/decode_record.rs"]
+mod decode_record_harness;

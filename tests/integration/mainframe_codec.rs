@@ -1000,3 +1000,18 @@ proptest! {
         prop_assert_eq!(first, second);
     }
 }
+
+/// The fuzz target's own checks over the committed seed corpus (including the input that once
+/// crashed the date decoder), so CI guards what the fuzzer found without running cargo-fuzz.
+#[test]
+fn the_committed_fuzz_corpus_decodes_without_panics_and_re_encodes_stably() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_record");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).expect("the committed corpus") {
+        let path = entry.expect("a corpus entry").path();
+        let bytes = std::fs::read(&path).expect("a seed");
+        crate::decode_record_harness::check(&bytes);
+        seeds += 1;
+    }
+    assert!(seeds >= 17, "the corpus lost seeds: {seeds}");
+}
