@@ -105,7 +105,11 @@ fn targets() -> &'static [Target; 2] {
 
 /// Decoded JSON → `encode` input: group objects flattened into their parent, `null` views
 /// (a `when` that did not hold) left out, tables kept as arrays of flattened entries.
-fn flatten(decoded: &Map<String, Value>, groups: &[String], out: &mut Map<String, Value>) {
+pub(crate) fn flatten(
+    decoded: &Map<String, Value>,
+    groups: &[String],
+    out: &mut Map<String, Value>,
+) {
     for (key, value) in decoded {
         match value {
             Value::Object(inner) => flatten(inner, groups, out),

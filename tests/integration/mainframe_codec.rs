@@ -913,33 +913,6 @@ fn cobol_named(item: &Item, mut options: CodecOptions) -> (RecordCodec, Vec<Stri
     (RecordCodec::new(item, options).expect("valid"), groups)
 }
 
-/// Decoded JSON (COBOL names) → encode input: group objects flattened, null views dropped.
-fn flatten(decoded: &Map<String, Value>, groups: &[String], out: &mut Map<String, Value>) {
-    for (key, value) in decoded {
-        match value {
-            Value::Object(inner) => flatten(inner, groups, out),
-            Value::Null if groups.contains(key) => {}
-            Value::Array(entries) => {
-                let entries = entries
-                    .iter()
-                    .map(|entry| match entry {
-                        Value::Object(inner) => {
-                            let mut flat = Map::new();
-                            flatten(inner, groups, &mut flat);
-                            Value::Object(flat)
-                        }
-                        other => other.clone(),
-                    })
-                    .collect();
-                out.insert(key.clone(), Value::Array(entries));
-            }
-            other => {
-                out.insert(key.clone(), other.clone());
-            }
-        }
-    }
-}
-
 /// Golden records with a few bytes changed, and plain random bytes.
 fn mutated(golden: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
     let edits = proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4);
@@ -976,7 +949,7 @@ proptest! {
         let (codec, groups) = cobol_named(&item, cases_options());
         let Ok(first) = codec.decode(&bytes) else { return Ok(()) };
         let mut values = Map::new();
-        flatten(&first, &groups, &mut values);
+        crate::decode_record_harness::flatten(&first, &groups, &mut values);
         let encoded = codec.encode(&values).expect("what decodes re-encodes");
         let second = codec.decode(&encoded).expect("what encodes decodes");
         prop_assert_eq!(first, second);
@@ -993,7 +966,7 @@ proptest! {
         let (codec, groups) = cobol_named(&item, payment_options(CodePage::Cp1047));
         let Ok(first) = codec.decode(&bytes) else { return Ok(()) };
         let mut values = Map::new();
-        flatten(&first, &groups, &mut values);
+        crate::decode_record_harness::flatten(&first, &groups, &mut values);
         let encoded = codec.encode(&values).expect("what decodes re-encodes");
         prop_assert_eq!(encoded.len(), codec.record_len());
         let second = codec.decode(&encoded).expect("what encodes decodes");
