@@ -598,6 +598,18 @@ fn check_reports_copybook_and_connector_mistakes_at_their_lines() {
     }
     assert!(errors.contains("benefits.toml:"), "{errors}");
 
+    // The status field must keep its 88-levels.
+    let project = online_project("127.0.0.1:7104", |t| {
+        format!("{t}\n[fields.BNQ-RETURN-CODE]\ndecode = \"raw\"\n")
+    })
+    .var("BENEFITS_EXTRACT_DIR", "/nonexistent")
+    .write();
+    let errors = check(&project).expect_err("a raw status field").to_string();
+    assert!(
+        errors.contains("`status` reads the 88-levels of `BNQ-RETURN-CODE`"),
+        "{errors}"
+    );
+
     // Both access modes at once is refused.
     let project = online_project("127.0.0.1:7104", |t| {
         format!("{t}\n[extract]\ndirectory = \"x\"\npattern = \"*\"\nkey = \"BNQ-CASE-NUMBER\"\n")

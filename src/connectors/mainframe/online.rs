@@ -359,6 +359,20 @@ fn compile(
                 ),
             }
         }
+        if let Some(owner) = &field
+            && context
+                .options
+                .fields
+                .get(owner)
+                .is_some_and(|f| f.decode != super::FieldDecode::Auto || f.skip)
+        {
+            context.error(
+                status.span(),
+                format!(
+                    "`status` reads the 88-levels of `{owner}`, so `[fields.{owner}]` must not set `decode`, `date` or `skip`"
+                ),
+            );
+        }
         if status.get_ref().ok.is_empty() {
             context.error(status.span(), "`status.ok` needs at least one condition");
         }
