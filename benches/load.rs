@@ -3,11 +3,14 @@
 //! Run with `cargo bench --bench load`. Everything happens in this one process, on loopback:
 //! the simulated agencies (`civicgraph::demo`: registry and tax over REST, the motor vehicle
 //! agency over SOAP 1.1, unemployment insurance in an SQLite file seeded in a temporary
-//! directory) are started, the gateway is loaded from the repository's own `civicgraph.toml`
-//! (with the agencies' addresses, the UI database opened read-only, an in-memory store) and
-//! every citizen's agency keys are linked in its identity crosswalk, as `civicgraph demo` does.
-//! A pooled keep-alive `reqwest` client then drives, at a fixed concurrency for a fixed time,
-//! two paths that produce the same citizen, for each of two scenarios:
+//! directory, the benefits mainframe answering EBCDIC records over TCP and having written its
+//! nightly payment extract file) are started, the gateway is loaded from the repository's own
+//! `civicgraph.toml` (with the agencies' addresses, the UI database opened read-only, the
+//! extract directory, an in-memory store, into which the `benefit_payments` connector loads
+//! the extract) and every citizen's agency keys are linked in its identity crosswalk, as
+//! `civicgraph demo` does. A pooled keep-alive `reqwest` client then drives, at a fixed
+//! concurrency for a fixed time, two paths that produce the same citizen, for each of three
+//! scenarios:
 //!
 //! - **citizen** ([`CITIZEN_QUERY`]: registry + tax):
 //!   - *direct*: `GET {registry}/v1/people/{id}`, then `GET {tax}/v1/taxpayers/{tin}/account`,
@@ -26,50 +29,89 @@
 //!     client's own crosswalk;
 //!   - *gateway*: `POST /graphql` with the query; the gateway looks the keys up in its
 //!     crosswalk (one store query per request) and makes the same four calls concurrently.
+//! - **four-agency** ([`FOUR_AGENCY_QUERY`]: the three-agency query + `benefitCases`, every
+//!   field, + `benefitPayments { issuedOn amount status }`):
+//!   - *direct*: as three-agency, with a fifth call in the same `tokio::join!`: the benefits
+//!     mainframe's `BNQ1` inquiry, made as a program talking to the mainframe makes it. It
+//!     keeps a pool of TCP connections (4, as many as `connectors/benefits.toml`'s
+//!     `max_connections`, so the mainframe sees no more transactions at once than from the
+//!     gateway), builds the `BNQ-REQUEST` record, writes it behind a 4-byte big-endian
+//!     length and reads the `BNQ-RESPONSE` record back the same way, all with the library's
+//!     own public codec and framing (`RecordCodec` with the shipped connector's options,
+//!     `write_frame` / `read_frame`), so that both paths pay the same for EBCDIC decoding and
+//!     the comparison is about the gateway's own overhead. Payments have no online access and
+//!     the direct client cannot read the gateway's store: it reads the nightly extract file
+//!     once at start-up (before measuring; the context lines say how long that took), decodes
+//!     every record into a map by case number, and looks the citizen's payments up there per
+//!     request, as a client holding the nightly file would. A citizen without a case number
+//!     (about four in five) gets neither benefits step, as in the gateway;
+//!   - *gateway*: `POST /graphql`; the gateway makes the inquiry through the `benefits`
+//!     connector and reads the payments with a query on its store (the `benefit_payments`
+//!     connector), both only for citizens with a case number in its crosswalk.
 //!
 //! Every gateway answer is parsed and checked to carry no `errors` and the right id.
 //!
 //! Ids rotate over the whole population (`C0000001`…), each worker starting at its own offset,
 //! so no run hammers one hot key. Before measuring, a sample of answers from both paths is
-//! compared with the population itself (the whole citizen for the citizen query; tax balance,
-//! licence number, class and status, vehicle VINs and claim ids for the three-agency one), so
-//! the benchmark never times wrong answers.
+//! compared with the population itself, so the benchmark never times wrong answers: every
+//! gateway answer must equal, field for field, the citizen built from the population (the
+//! three-agency fields for that query; for the four-agency one also every benefit case:
+//! program and status enum names, dates, amounts with two decimals, household size, payment
+//! method and details; and every payment), and both paths must agree with the population on a
+//! summary: tax balance, licence number, vehicle and claim counts, and for the four-agency
+//! query each case's program and monthly amount and each payment's date and amount, from the
+//! direct client's decoded records. The sample is spread over the population and adds a
+//! minor, a vehicle owner, a claimant, a citizen with a closed benefits case and one whose
+//! case has no payment.
 //!
 //! A second section per scenario, "where the time goes", times the stages of one request
-//! in-process at concurrency 1: parse, `Graph::execute` as the HTTP handler calls it (with
-//! the gateway's crosswalk), the crosswalk lookup alone, the direct path's backend calls,
-//! serialisation, the whole HTTP round trip, and every backend call both through its
-//! connector (built from the shipped files) and by hand. The old "`schema.execute` without
-//! completion" stage is gone: resolvers now need the per-request scope (principal +
-//! crosswalk) that only `Graph::execute` can insert (its type is private to the crate), so
-//! executing the schema directly would fail every crosswalk-keyed field; completion is now
-//! inside the executor figure.
+//! in-process at concurrency 1: parse, `Graph::execute` as the HTTP handler calls it (with the
+//! gateway's crosswalk), the crosswalk lookup alone, the direct path's backend calls,
+//! serialisation, the whole HTTP round trip, and every backend call both through its connector
+//! (built from the shipped files) and by hand. For the four-agency query the per-call table has
+//! two more rows: the mainframe inquiry (connector against the hand-written client above) and
+//! the payments, where "connector" is the `benefit_payments` connector's store query and "by
+//! hand" the direct client's lookup in its in-memory map; that row is a store round trip
+//! against a map lookup, not a connector's own work, and the derived lines report it apart. The
+//! breakdown's graph and connectors are built apart from the running gateway, whose store is
+//! out of reach, so they get a store of their own, opened from the same settings (an in-memory
+//! SQLite database), and load the extract into it as `Gateway::load` does. Ids rotate over the
+//! whole population, except for the four-agency breakdown, which takes the citizens with every
+//! agency key (tax account, licence, claimant id, case number): with ids from the whole
+//! population most iterations would skip the benefits calls, whose per-call rows (always
+//! called) would then not add up to stage (2). The old "`schema.execute` without completion"
+//! stage is gone: resolvers now need the per-request scope (principal + crosswalk) that only
+//! `Graph::execute` can insert (its type is private to the crate), so executing the schema
+//! directly would fail every crosswalk-keyed field; completion is now inside the executor
+//! figure.
 //!
 //! # Settings (environment variables)
 //!
-//! | variable                    | default                 | meaning                                                     |
-//! |-----------------------------|-------------------------|-------------------------------------------------------------|
-//! | `LOAD_SECONDS`              | `3.5`                   | measured seconds per run (one path at one level)            |
-//! | `LOAD_WARMUP_SECONDS`       | `0.5`                   | unmeasured seconds before each run                          |
-//! | `LOAD_CONCURRENCY`          | `1,32`                  | comma-separated numbers of concurrent workers               |
-//! | `LOAD_SCENARIOS`            | `citizen,three-agency`  | which scenarios to run, in order                            |
-//! | `LOAD_CITIZENS`             | `10000`                 | size of the synthetic population                            |
-//! | `LOAD_SEED`                 | `42`                    | seed of the synthetic population                            |
-//! | `LOAD_BREAKDOWN_ITERATIONS` | `1500`                  | measured iterations of each scenario's breakdown; `0` skips it |
-//! | `LOAD_SERVER_THREADS`       | cores                   | worker threads of the tokio runtime the servers run on      |
-//! | `LOAD_CLIENT_THREADS`       | `0`                     | `0`: the load generator shares the servers' runtime; `N`: it gets its own runtime with `N` threads (closer to a client in another process) |
+//! | variable                    | default                            | meaning                                                     |
+//! |-----------------------------|------------------------------------|-------------------------------------------------------------|
+//! | `LOAD_SECONDS`              | `2.5`                              | measured seconds per run (one path at one level)            |
+//! | `LOAD_WARMUP_SECONDS`       | `0.5`                              | unmeasured seconds before each run                          |
+//! | `LOAD_CONCURRENCY`          | `1,32`                             | comma-separated numbers of concurrent workers               |
+//! | `LOAD_SCENARIOS`            | `citizen,three-agency,four-agency` | which scenarios to run, in order                            |
+//! | `LOAD_CITIZENS`             | `10000`                            | size of the synthetic population                            |
+//! | `LOAD_SEED`                 | `42`                               | seed of the synthetic population                            |
+//! | `LOAD_BREAKDOWN_ITERATIONS` | `1500`                             | measured iterations of each scenario's breakdown; `0` skips it |
+//! | `LOAD_SERVER_THREADS`       | cores                              | worker threads of the tokio runtime the servers run on      |
+//! | `LOAD_CLIENT_THREADS`       | `0`                                | `0`: the load generator shares the servers' runtime; `N`: it gets its own runtime with `N` threads (closer to a client in another process) |
 //!
 //! For example: `LOAD_SECONDS=10 LOAD_CONCURRENCY=1,8,64 LOAD_SCENARIOS=three-agency cargo
 //! bench --bench load`.
 //!
-//! With the defaults the whole run takes about 45 s: 8 runs of 4 s (2 scenarios × 2 levels ×
-//! 2 paths; the per-run time was cut from 1 + 5 s to 0.5 + 3.5 s when the second scenario came,
-//! to stay under a minute), the two breakdowns (about 10 s on a 2-core machine) and set-up
-//! (seeding the UI database and linking 10 000 citizens, well under 1 s); raise `LOAD_SECONDS`
-//! for steadier figures. Without `--bench`
-//! on the command line (`cargo test --benches`), the binary only smoke-tests itself: 1 000
-//! citizens, 0.2 s runs at concurrency 1 and 4 and 30 breakdown iterations, unless the
-//! variables above say otherwise.
+//! With the defaults the whole run takes about 65 s: 12 runs of 3 s (3 scenarios × 2 levels ×
+//! 2 paths; the per-run time was cut from 1 + 5 s to 0.5 + 3.5 s when the second scenario came
+//! and to 0.5 + 2.5 s when the third came, to stay near a minute), the three breakdowns (about
+//! 28 s on a 2-core machine, more than half of it the four-agency one, each of whose
+//! iterations makes the payments store query three times) and set-up (seeding the UI
+//! database, linking 10 000 citizens and decoding the payment extract for the direct client,
+//! well under 1 s); raise `LOAD_SECONDS` for steadier figures. Without `--bench` on the
+//! command line (`cargo test --benches`), the binary only smoke-tests itself: 1 000 citizens,
+//! 0.2 s runs at concurrency 1 and 4 and 30 breakdown iterations, unless the variables above
+//! say otherwise.
 //!
 //! # Reading the numbers
 //!
@@ -82,14 +124,21 @@
 //! mostly threads waking each other up, and it can shift by a factor of 3 from one run to the
 //! next on a virtual machine.
 //!
-//! "gateway − direct" is what the gateway adds on top of a client that already has every
-//! agency key: the extra HTTP exchange (client → gateway), GraphQL validation, resolvers and
-//! completion, each connector's own work (URL and envelope templating, XML → JSON, row →
-//! JSON), the crosswalk lookup, which the direct client does in memory and the gateway does in
-//! its store between the registry call and the agency calls, and, for the three-agency query,
-//! whether the agency calls overlap: the breakdown compares `Graph::execute` with the
+//! "gateway − direct" is what the gateway adds on top of a client that already has every agency
+//! key: the extra HTTP exchange (client → gateway), GraphQL validation, resolvers and
+//! completion, each connector's own work (URL and envelope templating, XML → JSON, row → JSON),
+//! the crosswalk lookup, which the direct client does in memory and the gateway does in its
+//! store between the registry call and the agency calls, and, for the three- and four-agency
+//! queries, whether the agency calls overlap: the breakdown compares `Graph::execute` with the
 //! connector calls made one after another and made at once, and says which fits. It splits
 //! these at concurrency 1; under load (concurrency 32, both cores busy) compare CPU µs/req.
+//!
+//! For the four-agency query, the payments come from a query on the gateway's store, which
+//! also answers the crosswalk lookups. The benchmark's store is an in-memory SQLite database,
+//! which the gateway keeps on a single connection (each connection to `:memory:` would be a
+//! database of its own): under load, every request's crosswalk lookup and every case holder's
+//! payments query wait in line for that one connection, so whatever the payments query costs
+//! (its row in the per-call table) weighs on throughput at concurrency 32 far more than at 1.
 
 #![allow(
     clippy::print_stdout,
@@ -118,7 +167,8 @@ use civicgraph::demo::{Population, SimulatedAgencies};
 use civicgraph::graph::{Graph, Outcome};
 use civicgraph::identity::{CitizenId, Crosswalk};
 use civicgraph::server::{Gateway, RunningGateway};
-use direct::{Agencies, DmvOperation, Summary};
+use civicgraph::store::Store;
+use direct::{Agencies, DmvOperation, Mainframe, Payments, Summary};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
@@ -134,6 +184,16 @@ const THREE_AGENCY_QUERY: &str = "query Citizen($id: ID!) { citizen(id: $id) { i
      assessments { year assessed paid } } driverLicense { number class status expiresOn \
      restrictions } vehicles { vin plate make model year } unemploymentClaims { claimId status \
      filedOn weeklyBenefit weeksPaid } } }";
+
+/// The four-agency citizen query: the three-agency one, plus the benefit cases from the
+/// benefits mainframe (online, over TCP) and the payments from its nightly extract.
+const FOUR_AGENCY_QUERY: &str = "query Citizen($id: ID!) { citizen(id: $id) { id name birthDate \
+     address { street city postalCode } taxAccount { balance filingStatus \
+     assessments { year assessed paid } } driverLicense { number class status expiresOn \
+     restrictions } vehicles { vin plate make model year } unemploymentClaims { claimId status \
+     filedOn weeklyBenefit weeksPaid } benefitCases { program caseStatus openedOn closedOn \
+     monthlyAmount balanceDue householdSize payMethod card { last4 issuedOn } \
+     deposit { accountLast4 } check { mailCode } } benefitPayments { issuedOn amount status } } }";
 
 /// How many gateway answers (per scenario) are compared with the population before measuring.
 const SAMPLE_CHECKS: usize = 50;
@@ -175,6 +235,9 @@ enum Scenario {
     Citizen,
     /// [`THREE_AGENCY_QUERY`]: registry + tax + motor vehicles + unemployment insurance.
     ThreeAgency,
+    /// [`FOUR_AGENCY_QUERY`]: the three-agency query + the benefits mainframe (cases online,
+    /// payments from its extract).
+    FourAgency,
 }
 
 impl Scenario {
@@ -182,6 +245,7 @@ impl Scenario {
         match self {
             Self::Citizen => "citizen",
             Self::ThreeAgency => "three-agency",
+            Self::FourAgency => "four-agency",
         }
     }
 
@@ -192,6 +256,10 @@ impl Scenario {
                 "three-agency citizen query (registry + tax + motor vehicles over SOAP + \
                  unemployment insurance over SQL)"
             }
+            Self::FourAgency => {
+                "four-agency citizen query (the three-agency query + benefit cases from the \
+                 benefits mainframe over TCP + benefit payments from its nightly extract)"
+            }
         }
     }
 
@@ -199,6 +267,7 @@ impl Scenario {
         match self {
             Self::Citizen => CITIZEN_QUERY,
             Self::ThreeAgency => THREE_AGENCY_QUERY,
+            Self::FourAgency => FOUR_AGENCY_QUERY,
         }
     }
 
@@ -209,6 +278,11 @@ impl Scenario {
             Self::ThreeAgency => {
                 "`GET /v1/people/{id}`, then tax `GET` ‖ SOAP `GetLicense` ‖ SOAP `GetVehicles` ‖ \
                  claims SQL"
+            }
+            Self::FourAgency => {
+                "`GET /v1/people/{id}`, then tax `GET` ‖ SOAP `GetLicense` ‖ SOAP `GetVehicles` ‖ \
+                 claims SQL ‖ mainframe `BNQ1` inquiry over TCP; then the payments from the \
+                 extract held in memory"
             }
         }
     }
@@ -224,7 +298,51 @@ impl Scenario {
                 BackendCall::Vehicles,
                 BackendCall::Claims,
             ],
+            Self::FourAgency => &[
+                BackendCall::Person,
+                BackendCall::Account,
+                BackendCall::License,
+                BackendCall::Vehicles,
+                BackendCall::Claims,
+                BackendCall::Cases,
+                BackendCall::Payments,
+            ],
         }
+    }
+
+    /// The citizens (indices into the population) the breakdown's ids rotate over, and who
+    /// they are. The four-agency breakdown takes citizens with every agency key, so that (2),
+    /// (3) and (5) make every call the per-call table times (a benefits case number is rare,
+    /// and the payments lookup costs much more than the others); the other scenarios keep
+    /// the whole population.
+    fn probe_citizens(self, population: &Population) -> (Vec<usize>, &'static str) {
+        let people = population.people();
+        let matching = |keep: &dyn Fn(&civicgraph::demo::data::Person) -> bool| -> Vec<usize> {
+            (0..people.len()).filter(|&i| keep(&people[i])).collect()
+        };
+        if self == Self::FourAgency {
+            let every_key = matching(&|p| {
+                population.account_of(p).is_some()
+                    && p.license_number.is_some()
+                    && p.claimant_id.is_some()
+                    && p.case_number.is_some()
+            });
+            if !every_key.is_empty() {
+                return (
+                    every_key,
+                    "citizens with every agency key (tax account, licence, claimant id, benefits \
+                     case number), so that every stage makes every call",
+                );
+            }
+            let case_holders = matching(&|p| p.case_number.is_some());
+            if !case_holders.is_empty() {
+                return (case_holders, "citizens with a benefits case number");
+            }
+        }
+        (
+            (0..people.len()).collect(),
+            "citizens: the whole population",
+        )
     }
 }
 
@@ -235,7 +353,10 @@ impl FromStr for Scenario {
         match text {
             "citizen" => Ok(Self::Citizen),
             "three-agency" => Ok(Self::ThreeAgency),
-            _ => bail!("LOAD_SCENARIOS lists `citizen` and `three-agency`, not `{text}`"),
+            "four-agency" => Ok(Self::FourAgency),
+            _ => bail!(
+                "LOAD_SCENARIOS lists `citizen`, `three-agency` and `four-agency`, not `{text}`"
+            ),
         }
     }
 }
@@ -265,7 +386,7 @@ impl Settings {
         let (seconds, warmup, concurrency, iterations, citizens) = if smoke {
             (0.2, 0.1, "1,4", 30, 1_000)
         } else {
-            (3.5, 0.5, "1,32", 1500, 10_000)
+            (2.5, 0.5, "1,32", 1500, 10_000)
         };
         let seconds: f64 = env_or("LOAD_SECONDS", seconds)?;
         let warmup: f64 = env_or("LOAD_WARMUP_SECONDS", warmup)?;
@@ -293,8 +414,8 @@ impl Settings {
             !concurrency.is_empty(),
             "LOAD_CONCURRENCY lists no concurrency level"
         );
-        let scenarios_text =
-            env::var("LOAD_SCENARIOS").unwrap_or_else(|_| "citizen,three-agency".into());
+        let scenarios_text = env::var("LOAD_SCENARIOS")
+            .unwrap_or_else(|_| "citizen,three-agency,four-agency".into());
         let scenarios = scenarios_text
             .split(',')
             .map(str::trim)
@@ -496,6 +617,8 @@ impl Target {
             tax_url: servers.agencies.tax_url.clone(),
             soap_url: format!("{}{SOAP_PATH}", servers.agencies.dmv_url),
             ui: Agencies::open_ui(&servers.ui_url).await?,
+            mainframe: Arc::new(Mainframe::new(&servers.agencies.benefits_addr)?),
+            payments: Arc::new(Payments::load(&servers.agencies.benefits_extract_dir)?),
             population: Arc::clone(&servers.population),
         };
         Ok(Self {
@@ -510,6 +633,7 @@ impl Target {
         match scenario {
             Scenario::Citizen => self.agencies.citizen(id).await,
             Scenario::ThreeAgency => self.agencies.three_agency(id).await,
+            Scenario::FourAgency => self.agencies.four_agency(id).await,
         }
     }
 
@@ -582,7 +706,7 @@ async fn measure(settings: &Settings, servers: &Servers) -> Result<()> {
     for &scenario in &settings.scenarios {
         checked.push((scenario, check_answers(target, population, scenario).await?));
     }
-    print_context(settings, servers.setup, &checked);
+    print_context(settings, servers.setup, &checked, &target.agencies.payments);
 
     let mut failed = 0;
     for &scenario in &settings.scenarios {
@@ -597,7 +721,7 @@ async fn measure(settings: &Settings, servers: &Servers) -> Result<()> {
     }
 
     if settings.breakdown_iterations > 0 {
-        let probes = Probes::new(servers)?;
+        let probes = Probes::new(servers).await?;
         for &scenario in &settings.scenarios {
             let breakdown = breakdown(settings, target, &probes, scenario).await?;
             print_breakdown(settings, scenario, &breakdown);
@@ -618,11 +742,14 @@ struct Checked {
     licensed: usize,
     with_vehicles: usize,
     claimants: usize,
+    with_cases: usize,
+    with_payments: usize,
 }
 
 /// Compares a sample of gateway and direct answers with the population itself. The sample
 /// is spread over the population and, where the population has them, includes a minor, a
-/// vehicle owner and a claimant.
+/// vehicle owner, a claimant, and benefits case holders: one with a closed case, one without
+/// any payment.
 async fn check_answers(
     target: &Target,
     population: &Population,
@@ -634,6 +761,7 @@ async fn check_answers(
         .take(SAMPLE_CHECKS)
         .collect();
     let people = population.people();
+    let benefits = population.benefits();
     let special = [
         people
             .iter()
@@ -647,6 +775,19 @@ async fn check_answers(
             p.claimant_id
                 .as_deref()
                 .is_some_and(|c| !population.claims_of(c).is_empty())
+        }),
+        people.iter().position(|p| {
+            p.case_number.as_deref().is_some_and(|c| {
+                benefits
+                    .cases(c)
+                    .iter()
+                    .any(|case| case.closed_on.is_some())
+            })
+        }),
+        people.iter().position(|p| {
+            p.case_number
+                .as_deref()
+                .is_some_and(|c| benefits.payments(c).is_empty())
         }),
     ];
     for index in special.into_iter().flatten() {
@@ -664,8 +805,11 @@ async fn check_answers(
         let got = target.gateway(scenario, &id).await?;
         let mut citizen = expected_citizen(population, &id)
             .with_context(|| format!("the population has no {id}"))?;
-        if scenario == Scenario::ThreeAgency {
+        if matches!(scenario, Scenario::ThreeAgency | Scenario::FourAgency) {
             add_three_agency(population, &id, &mut citizen)?;
+        }
+        if scenario == Scenario::FourAgency {
+            add_four_agency(population, &id, &mut citizen)?;
         }
         ensure!(
             got == citizen,
@@ -686,11 +830,14 @@ async fn check_answers(
         );
         checked.answers += 1;
         checked.with_account += usize::from(expected.balance.is_some());
-        if scenario == Scenario::ThreeAgency {
+        if scenario != Scenario::Citizen {
             checked.licensed += usize::from(person.license_number.is_some());
             checked.with_vehicles += usize::from(expected.vehicles.is_some_and(|n| n > 0));
             checked.claimants += usize::from(expected.claims.is_some());
         }
+        checked.with_cases += usize::from(expected.cases.is_some());
+        checked.with_payments +=
+            usize::from(expected.payments.as_ref().is_some_and(|p| !p.is_empty()));
     }
     ensure!(checked.answers > 0, "no citizen to check");
     Ok(checked)
@@ -711,6 +858,12 @@ fn expected_summary(population: &Population, scenario: Scenario, id: &str) -> Re
         });
     }
     let license = person.license_number.clone();
+    let benefits = population.benefits();
+    // Only the four-agency query asks the benefits mainframe.
+    let case_number = person
+        .case_number
+        .as_deref()
+        .filter(|_| scenario == Scenario::FourAgency);
     Ok(Summary {
         balance,
         vehicles: license
@@ -721,11 +874,53 @@ fn expected_summary(population: &Population, scenario: Scenario, id: &str) -> Re
             .claimant_id
             .as_deref()
             .map(|claimant| population.claims_of(claimant).len()),
+        cases: case_number.map(|case_number| {
+            benefits
+                .cases(case_number)
+                .iter()
+                .map(|case| {
+                    (
+                        case.program.graphql().to_owned(),
+                        format!("{:.2}", case.monthly_amount),
+                    )
+                })
+                .collect()
+        }),
+        payments: case_number.map(|case_number| {
+            benefits
+                .payments(case_number)
+                .iter()
+                .map(|payment| {
+                    (
+                        payment.issued_on.to_string(),
+                        format!("{:.2}", payment.amount),
+                    )
+                })
+                .collect()
+        }),
     })
 }
 
 /// A gateway answer reduced to a [`Summary`].
 fn gateway_summary(scenario: Scenario, citizen: &Value) -> Result<Summary> {
+    let pairs = |field: &str, first: &str, second: &str| -> Result<Option<Vec<(String, String)>>> {
+        let items = match &citizen[field] {
+            Value::Null => return Ok(None),
+            Value::Array(items) => items,
+            other => bail!("`{field}` is not a list: {other}"),
+        };
+        let text = |item: &Value, name: &str| -> Result<String> {
+            item[name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("an entry of `{field}` without `{name}`: {item}"))
+        };
+        items
+            .iter()
+            .map(|item| Ok((text(item, first)?, text(item, second)?)))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    };
     let count = |field: &str| -> Result<Option<usize>> {
         match &citizen[field] {
             Value::Null => Ok(None),
@@ -756,6 +951,8 @@ fn gateway_summary(scenario: Scenario, citizen: &Value) -> Result<Summary> {
         },
         vehicles: count("vehicles")?,
         claims: count("unemploymentClaims")?,
+        cases: pairs("benefitCases", "program", "monthlyAmount")?,
+        payments: pairs("benefitPayments", "issuedOn", "amount")?,
     })
 }
 
@@ -863,7 +1060,89 @@ fn add_three_agency(population: &Population, id: &str, citizen: &mut Value) -> R
     Ok(())
 }
 
-fn print_context(settings: &Settings, setup: Duration, checked: &[(Scenario, Checked)]) {
+/// Adds what [`FOUR_AGENCY_QUERY`] asks of the benefits mainframe to [`add_three_agency`]'s
+/// answer, from the population: the cases as the online inquiry holds them, the payments as
+/// the nightly extract lists them; both `null` for a citizen without a case number.
+fn add_four_agency(population: &Population, id: &str, citizen: &mut Value) -> Result<()> {
+    use civicgraph::demo::benefits::Payment;
+
+    let person = population
+        .person(id)
+        .with_context(|| format!("the population has no {id}"))?;
+    let Value::Object(fields) = citizen else {
+        bail!("the expected citizen is not an object");
+    };
+    let benefits = population.benefits();
+    let case_number = person.case_number.as_deref();
+    fields.insert(
+        "benefitCases".into(),
+        case_number.map_or(Value::Null, |case_number| {
+            benefits
+                .cases(case_number)
+                .iter()
+                .map(|case| {
+                    let (method, card, deposit, check) = match &case.payment {
+                        Payment::Card { last4, issued_on } => (
+                            "CARD",
+                            json!({ "last4": last4, "issuedOn": issued_on.to_string() }),
+                            Value::Null,
+                            Value::Null,
+                        ),
+                        Payment::Deposit { account_last4 } => (
+                            "DEPOSIT",
+                            Value::Null,
+                            json!({ "accountLast4": account_last4 }),
+                            Value::Null,
+                        ),
+                        Payment::Check { mail_code } => (
+                            "CHECK",
+                            Value::Null,
+                            Value::Null,
+                            json!({ "mailCode": mail_code }),
+                        ),
+                    };
+                    json!({
+                        "program": case.program.graphql(),
+                        "caseStatus": case.status.graphql(),
+                        "openedOn": case.opened_on.to_string(),
+                        "closedOn": case.closed_on.map(|date| date.to_string()),
+                        "monthlyAmount": format!("{:.2}", case.monthly_amount),
+                        "balanceDue": format!("{:.2}", case.balance_due),
+                        "householdSize": case.household_size,
+                        "payMethod": method,
+                        "card": card,
+                        "deposit": deposit,
+                        "check": check,
+                    })
+                })
+                .collect()
+        }),
+    );
+    fields.insert(
+        "benefitPayments".into(),
+        case_number.map_or(Value::Null, |case_number| {
+            benefits
+                .payments(case_number)
+                .iter()
+                .map(|payment| {
+                    json!({
+                        "issuedOn": payment.issued_on.to_string(),
+                        "amount": format!("{:.2}", payment.amount),
+                        "status": payment.status.graphql(),
+                    })
+                })
+                .collect()
+        }),
+    );
+    Ok(())
+}
+
+fn print_context(
+    settings: &Settings,
+    setup: Duration,
+    checked: &[(Scenario, Checked)],
+    payments: &Payments,
+) {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let levels: Vec<String> = settings.concurrency.iter().map(usize::to_string).collect();
     println!("# civicgraph load benchmark");
@@ -902,12 +1181,30 @@ fn print_context(settings: &Settings, setup: Duration, checked: &[(Scenario, Che
         settings.measure.as_secs_f64(),
         levels.join(", ")
     );
+    if settings.scenarios.contains(&Scenario::FourAgency) {
+        println!(
+            "- the direct client read the benefit payments extract once, before measuring: {} \
+             records on {} case numbers decoded into memory in {:.0} ms",
+            payments.records,
+            payments.case_numbers(),
+            payments.load_time.as_secs_f64() * 1e3
+        );
+    }
     for (scenario, checked) in checked {
         let three_agency = match scenario {
             Scenario::Citizen => String::new(),
             Scenario::ThreeAgency => format!(
                 ", {} licensed ({} with vehicles), {} claimants",
                 checked.licensed, checked.with_vehicles, checked.claimants
+            ),
+            Scenario::FourAgency => format!(
+                ", {} licensed ({} with vehicles), {} claimants, {} with benefit cases ({} with \
+                 payments)",
+                checked.licensed,
+                checked.with_vehicles,
+                checked.claimants,
+                checked.with_cases,
+                checked.with_payments
             ),
         };
         println!(
@@ -1194,6 +1491,11 @@ enum BackendCall {
     License,
     Vehicles,
     Claims,
+    /// The benefits mainframe's online inquiry.
+    Cases,
+    /// The benefit payments: the gateway's store, where the extract connector loaded the
+    /// nightly file, against the direct client's in-memory map of the same file.
+    Payments,
 }
 
 impl BackendCall {
@@ -1205,6 +1507,8 @@ impl BackendCall {
             Self::License => ("dmv", "license", "license_number"),
             Self::Vehicles => ("dmv", "vehicles", "license_number"),
             Self::Claims => ("ui", "claims", "claimant_id"),
+            Self::Cases => ("benefits", "cases", "case_number"),
+            Self::Payments => ("benefit_payments", "payments", "case_number"),
         }
     }
 
@@ -1215,6 +1519,10 @@ impl BackendCall {
             Self::License => "DMV SOAP `GetLicense` (XML)",
             Self::Vehicles => "DMV SOAP `GetVehicles` (XML)",
             Self::Claims => "UI claims query (SQLite)",
+            Self::Cases => "benefits mainframe `BNQ1` inquiry over TCP (EBCDIC records)",
+            Self::Payments => {
+                "benefit payments: store query (connector) / extract map in memory (by hand)"
+            }
         }
     }
 
@@ -1229,6 +1537,11 @@ impl BackendCall {
                 .await
                 .map(drop),
             Self::Claims => agencies.claims(key).await.map(drop),
+            Self::Cases => agencies.benefit_cases(key).await.map(drop),
+            Self::Payments => {
+                black_box(agencies.benefit_payments(key));
+                Ok(())
+            }
         }
     }
 }
@@ -1246,10 +1559,11 @@ struct Probes {
     tins: Vec<String>,
     licenses: Vec<String>,
     claimants: Vec<String>,
+    case_numbers: Vec<String>,
 }
 
 impl Probes {
-    fn new(servers: &Servers) -> Result<Self> {
+    async fn new(servers: &Servers) -> Result<Self> {
         let checked = civicgraph::server::check(&servers.config_path, &servers.vars)
             .map_err(|problems| anyhow!("the shipped configuration does not check:\n{problems}"))?;
         let (project, problems) = load_project(&servers.config_path, &servers.vars);
@@ -1264,6 +1578,14 @@ impl Probes {
             "the shipped connectors do not build:\n{}",
             civicgraph::config::Diagnostics(problems)
         );
+        // The extract connector answers from a store, and the gateway's own is out of reach:
+        // both sets of connectors get one opened from the same settings (an in-memory SQLite
+        // database), into which they load the extract file, as `Gateway::load` does.
+        let store = Store::connect(&checked.config.storage)
+            .await
+            .context("cannot open a store for the breakdown's connectors")?;
+        checked.connectors.attach(&store).await;
+        connectors.attach(&store).await;
         let population = servers.population.as_ref();
         let people = population.people();
         Ok(Self {
@@ -1282,6 +1604,10 @@ impl Probes {
                 .iter()
                 .filter_map(|p| p.claimant_id.clone())
                 .collect(),
+            case_numbers: people
+                .iter()
+                .filter_map(|p| p.case_number.clone())
+                .collect(),
         })
     }
 
@@ -1293,6 +1619,7 @@ impl Probes {
             BackendCall::Account => &self.tins,
             BackendCall::License | BackendCall::Vehicles => &self.licenses,
             BackendCall::Claims => &self.claimants,
+            BackendCall::Cases | BackendCall::Payments => &self.case_numbers,
         };
         (!keys.is_empty()).then(|| keys[i * 7 % keys.len()].clone())
     }
@@ -1333,6 +1660,9 @@ struct Breakdown {
     http: Stage,
     /// Per backend call: through its connector, by hand.
     calls: Vec<(BackendCall, Stage, Stage)>,
+    /// How many citizens the ids rotated over, and who they are.
+    citizens: usize,
+    who: &'static str,
 }
 
 /// Unmeasured iterations before the measured ones.
@@ -1366,18 +1696,21 @@ async fn breakdown(
             .variables(async_graphql::Variables::from_json(json!({ "id": id })))
     };
 
+    let (citizens, who) = scenario.probe_citizens(&target.agencies.population);
     let mut b = Breakdown {
         calls: scenario
             .calls()
             .iter()
             .map(|&call| (call, Stage::default(), Stage::default()))
             .collect(),
+        citizens: citizens.len(),
+        who,
         ..Breakdown::default()
     };
     let steps = BREAKDOWN_STEPS + b.calls.len();
     for i in 0..warmup + iterations {
         let measured = i >= warmup;
-        let id = citizen_id(i * 7 % target.citizens);
+        let id = citizen_id(citizens[i * 7 % citizens.len()]);
         for step in 0..steps {
             match (i + step) % steps {
                 // (1) Parse only, then the clone `Graph::execute` makes, alone.
@@ -1472,10 +1805,12 @@ fn print_breakdown(settings: &Settings, scenario: Scenario, b: &Breakdown) {
     println!(
         "Concurrency 1, wall-clock µs per call: {} measured iterations after {} unmeasured ones; each \
          iteration runs every stage once for the same id, in an order that rotates every iteration, \
-         ids rotating over the population. Means on a noisy, shared {cores}-core machine: read small \
+         ids rotating over {} {}. Means on a noisy, shared {cores}-core machine: read small \
          differences as rough.",
         settings.breakdown_iterations,
         breakdown_warmup(settings.breakdown_iterations),
+        b.citizens,
+        b.who,
     );
     println!();
     println!("| stage | what is timed | mean µs | median µs |");
@@ -1498,7 +1833,7 @@ fn print_breakdown(settings: &Settings, scenario: Scenario, b: &Breakdown) {
         ("(3) backend calls", direct_calls.as_str(), &b.backends),
         (
             "(3x) crosswalk",
-            "`Crosswalk::links(citizen)`: the one store query (2) makes between the registry call and the agency calls",
+            "`Crosswalk::links(citizen)`: the store query (2) makes between the registry call and the agency calls",
             &b.crosswalk,
         ),
         (
@@ -1571,7 +1906,18 @@ fn print_breakdown(settings: &Settings, scenario: Scenario, b: &Breakdown) {
             .filter(|(call, ..)| *call != BackendCall::Person)
             .map(|(_, c, _)| c.mean())
             .fold(0.0, f64::max);
-    let summed: f64 = b.calls.iter().map(|(_, c, h)| c.mean() - h.mean()).sum();
+    // The payments row compares a store query with a map lookup: not a connector's own work.
+    let agency_calls = || {
+        b.calls
+            .iter()
+            .filter(|(call, ..)| *call != BackendCall::Payments)
+    };
+    let summed: f64 = agency_calls().map(|(_, c, h)| c.mean() - h.mean()).sum();
+    let store_lookup = b
+        .calls
+        .iter()
+        .find(|(call, ..)| *call == BackendCall::Payments)
+        .map(|(_, c, h)| c.mean() - h.mean());
     let executor = execute - backends;
     let calls_in_execute = execute - crosswalk;
     let serial_fits =
@@ -1591,9 +1937,15 @@ fn print_breakdown(settings: &Settings, scenario: Scenario, b: &Breakdown) {
         "  - crosswalk lookup (3x): {crosswalk:.1} µs, on the critical path (the agency calls wait for the keys)"
     );
     println!(
-        "  - connectors' own work: {summed:+.1} µs summed over the {} calls (connector − by hand, all of it CPU)",
-        b.calls.len()
+        "  - connectors' own work: {summed:+.1} µs summed over the {} agency calls (connector − by hand, all of it CPU)",
+        agency_calls().count()
     );
+    if let Some(store_lookup) = store_lookup {
+        println!(
+            "  - benefit payments: the `benefit_payments` connector's store query costs {store_lookup:+.1} µs \
+             more than the direct client's lookup in the extract it holds in memory"
+        );
+    }
     if b.calls.len() > 2 {
         let fit = if serial_fits {
             format!(

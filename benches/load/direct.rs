@@ -2,21 +2,42 @@
 //! that skips the gateway has to do to fetch one citizen from the agencies itself.
 //!
 //! It keeps its own crosswalk (the [`Population`], in memory) so it knows every citizen's TIN,
-//! licence number and claimant id without asking anyone, and it parses every answer: JSON with
-//! `serde_json`, SOAP with a full `quick-xml` pass, SQL rows decoded column by column.
+//! licence number, claimant id and benefits case number without asking anyone, and it parses
+//! every answer: JSON with `serde_json`, SOAP with a full `quick-xml` pass, SQL rows decoded
+//! column by column, mainframe records with the library's own copybook codec
+//! ([`RecordCodec`], with the options of the shipped connector files), so that the codec
+//! costs both paths the same.
+//!
+//! The benefits mainframe is reached as any program talking to it would: a small pool of TCP
+//! connections (as many as the `benefits` connector's), one request record out and one
+//! response record back per inquiry, each framed by a 4-byte big-endian length
+//! ([`write_frame`] / [`read_frame`]). Benefit payments have no online access: the client
+//! holds the mainframe's nightly extract file, decoded once at start-up into a map by case
+//! number ([`Payments`]), and looks a citizen's payments up there.
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use civicgraph::connectors::mainframe::transport::{
+    Framing, TransportError, read_frame, write_frame,
+};
+use civicgraph::connectors::mainframe::{
+    CodecOptions, Copybook, FieldDecode, FieldOptions, Item, ItemKind, NullWhen, RecordCodec,
+};
 use civicgraph::demo::Population;
+use civicgraph::demo::benefits::{CASE_COPYBOOK, PAYMENT_COPYBOOK, TRANSACTION};
 use civicgraph::demo::dmv::{GET_LICENSE_ACTION, GET_VEHICLES_ACTION};
 use quick_xml::events::Event;
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 /// The opening of every envelope, as the `soap` connector writes it for `connectors/dmv.toml`
 /// (SOAP 1.1, the `dmv` prefix declared on the envelope).
@@ -46,6 +67,29 @@ type ClaimRow = (
 /// As many connections as the `ui` connector's pool (`max_connections = 8`).
 const UI_CONNECTIONS: u32 = 8;
 
+/// As many connections as the `benefits` connector's pool (`connectors/benefits.toml`,
+/// `max_connections = 4`): the mainframe sees no more transactions at once from this client
+/// than from the gateway.
+const MAINFRAME_CONNECTIONS: usize = 4;
+
+/// `connectors/benefits.toml`'s `framing = "length4"`.
+const MAINFRAME_FRAMING: Framing = Framing::Length4 {
+    includes_prefix: false,
+};
+
+/// `connectors/benefits.toml`'s `timeout_ms`: one whole inquiry, waiting for a connection
+/// included.
+const MAINFRAME_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The largest response record accepted (the connector's default `max_record_bytes`).
+const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// The nightly payment extract's file names (`connectors/benefit_payments.toml`'s
+/// `pattern = "BENPAY.D*.DAT"`) and the marker written once a file is complete.
+const EXTRACT_PREFIX: &str = "BENPAY.D";
+const EXTRACT_SUFFIX: &str = ".DAT";
+const READY_SUFFIX: &str = ".READY";
+
 /// What a citizen's answer holds, reduced to what the benchmark checks: the same for the
 /// population, a gateway answer and a direct fetch. `None` where the citizen has no record
 /// at that agency.
@@ -55,6 +99,10 @@ pub(crate) struct Summary {
     pub(crate) license: Option<String>,
     pub(crate) vehicles: Option<usize>,
     pub(crate) claims: Option<usize>,
+    /// Benefit cases as (program, monthly amount), in the mainframe's order.
+    pub(crate) cases: Option<Vec<(String, String)>>,
+    /// Benefit payments as (issue date, amount), oldest first.
+    pub(crate) payments: Option<Vec<(String, String)>>,
 }
 
 /// A citizen's agency keys, from the client's own crosswalk (the population).
@@ -63,6 +111,7 @@ pub(crate) struct Keys<'a> {
     pub(crate) tin: Option<&'a str>,
     pub(crate) license: Option<&'a str>,
     pub(crate) claimant: Option<&'a str>,
+    pub(crate) case_number: Option<&'a str>,
 }
 
 /// The agencies, called without the gateway.
@@ -73,6 +122,8 @@ pub(crate) struct Agencies {
     pub(crate) tax_url: String,
     pub(crate) soap_url: String,
     pub(crate) ui: SqlitePool,
+    pub(crate) mainframe: Arc<Mainframe>,
+    pub(crate) payments: Arc<Payments>,
     pub(crate) population: Arc<Population>,
 }
 
@@ -135,6 +186,7 @@ impl Agencies {
                 .map(|account| account.tin.as_str()),
             license: person.license_number.as_deref(),
             claimant: person.claimant_id.as_deref(),
+            case_number: person.case_number.as_deref(),
         })
     }
 
@@ -242,10 +294,24 @@ impl Agencies {
     /// The three-agency query by hand: the person, then the tax account, both DMV operations
     /// and the claims query at once, each only where the client's crosswalk has a key.
     pub(crate) async fn three_agency(&self, id: &str) -> Result<Summary> {
+        self.agency_calls(id, false).await
+    }
+
+    /// The four-agency query by hand: the three-agency calls and, at the same time, the
+    /// benefits mainframe's inquiry; then the payments from the extract the client holds.
+    /// Neither benefits step happens for a citizen without a case number, as in the gateway.
+    pub(crate) async fn four_agency(&self, id: &str) -> Result<Summary> {
+        self.agency_calls(id, true).await
+    }
+
+    /// The person, then every agency call the client's crosswalk has a key for, at once;
+    /// `benefits` adds the mainframe inquiry and the payments lookup.
+    async fn agency_calls(&self, id: &str, benefits: bool) -> Result<Summary> {
         let person = self.person(id).await?;
         std::hint::black_box(&person);
         let keys = self.keys(id)?;
-        let (balance, license, vehicles, claims) = tokio::join!(
+        let case_number = keys.case_number.filter(|_| benefits);
+        let (balance, license, vehicles, claims, cases) = tokio::join!(
             async {
                 match keys.tin {
                     Some(tin) => self.tax_balance(tin).await.map(Some),
@@ -270,13 +336,33 @@ impl Agencies {
                     None => Ok(None),
                 }
             },
+            async {
+                match case_number {
+                    Some(case_number) => self.benefit_cases(case_number).await,
+                    None => Ok(None),
+                }
+            },
         );
+        let payments = case_number.map(|case_number| self.payments.summary(case_number));
         Ok(Summary {
             balance: balance?,
             license: license?,
             vehicles: vehicles?,
             claims: claims?,
+            cases: cases?.map(|cases| case_summary(&cases)).transpose()?,
+            payments: payments.transpose()?,
         })
+    }
+
+    /// The mainframe's `BNQ1` inquiry for `case_number`, its response record decoded; the
+    /// cases it lists, or `None` when the mainframe does not know the case number.
+    pub(crate) async fn benefit_cases(&self, case_number: &str) -> Result<Option<Vec<Value>>> {
+        self.mainframe.cases(case_number).await
+    }
+
+    /// The payments on `case_number` from the extract the client decoded at start-up.
+    pub(crate) fn benefit_payments(&self, case_number: &str) -> &[Map<String, Value>] {
+        self.payments.of(case_number)
     }
 
     async fn get_json(&self, url: &str) -> Result<Value> {
@@ -362,4 +448,338 @@ pub(crate) fn parse_soap(bytes: &[u8]) -> Result<SoapAnswer> {
     }
     ensure!(depth == 0, "the SOAP answer ends inside an element");
     Ok(answer)
+}
+
+/// A benefits case reduced to what the benchmark checks: (program, monthly amount).
+fn case_summary(cases: &[Value]) -> Result<Vec<(String, String)>> {
+    cases
+        .iter()
+        .map(|case| {
+            let text = |name: &str| {
+                case.get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .with_context(|| format!("a benefits case without `{name}`: {case}"))
+            };
+            Ok((text("program")?, text("monthlyAmount")?))
+        })
+        .collect()
+}
+
+/// The benefits mainframe's online inquiry, called by hand: the shipped copybook's request
+/// and response records, built and read with the library's codec, over a small pool of TCP
+/// connections.
+#[derive(Debug)]
+pub(crate) struct Mainframe {
+    address: String,
+    request: RecordCodec,
+    response: RecordCodec,
+    /// One permit per connection the mainframe may see at once.
+    permits: Semaphore,
+    /// Connections that completed an inquiry, ready for the next one.
+    idle: Mutex<Vec<TcpStream>>,
+}
+
+impl Mainframe {
+    /// A client for the mainframe at `address` (`host:port`); connects on first use.
+    pub(crate) fn new(address: &str) -> Result<Self> {
+        let copybook = Copybook::parse("BENEFIT-CASE.cpy", CASE_COPYBOOK)
+            .map_err(|error| anyhow!("the shipped benefits copybook does not parse: {error}"))?;
+        Ok(Self {
+            address: address.to_owned(),
+            request: codec(&copybook, "BNQ-REQUEST", case_options())?,
+            response: codec(&copybook, "BNQ-RESPONSE", case_options())?,
+            permits: Semaphore::new(MAINFRAME_CONNECTIONS),
+            idle: Mutex::new(Vec::with_capacity(MAINFRAME_CONNECTIONS)),
+        })
+    }
+
+    /// One `BNQ1` inquiry: the request record, the exchange, the response record decoded
+    /// whole, its return code checked; the `BNQ-CASES` table, or `None` for an unknown case.
+    pub(crate) async fn cases(&self, case_number: &str) -> Result<Option<Vec<Value>>> {
+        let mut values = Map::new();
+        values.insert("BNQ-TRAN-CODE".into(), Value::from(TRANSACTION));
+        values.insert("BNQ-CASE-NUMBER".into(), Value::from(case_number));
+        let request = self
+            .request
+            .encode(&values)
+            .map_err(|error| anyhow!("cannot build the inquiry for {case_number}: {error}"))?;
+        let answer = tokio::time::timeout(MAINFRAME_TIMEOUT, self.exchange(&request))
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "the mainframe did not answer the inquiry for {case_number} within {} ms",
+                    MAINFRAME_TIMEOUT.as_millis()
+                )
+            })?
+            .with_context(|| format!("the inquiry for {case_number} failed"))?;
+        let decoded = self.response.decode(&answer).map_err(|error| {
+            anyhow!("the mainframe's answer for {case_number} does not decode: {error}")
+        })?;
+        if self.response.condition_holds(&decoded, "BNQ-RC-OK") != Some(true) {
+            if self.response.condition_holds(&decoded, "BNQ-RC-NOT-FOUND") == Some(true) {
+                return Ok(None);
+            }
+            bail!(
+                "the mainframe refused the inquiry for {case_number}: return code {}",
+                self.response
+                    .value_of(&decoded, "BNQ-RETURN-CODE")
+                    .unwrap_or(&Value::Null)
+            );
+        }
+        match self.response.value_of(&decoded, "BNQ-CASES") {
+            Some(Value::Array(cases)) => Ok(Some(cases.clone())),
+            other => bail!("the mainframe's answer for {case_number} has no case table: {other:?}"),
+        }
+    }
+
+    /// Sends one framed request record and reads one framed response record, on a pooled
+    /// connection when there is one. A pooled connection the mainframe closed while it sat
+    /// idle fails before any answer byte: the inquiry (read-only) is then sent once more on a
+    /// new connection. A connection goes back to the pool only after a whole exchange.
+    async fn exchange(&self, request: &[u8]) -> Result<Vec<u8>> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .context("the mainframe connection pool is closed")?;
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(stream) = pooled {
+            match self.attempt(stream, request).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) if stale(&error) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let stream = TcpStream::connect(self.address.as_str())
+            .await
+            .with_context(|| format!("cannot connect to the mainframe at {}", self.address))?;
+        stream
+            .set_nodelay(true)
+            .context("cannot turn Nagle's algorithm off")?;
+        Ok(self.attempt(stream, request).await?)
+    }
+
+    async fn attempt(
+        &self,
+        mut stream: TcpStream,
+        request: &[u8],
+    ) -> Result<Vec<u8>, TransportError> {
+        write_frame(&mut stream, MAINFRAME_FRAMING, request)
+            .await
+            .map_err(TransportError::Io)?;
+        let answer = read_frame(&mut stream, MAINFRAME_FRAMING, MAX_RECORD_BYTES).await?;
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(stream);
+        Ok(answer)
+    }
+}
+
+/// Whether a failed exchange looks like a connection the peer closed while it was idle:
+/// nothing of the answer came, and the socket was found closed or reset.
+fn stale(error: &TransportError) -> bool {
+    match error {
+        TransportError::Closed { received, .. } => *received == 0,
+        TransportError::Io(error) => matches!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
+    }
+}
+
+/// The mainframe's nightly payment extract, decoded once, by case number: what a client that
+/// receives the file keeps in memory.
+#[derive(Debug, Default)]
+pub(crate) struct Payments {
+    by_case: HashMap<String, Vec<Map<String, Value>>>,
+    /// Records in the file.
+    pub(crate) records: usize,
+    /// How long reading and decoding the file took.
+    pub(crate) load_time: Duration,
+}
+
+impl Payments {
+    /// Reads the newest complete extract (`BENPAY.D….DAT` with its `.READY` marker) in
+    /// `directory`, every fixed-width record decoded with the shipped copybook.
+    pub(crate) fn load(directory: &Path) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let mut newest: Option<String> = None;
+        for entry in std::fs::read_dir(directory)
+            .with_context(|| format!("cannot list the extract directory {}", directory.display()))?
+        {
+            let entry = entry.context("cannot read the extract directory")?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let complete = name.starts_with(EXTRACT_PREFIX)
+                && name.ends_with(EXTRACT_SUFFIX)
+                && directory.join(format!("{name}{READY_SUFFIX}")).exists();
+            // The names hold the as-of time as `Dyyyymmdd.Thhmmss`: newest sorts last.
+            if complete && newest.as_ref().is_none_or(|newest| name > *newest) {
+                newest = Some(name);
+            }
+        }
+        let name = newest
+            .with_context(|| format!("no complete payment extract in {}", directory.display()))?;
+        let bytes = std::fs::read(directory.join(&name))
+            .with_context(|| format!("cannot read the payment extract {name}"))?;
+        let copybook = Copybook::parse("BENEFIT-PAYMENT.cpy", PAYMENT_COPYBOOK)
+            .map_err(|error| anyhow!("the shipped payment copybook does not parse: {error}"))?;
+        let codec = codec(&copybook, "BENEFIT-PAYMENT", payment_options())?;
+        let slot = codec.record_len();
+        ensure!(
+            slot > 0 && bytes.len() % slot == 0,
+            "{name} is {} bytes, not a whole number of {slot}-byte records",
+            bytes.len()
+        );
+        let mut payments = Self::default();
+        for (index, record) in bytes.chunks_exact(slot).enumerate() {
+            let decoded = codec
+                .decode(record)
+                .map_err(|error| anyhow!("{name}, record {}: {error}", index + 1))?;
+            let case_number = codec
+                .value_of(&decoded, "BPY-CASE-NUMBER")
+                .and_then(Value::as_str)
+                .with_context(|| format!("{name}, record {}: no case number", index + 1))?
+                .trim()
+                .to_owned();
+            payments
+                .by_case
+                .entry(case_number)
+                .or_default()
+                .push(decoded);
+            payments.records += 1;
+        }
+        payments.load_time = started.elapsed();
+        Ok(payments)
+    }
+
+    /// How many case numbers the file lists.
+    pub(crate) fn case_numbers(&self) -> usize {
+        self.by_case.len()
+    }
+
+    /// The payments on `case_number`, in the file's order (oldest first); none for a case
+    /// number the file does not list.
+    pub(crate) fn of(&self, case_number: &str) -> &[Map<String, Value>] {
+        self.by_case.get(case_number).map_or(&[], Vec::as_slice)
+    }
+
+    /// The payments on `case_number` as (issue date, amount).
+    fn summary(&self, case_number: &str) -> Result<Vec<(String, String)>> {
+        self.of(case_number)
+            .iter()
+            .map(|payment| {
+                let text = |name: &str| {
+                    payment
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .with_context(|| format!("a payment on {case_number} without `{name}`"))
+                };
+                Ok((text("issuedOn")?, text("amount")?))
+            })
+            .collect()
+    }
+}
+
+/// A codec for `record` of `copybook`, with `options` narrowed to the record's own fields (as
+/// the connector narrows its file's `[fields]` to each record).
+fn codec(copybook: &Copybook, record: &str, mut options: CodecOptions) -> Result<RecordCodec> {
+    let item = copybook
+        .record(Some(record))
+        .with_context(|| format!("the shipped copybook has no record {record}"))?;
+    options.fields.retain(|name, _| holds(item, name));
+    RecordCodec::new(item, options).map_err(|error| anyhow!("record {record}: {error}"))
+}
+
+/// Whether `item` is, or contains, the item called `name`.
+fn holds(item: &Item, name: &str) -> bool {
+    item.name
+        .as_deref()
+        .is_some_and(|own| own.eq_ignore_ascii_case(name))
+        || match &item.kind {
+            ItemKind::Group(children) => children.iter().any(|child| holds(child, name)),
+            ItemKind::Field(_) => false,
+        }
+}
+
+/// The codec options `connectors/benefits.toml` gives: `BNQ-` stripped, dates, the three
+/// payment views of the `REDEFINES` area each decoded only under its pay method.
+fn case_options() -> CodecOptions {
+    let date = |format: &str| FieldOptions {
+        decode: FieldDecode::Date(format.to_owned()),
+        ..FieldOptions::default()
+    };
+    let view = |name: &str, when: &str| FieldOptions {
+        name: Some(name.to_owned()),
+        when: Some(when.to_owned()),
+        ..FieldOptions::default()
+    };
+    let fields = BTreeMap::from([
+        ("BNQ-OPENED-ON".to_owned(), date("%Y%m%d")),
+        (
+            "BNQ-CLOSED-ON".to_owned(),
+            FieldOptions {
+                null_when: Some(NullWhen::Zero),
+                ..date("%Y%m%d")
+            },
+        ),
+        (
+            "BNQ-PAY-DEPOSIT".to_owned(),
+            view("deposit", "BNQ-PAY-METHOD-DEPOSIT"),
+        ),
+        (
+            "BNQ-PAY-CARD".to_owned(),
+            view("card", "BNQ-PAY-METHOD-CARD"),
+        ),
+        (
+            "BNQ-PAY-CHECK".to_owned(),
+            view("check", "BNQ-PAY-METHOD-CHECK"),
+        ),
+        (
+            "BNQ-CARD-LAST4".to_owned(),
+            FieldOptions {
+                name: Some("last4".to_owned()),
+                ..FieldOptions::default()
+            },
+        ),
+        (
+            "BNQ-CARD-ISSUED".to_owned(),
+            FieldOptions {
+                name: Some("issuedOn".to_owned()),
+                ..date("%y%m%d")
+            },
+        ),
+    ]);
+    CodecOptions {
+        strip_prefixes: vec!["BNQ-".to_owned()],
+        fields,
+        ..CodecOptions::default()
+    }
+}
+
+/// The codec options `connectors/benefit_payments.toml` gives: `BPY-` stripped, the issue
+/// date.
+fn payment_options() -> CodecOptions {
+    CodecOptions {
+        strip_prefixes: vec!["BPY-".to_owned()],
+        fields: BTreeMap::from([(
+            "BPY-ISSUED-ON".to_owned(),
+            FieldOptions {
+                decode: FieldDecode::Date("%Y%m%d".to_owned()),
+                ..FieldOptions::default()
+            },
+        )]),
+        ..CodecOptions::default()
+    }
 }

@@ -67,6 +67,12 @@ const CHANGES: &[Change] = &[
         sqlite: include_str!("migrations/sqlite/20261122000002_mainframe_extracts.sql"),
         postgres: include_str!("migrations/postgres/20261122000002_mainframe_extracts.sql"),
     },
+    Change {
+        version: 20261122000003,
+        description: "extract rows in key order",
+        sqlite: include_str!("migrations/sqlite/20261122000003_extract_rows_key_order.sql"),
+        postgres: include_str!("migrations/postgres/20261122000003_extract_rows_key_order.sql"),
+    },
 ];
 
 fn migrator(sql: impl Fn(&Change) -> &'static str) -> Migrator {

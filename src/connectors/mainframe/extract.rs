@@ -23,6 +23,12 @@ use crate::config::{ExtractConfig, MainframeConfig, Returns};
 use crate::connectors::{Arguments, CallError, OperationSpec, Reply, Template};
 use crate::store::{Store, on_pool};
 
+/// One key's records in file order, with the extract's as-of time (a row with a null record
+/// when the extract has no such key; no row at all when nothing is loaded).
+const LOOKUP: &str = "SELECT e.as_of, r.record FROM mainframe_extracts e \
+     LEFT JOIN mainframe_extract_rows r ON r.connector = e.connector AND r.record_key = $2 \
+     WHERE e.connector = $1 ORDER BY r.seq";
+
 /// Rows per INSERT statement when loading (4 binds each, well under every database's limit).
 const INSERT_CHUNK: usize = 500;
 
@@ -569,9 +575,6 @@ impl Extract {
 
     /// Answers an operation from the loaded extract.
     pub(super) async fn call(&self, operation: &str, args: &Arguments) -> Result<Reply, CallError> {
-        const SQL: &str = "SELECT e.as_of, r.record FROM mainframe_extracts e \
-             LEFT JOIN mainframe_extract_rows r ON r.connector = e.connector AND r.record_key = $2 \
-             WHERE e.connector = $1 ORDER BY r.seq";
         let op = self
             .operations
             .get(operation)
@@ -588,7 +591,7 @@ impl Extract {
             ));
         };
         let rows: Vec<(DateTime<Utc>, Option<String>)> = on_pool!(store, pool => {
-            sqlx::query_as(SQL)
+            sqlx::query_as(LOOKUP)
                 .bind(&self.connector)
                 .bind(key.trim())
                 .fetch_all(pool)
@@ -676,6 +679,49 @@ fn as_of_from_name(name: &str, format: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StorageConfig;
+
+    /// The lookup must find a key's rows through the key index, never by walking every row
+    /// of the connector (it once did: SQLite chose the primary key for the ORDER BY).
+    #[tokio::test]
+    async fn the_lookup_reads_one_key_through_the_index() {
+        let store = Store::connect(&StorageConfig {
+            url: "sqlite::memory:".into(),
+            max_connections: 1,
+        })
+        .await
+        .expect("in-memory store");
+        let Store::Sqlite(pool) = &store else {
+            panic!("an SQLite store");
+        };
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {LOOKUP}"))
+                .bind("benefit_payments")
+                .bind("BC00000001")
+                .fetch_all(pool)
+                .await
+                .expect("a query plan");
+        let steps: Vec<&str> = plan
+            .iter()
+            .map(|(_, _, _, detail)| detail.as_str())
+            .collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("mainframe_extract_rows_by_key") && s.contains("record_key=?")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+            "the index must give the order too: {steps:?}"
+        );
+        assert!(
+            !steps
+                .iter()
+                .any(|s| s.contains("sqlite_autoindex_mainframe_extract_rows")),
+            "{steps:?}"
+        );
+    }
 
     #[test]
     fn globs_match_like_a_shell() {
