@@ -45,8 +45,8 @@
 //! named after the file stem in upper case (`copybooks/benefit-case.cpy` → `BENEFIT-CASE`).
 //!
 //! `OCCURS n TIMES DEPENDING ON x` without `m TO` has a minimum of 1, as in the standard.
-//! `COMP-5` is read as [`Usage::Binary`]: same sizes, but its values may use the whole binary
-//! range rather than the picture's digits. `JUSTIFIED RIGHT` and `BLANK WHEN ZERO` are not
+//! `COMP-5` is [`Usage::NativeBinary`]: the sizes of `COMP`, but its values may use the whole
+//! binary range rather than the picture's digits. `JUSTIFIED RIGHT` and `BLANK WHEN ZERO` are not
 //! recorded. `EJECT` and `SKIP1`–`SKIP3` are ignored wherever they appear.
 //!
 //! # Checks
@@ -187,8 +187,12 @@ pub enum Usage {
     Display,
     /// `COMP-3` / `PACKED-DECIMAL`: two digits per byte, sign in the last nibble.
     Packed,
-    /// `COMP`, `COMP-4`, `COMP-5`, `BINARY`: big-endian two's complement, 2, 4 or 8 bytes.
+    /// `COMP`, `COMP-4`, `BINARY`: big-endian two's complement, 2, 4 or 8 bytes, holding at
+    /// most the picture's digits.
     Binary,
+    /// `COMP-5`: stored like `Binary`, but the value may use the whole range of its 2, 4 or 8
+    /// bytes (`PIC S9(4) COMP-5` holds up to 32 767), as IBM's native binary does.
+    NativeBinary,
 }
 
 /// `OCCURS min TO max TIMES DEPENDING ON name`, or `OCCURS n TIMES` (min = max, no object).
@@ -484,6 +488,7 @@ fn usage_label(pic: &Picture) -> String {
         Usage::Display => "DISPLAY",
         Usage::Packed => "COMP-3",
         Usage::Binary => "COMP",
+        Usage::NativeBinary => "COMP-5",
     };
     let sign = match &pic.class {
         PicClass::Numeric { sign, .. } if pic.usage == Usage::Display => match sign {
@@ -931,8 +936,8 @@ fn is_clause_keyword(upper: &str) -> bool {
 fn usage_word(upper: &str) -> Option<Result<Usage, &'static str>> {
     Some(match upper {
         "DISPLAY" => Ok(Usage::Display),
-        "COMP" | "COMPUTATIONAL" | "COMP-4" | "COMPUTATIONAL-4" | "COMP-5" | "COMPUTATIONAL-5"
-        | "BINARY" => Ok(Usage::Binary),
+        "COMP" | "COMPUTATIONAL" | "COMP-4" | "COMPUTATIONAL-4" | "BINARY" => Ok(Usage::Binary),
+        "COMP-5" | "COMPUTATIONAL-5" => Ok(Usage::NativeBinary),
         "COMP-3" | "COMPUTATIONAL-3" | "PACKED-DECIMAL" => Ok(Usage::Packed),
         "COMP-1" | "COMPUTATIONAL-1" | "COMP-2" | "COMPUTATIONAL-2" | "FLOAT-SHORT"
         | "FLOAT-LONG" | "FLOAT-EXTENDED" | "FLOAT-BINARY-32" | "FLOAT-BINARY-64"
@@ -2321,11 +2326,13 @@ impl<'p> Resolver<'p> {
                         ))
                 }
                 (PicClass::Numeric { digits, .. }, Usage::Packed) => usize::from(*digits) / 2 + 1,
-                (PicClass::Numeric { digits, .. }, Usage::Binary) => match digits {
-                    1..=4 => 2,
-                    5..=9 => 4,
-                    _ => 8,
-                },
+                (PicClass::Numeric { digits, .. }, Usage::Binary | Usage::NativeBinary) => {
+                    match digits {
+                        1..=4 => 2,
+                        5..=9 => 4,
+                        _ => 8,
+                    }
+                }
             };
             if let Some(info) = self.order.get_mut(order_index) {
                 match &picture.class {
@@ -2486,7 +2493,9 @@ impl<'p> Resolver<'p> {
                         ));
                     }
                 }
-                if usage_value == Usage::Binary && digits > MAX_BINARY_DIGITS {
+                if matches!(usage_value, Usage::Binary | Usage::NativeBinary)
+                    && digits > MAX_BINARY_DIGITS
+                {
                     return Err(self.err(
                         pic_pos,
                         format!(
@@ -3203,7 +3212,7 @@ mod tests {
             "the item's own SIGN wins over the group's"
         );
         assert_eq!(sign("PLAIN"), Sign::Unsigned);
-        assert_eq!(picture(find(&record, "BIN")).usage, Usage::Binary);
+        assert_eq!(picture(find(&record, "BIN")).usage, Usage::NativeBinary);
         assert_eq!(picture(find(&record, "AMT")).text, "s9(3)v9");
         assert_eq!(find(&record, "NM").value, Some(text("*")));
         assert_eq!(find(&record, "HV").value, Some(Literal::HighValues));
@@ -3254,6 +3263,18 @@ mod tests {
         let expected: Vec<_> = expected.iter().map(|(n, s)| (n.to_string(), *s)).collect();
         assert_eq!(sizes, expected);
         assert_eq!(record.size, 2 + 2 + 4 + 4 + 8 + 8 + 1 + 2 + 3 + 4 + 28);
+        let usage_of = |name: &str| match &record.kind {
+            ItemKind::Group(children) => children
+                .iter()
+                .find(|c| c.name.as_deref() == Some(name))
+                .and_then(|c| match &c.kind {
+                    ItemKind::Field(picture) => Some(picture.usage),
+                    ItemKind::Group(_) => None,
+                }),
+            ItemKind::Field(_) => None,
+        };
+        assert_eq!(usage_of("B9"), Some(Usage::Binary));
+        assert_eq!(usage_of("B10"), Some(Usage::NativeBinary));
     }
 
     #[test]

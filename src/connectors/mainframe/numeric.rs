@@ -112,7 +112,7 @@ impl NumSpec {
         if scale > digits {
             return Err(format!("has scale {scale} above its {digits} digits"));
         }
-        if usage == Usage::Binary && digits > MAX_BINARY_DIGITS {
+        if matches!(usage, Usage::Binary | Usage::NativeBinary) && digits > MAX_BINARY_DIGITS {
             return Err(format!(
                 "is binary with {digits} digits; at most {MAX_BINARY_DIGITS} fit 8 bytes"
             ));
@@ -139,7 +139,7 @@ impl NumSpec {
                 _ => digits,
             },
             Usage::Packed => digits / 2 + 1,
-            Usage::Binary => match self.digits {
+            Usage::Binary | Usage::NativeBinary => match self.digits {
                 0..=4 => 2,
                 5..=9 => 4,
                 _ => 8,
@@ -159,7 +159,8 @@ impl NumSpec {
         match self.usage {
             Usage::Display => decode_zoned(bytes, self.sign),
             Usage::Packed => decode_packed(bytes, self.digits, self.signed()),
-            Usage::Binary => decode_binary(bytes, self.digits, self.signed()),
+            Usage::Binary => decode_binary(bytes, Some(self.digits), self.signed()),
+            Usage::NativeBinary => decode_binary(bytes, None, self.signed()),
         }
     }
 
@@ -202,7 +203,10 @@ impl NumSpec {
         if unscaled < 0 && !self.signed() {
             return Err(NumberError::Negative);
         }
-        if unscaled.unsigned_abs() >= POW10[usize::from(self.digits)] {
+        // Native binary (COMP-5) is bounded by its bytes, which `encode_binary` checks.
+        if self.usage != Usage::NativeBinary
+            && unscaled.unsigned_abs() >= POW10[usize::from(self.digits)]
+        {
             return Err(NumberError::IntegerDigits {
                 allowed: self.digits - self.scale,
             });
@@ -234,7 +238,9 @@ impl NumSpec {
         match self.usage {
             Usage::Display => encode_zoned(magnitude, negative, self.sign, out),
             Usage::Packed => encode_packed(magnitude, negative, self.signed(), out),
-            Usage::Binary => encode_binary(unscaled, self.signed(), out).ok_or(too_big)?,
+            Usage::Binary | Usage::NativeBinary => {
+                encode_binary(unscaled, self.signed(), out).ok_or(too_big)?
+            }
         }
         Ok(())
     }
@@ -319,7 +325,9 @@ fn decode_packed(bytes: &[u8], digits: u8, signed: bool) -> Result<i128, DecodeP
 }
 
 /// Binary: big-endian, two's complement when signed, at most `digits` decimal digits.
-fn decode_binary(bytes: &[u8], digits: u8, signed: bool) -> Result<i128, DecodeProblem> {
+/// Big-endian two's complement; `digits` bounds the value (`None` for COMP-5, bounded only by
+/// its bytes).
+fn decode_binary(bytes: &[u8], digits: Option<u8>, signed: bool) -> Result<i128, DecodeProblem> {
     let value: i128 = match (bytes, signed) {
         (&[a, b], true) => i16::from_be_bytes([a, b]).into(),
         (&[a, b], false) => u16::from_be_bytes([a, b]).into(),
@@ -334,7 +342,9 @@ fn decode_binary(bytes: &[u8], digits: u8, signed: bool) -> Result<i128, DecodeP
             });
         }
     };
-    if value.unsigned_abs() >= POW10[usize::from(digits)] {
+    if let Some(digits) = digits
+        && value.unsigned_abs() >= POW10[usize::from(digits)]
+    {
         return Err(DecodeProblem::BinaryOverflow { value, digits });
     }
     Ok(value)
@@ -686,6 +696,30 @@ mod tests {
             read(two, &[0x10, 0x7D]),
             Err(DecodeProblem::BadPackedDigit { nibble: 1 })
         );
+    }
+
+    /// COMP-5 may use its bytes' whole range: `PIC S9(4) COMP-5` holds 32 767 and -32 768,
+    /// `PIC 9(4) COMP-5` 65 535, where COMP refuses anything past 9 999.
+    #[test]
+    fn native_binary_uses_the_whole_range_of_its_bytes() {
+        let s4 = spec(4, 0, Sign::Trailing, Usage::NativeBinary);
+        assert_eq!(s4.byte_len(), 2);
+        assert_eq!(read(s4, &[0x7F, 0xFF]), Ok("32767".into()));
+        assert_eq!(read(s4, &[0x80, 0x00]), Ok("-32768".into()));
+        assert_eq!(write(s4, "32767"), Ok(vec![0x7F, 0xFF]));
+        assert_eq!(write(s4, "-32768"), Ok(vec![0x80, 0x00]));
+        assert!(write(s4, "32768").is_err(), "past the 2 bytes");
+        let u4 = spec(4, 2, Sign::Unsigned, Usage::NativeBinary);
+        assert_eq!(read(u4, &[0xFF, 0xFF]), Ok("655.35".into()));
+        assert!(write(u4, "-1").is_err(), "negative into unsigned");
+        let u18 = spec(18, 0, Sign::Unsigned, Usage::NativeBinary);
+        assert_eq!(read(u18, &[0xFF; 8]), Ok("18446744073709551615".into()));
+        // The same bytes as COMP are refused, never read as a number the picture cannot hold.
+        let comp = spec(4, 0, Sign::Trailing, Usage::Binary);
+        assert!(matches!(
+            read(comp, &[0x7F, 0xFF]),
+            Err(DecodeProblem::BinaryOverflow { .. })
+        ));
     }
 
     #[test]
