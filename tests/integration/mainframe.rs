@@ -392,6 +392,37 @@ async fn a_corrupt_response_record_is_a_bad_response_not_a_wrong_number() {
     );
 }
 
+/// Log output collected in memory, for asserting on what an operator would read.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut bytes) = self.0.lock() {
+            bytes.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 /// Polls `query` until `done` holds on the answer, for up to 10 s.
 async fn eventually(gateway: &TestGateway, body: Value, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -431,6 +462,15 @@ fn as_of(year: i32, month: u32, day: u32, hour: u32) -> chrono::NaiveDateTime {
 
 #[tokio::test]
 async fn extract_files_are_loaded_whole_served_with_their_as_of_time_and_bad_ones_rejected() {
+    // The gateway runs on this test's one thread, so a thread-local subscriber sees its logs.
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish(),
+    );
     let population = population();
     let records = population.benefits().clone();
     let codecs = BenefitsCodecs::new().expect("codecs");
@@ -490,6 +530,33 @@ async fn extract_files_are_loaded_whole_served_with_their_as_of_time_and_bad_one
     assert_eq!(
         answer["data"]["benefitPayments"],
         payments_json(&records, &case_number)
+    );
+    // Each rejection is one clear log line naming the file and what is wrong with it (the
+    // record, field and byte for a corrupt one), however many times the directory is read.
+    let text = logs.text();
+    let rejected: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("Rejected extract file"))
+        .collect();
+    assert_eq!(rejected.len(), 2, "{text}");
+    assert!(
+        rejected
+            .iter()
+            .any(|line| line.contains("BENPAY.D20261122.T020000.DAT")
+                && line.contains("not a whole number of 48-byte records")),
+        "{text}"
+    );
+    assert!(
+        rejected
+            .iter()
+            .any(|line| line.contains("BENPAY.D20261123.T020000.DAT")
+                && line.contains("record 2")
+                && line.contains("BPY-AMOUNT at byte 22")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&case_number),
+        "no case number in the logs: {text}"
     );
 
     // When the marker of the good newer file appears, it replaces the old one.
@@ -736,4 +803,50 @@ async fn extracts_on_postgres_are_shared_by_gateway_instances() {
             .await
             .expect("clean up");
     }
+}
+
+/// A directory that does not exist yet is logged once, not on every look, and the extract is
+/// loaded as soon as the directory and a file appear.
+#[tokio::test]
+async fn a_missing_extract_directory_is_logged_once_and_picked_up_when_it_appears() {
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish(),
+    );
+    let population = population();
+    let records = population.benefits().clone();
+    let codecs = BenefitsCodecs::new().expect("codecs");
+    let parent = tempfile::tempdir().expect("a directory");
+    let dir = parent.path().join("not-yet");
+    let gateway = online_project("127.0.0.1:9", |t| t)
+        .var("BENEFITS_EXTRACT_DIR", &dir.display().to_string())
+        .build()
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await; // several looks
+    let missing = logs
+        .text()
+        .lines()
+        .filter(|line| line.contains("Cannot list the extract directory"))
+        .count();
+    assert_eq!(missing, 1, "{}", logs.text());
+
+    std::fs::create_dir(&dir).expect("create the directory");
+    write_extract(&dir, &records, &codecs, as_of(2026, 11, 20, 2)).expect("write");
+    let (_, case_number) = records.holders()[0].clone();
+    let body = json!({"query": PAYMENTS_QUERY, "variables": {"n": case_number}});
+    let answer = eventually(&gateway, body, |a| a.get("errors").is_none()).await;
+    assert_eq!(
+        answer["extensions"]["freshness"]["benefit_payments"]["asOf"], "2026-11-20T02:00:00Z",
+        "{answer}"
+    );
+    assert!(
+        logs.text()
+            .contains("The extract directory can be listed again."),
+        "{}",
+        logs.text()
+    );
 }

@@ -48,6 +48,8 @@ pub(super) struct Extract {
     store: OnceLock<Store>,
     /// Files seen to be bad, so each is logged once rather than on every look.
     rejected: Mutex<HashSet<FileId>>,
+    /// The last reason the directory could not be listed, so it is logged once.
+    directory_error: Mutex<Option<String>>,
 }
 
 #[derive(Debug)]
@@ -267,6 +269,7 @@ impl Extract {
             operations,
             store: OnceLock::new(),
             rejected: Mutex::new(HashSet::new()),
+            directory_error: Mutex::new(None),
         })
     }
 
@@ -303,14 +306,12 @@ impl Extract {
             }
         };
         let candidates = match self.candidates().await {
-            Ok(candidates) => candidates,
+            Ok(candidates) => {
+                self.directory_problem(None);
+                candidates
+            }
             Err(error) => {
-                tracing::warn!(
-                    connector = %self.connector,
-                    directory = %self.directory.display(),
-                    %error,
-                    "Cannot list the extract directory."
-                );
+                self.directory_problem(Some(error));
                 return;
             }
         };
@@ -357,6 +358,38 @@ impl Extract {
                         "Could not load extract file; will try again."
                     );
                     return;
+                }
+            }
+        }
+    }
+
+    /// Logs a directory that cannot be listed once per distinct problem, not on every look,
+    /// and once more when it can be listed again.
+    fn directory_problem(&self, error: Option<std::io::Error>) {
+        let mut last = self
+            .directory_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match error {
+            Some(error) => {
+                let text = error.to_string();
+                if last.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(
+                        connector = %self.connector,
+                        directory = %self.directory.display(),
+                        %error,
+                        "Cannot list the extract directory; will keep looking."
+                    );
+                    *last = Some(text);
+                }
+            }
+            None => {
+                if last.take().is_some() {
+                    tracing::info!(
+                        connector = %self.connector,
+                        directory = %self.directory.display(),
+                        "The extract directory can be listed again."
+                    );
                 }
             }
         }
