@@ -154,10 +154,18 @@ pub struct ExtractConfig {
     /// How often the directory is looked at.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// Larger files are rejected unread: a file is decoded in memory before it is stored, so
+    /// this bounds what one load can take (default 512 MiB).
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
 }
 
 fn default_poll_ms() -> u64 {
     10_000
+}
+
+fn default_max_file_bytes() -> u64 {
+    512 * 1024 * 1024
 }
 
 /// One call on a mainframe.

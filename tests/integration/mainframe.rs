@@ -850,3 +850,52 @@ async fn a_missing_extract_directory_is_logged_once_and_picked_up_when_it_appear
         logs.text()
     );
 }
+
+/// A file larger than `max_file_bytes` is rejected without being read into memory.
+#[tokio::test]
+async fn an_extract_file_over_the_size_limit_is_rejected_unread() {
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish(),
+    );
+    let population = population();
+    let records = population.benefits().clone();
+    let codecs = BenefitsCodecs::new().expect("codecs");
+    let extracts = tempfile::tempdir().expect("extract directory");
+    write_extract(extracts.path(), &records, &codecs, as_of(2026, 11, 20, 2)).expect("write");
+    let gateway = online_project("127.0.0.1:9", |t| t)
+        .connector(
+            "benefit_payments.toml",
+            &PAYMENTS_TOML.replace("poll_ms = 5000", "poll_ms = 50\nmax_file_bytes = 4800"),
+        )
+        .var(
+            "BENEFITS_EXTRACT_DIR",
+            &extracts.path().display().to_string(),
+        )
+        .build()
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, case_number) = records.holders()[0].clone();
+    let answer = gateway
+        .post_with(
+            json!({"query": PAYMENTS_QUERY, "variables": {"n": case_number}}),
+            &[],
+        )
+        .await
+        .body;
+    assert_eq!(codes(&answer), ["BACKEND_UNAVAILABLE"], "{answer}");
+    let text = logs.text();
+    let rejected: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("Rejected extract file"))
+        .collect();
+    assert_eq!(rejected.len(), 1, "{text}");
+    assert!(
+        rejected[0].contains("more than `max_file_bytes` (4800)"),
+        "{text}"
+    );
+}

@@ -41,6 +41,7 @@ pub(super) struct Extract {
     ready_suffix: Option<String>,
     as_of_format: Option<String>,
     slot: usize,
+    max_file_bytes: u64,
     codec: RecordCodec,
     key_field: String,
     poll: Duration,
@@ -263,6 +264,7 @@ impl Extract {
             ready_suffix: settings.ready_suffix.clone().filter(|s| !s.is_empty()),
             as_of_format: settings.as_of_format.as_ref().map(|f| f.get_ref().clone()),
             slot,
+            max_file_bytes: settings.max_file_bytes,
             codec,
             key_field: key.to_ascii_uppercase(),
             poll: Duration::from_millis(settings.poll_ms.max(1)),
@@ -498,6 +500,12 @@ impl Extract {
 
     /// Reads, decodes and stores one file; all or nothing.
     async fn load(&self, store: &Store, candidate: &Candidate) -> Result<usize, LoadError> {
+        if candidate.id.size > self.max_file_bytes {
+            return Err(LoadError::Rejected(format!(
+                "the file is {} bytes, more than `max_file_bytes` ({}); it was not read",
+                candidate.id.size, self.max_file_bytes
+            )));
+        }
         let bytes = tokio::fs::read(&candidate.path)
             .await
             .map_err(|e| LoadError::Failed(format!("cannot read the file: {e}")))?;
