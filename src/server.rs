@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{Diagnostics, GatewayConfig, Vars, load_project};
+use crate::auth::TokenValidator;
+use crate::config::{Diagnostic, Diagnostics, GatewayConfig, Vars, load_project};
 use crate::connectors::{Connectors, build_connectors};
 use crate::graph::{Graph, GraphOptions, GraphSummary, build_graph};
 use crate::http::{AppState, app};
@@ -110,10 +111,21 @@ impl Gateway {
         checked.connectors.attach(&store).await;
         let graph = checked.graph.with_crosswalk(Crosswalk::new(store.clone()));
         let server = checked.config.server;
+        let root = config_path.parent().unwrap_or(Path::new(""));
+        // `check` has already reported bad issuers with their lines; this only fails if a key
+        // file changed in between.
+        let tokens = TokenValidator::new(root, &checked.config.auth.issuers).map_err(|errors| {
+            Diagnostics(
+                errors
+                    .into_iter()
+                    .map(|e| Diagnostic::file(config_path, e.message))
+                    .collect(),
+            )
+        })?;
         Ok(Self {
             listen: server.listen,
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
-            state: AppState::new(graph, store, server, checked.config.auth),
+            state: AppState::new(graph, store, server, checked.config.auth, tokens),
         })
     }
 

@@ -15,6 +15,7 @@
 //! - `identity`: the identity crosswalk, operator links, `Query.me`.
 //! - `demo_agencies`: the simulated DMV over SOAP 1.1 and the seeded unemployment insurance
 //!   database (SQLite, and PostgreSQL / MariaDB when configured).
+//! - `tokens`: bearer tokens over HTTP (valid caller, 401 for bad tokens, config errors).
 
 #[path = "integration/support.rs"]
 mod support;
@@ -51,6 +52,9 @@ mod mainframe;
 
 #[path = "integration/mainframe_codec.rs"]
 mod mainframe_codec;
+
+#[path = "integration/tokens.rs"]
+mod tokens;
 
 /// The cargo-fuzz harness of the record decoder, so the seed corpus runs on every `cargo test`.
 #[path = "../fuzz/harness/decode_record.rs"]

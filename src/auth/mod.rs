@@ -1,10 +1,16 @@
 //! Who is asking: every request is resolved to a [`Principal`] before the graph runs.
 //!
-//! Signed tokens (JWT/JWKS) arrive with the trust work. Until then the only way to be anyone
-//! but anonymous is the demo's headers, which `[auth] demo_headers` must switch on explicitly
-//! and which the shipped configuration leaves off outside `civicgraph demo`.
+//! Callers prove who they are with a signed bearer token from a configured issuer
+//! ([`tokens`]). The demo's headers are the other way, which `[auth] demo_headers` must switch
+//! on explicitly and which the shipped configuration leaves off outside `civicgraph demo`.
+
+pub mod tokens;
+
+use std::collections::BTreeSet;
 
 use http::HeaderMap;
+
+pub use tokens::{TokenConfigError, TokenError, TokenValidator};
 
 use crate::identity::CitizenId;
 
@@ -26,6 +32,22 @@ pub enum Principal {
         /// The operator's name, recorded on what they change.
         name: String,
     },
+    /// A partner agency's client, acting for a purpose within its scopes. It has no rights
+    /// beyond anonymous ones yet; the scopes and purposes are for the authorization to come.
+    Agency(AgencyClient),
+}
+
+/// An agency client named by an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgencyClient {
+    /// The OAuth client (`client_id` claim, else `sub`), for audit.
+    pub client_id: String,
+    /// The agency the client belongs to (`agency` claim).
+    pub agency: String,
+    /// OAuth scopes granted (`scope` claim, space-separated).
+    pub scopes: BTreeSet<String>,
+    /// Purposes of use declared for the client (`purposes` claim).
+    pub purposes: BTreeSet<String>,
 }
 
 impl Principal {

@@ -25,6 +25,64 @@ pub struct AuthConfig {
     /// Trust `X-Demo-Citizen` / `X-Demo-Operator` headers. Anyone can send them, so this is
     /// for `civicgraph demo` and tests only; off by default.
     pub demo_headers: bool,
+    /// Token issuers whose signed bearer tokens are accepted (`[[auth.issuers]]`). None by
+    /// default, so a bearer token is refused until an operator names whom to trust.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// One trusted token issuer. Each token is checked against exactly one of these, picked by its
+/// `iss`, so one issuer's keys can never vouch for another issuer's tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// A short name for logs.
+    pub name: String,
+    /// Must equal the token's `iss`.
+    pub issuer: String,
+    /// Must be one of the token's `aud`, so tokens minted for other APIs are refused.
+    pub audience: String,
+    /// What a valid token from this issuer makes its caller.
+    pub role: IssuerRole,
+    /// Where the verification keys are; spanned so a bad key file is reported at its line.
+    pub keys: toml::Spanned<KeysConfig>,
+    /// Clock skew allowed on `exp`/`nbf`, in seconds (at most 30, default 30).
+    #[serde(default)]
+    pub leeway_s: Option<toml::Spanned<u64>>,
+    /// Required JOSE `typ` header (RFC 9068 access tokens); `""` turns the check off.
+    #[serde(default = "default_typ")]
+    pub require_typ: String,
+}
+
+fn default_typ() -> String {
+    "at+jwt".to_string()
+}
+
+/// What kind of caller an issuer's tokens stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssuerRole {
+    /// Citizens; `sub` is their citizen id.
+    Citizen,
+    /// Agency clients, with scopes and purposes.
+    Agency,
+    /// Gateway operators; `sub` is their name.
+    Operator,
+    /// The token's own `role` claim decides (one of the three above).
+    Claim,
+}
+
+/// Exactly one source of verification keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// A PEM public key file, relative to `civicgraph.toml`; needs `algorithm`.
+    pub pem: Option<String>,
+    /// The algorithm a `pem` key verifies (`RS256`, `ES256`, …); a PEM does not say.
+    pub algorithm: Option<String>,
+    /// A JWKS file, relative to `civicgraph.toml`.
+    pub jwks_file: Option<String>,
+    /// A JWKS URL, fetched and cached.
+    pub jwks_url: Option<String>,
 }
 
 /// The HTTP side of the gateway.

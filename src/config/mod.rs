@@ -21,7 +21,10 @@ pub use connector::{
     CONNECTOR_KINDS, ConnectorConfig, HttpMethod, NotFound, PageConfig, RestAuth, RestConfig,
     RestOperation, Returns, Secret,
 };
-pub use gateway::{AuthConfig, GatewayConfig, PathsConfig, ServerConfig, StorageConfig};
+pub use gateway::{
+    AuthConfig, GatewayConfig, IssuerConfig, IssuerRole, KeysConfig, PathsConfig, ServerConfig,
+    StorageConfig,
+};
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
 pub use mainframe::{
     EncodingConfig, ExtractConfig, FieldConfig, MainframeConfig, MainframeOperation, OnlineConfig,
@@ -124,10 +127,24 @@ pub fn load_project(config_path: &Path, vars: &Vars) -> (Project, Vec<Diagnostic
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let gateway = match read_toml_file(config_path, vars) {
-        Ok(Some(file)) => file.parse::<GatewayConfig>().unwrap_or_else(|d| {
-            diagnostics.push(d);
-            GatewayConfig::default()
-        }),
+        Ok(Some(file)) => match file.parse::<GatewayConfig>() {
+            Ok(gateway) => {
+                // Key files and URLs are checked now so a bad one is reported at its line.
+                if let Err(errors) = crate::auth::TokenValidator::new(&root, &gateway.auth.issuers)
+                {
+                    diagnostics.extend(
+                        errors
+                            .into_iter()
+                            .map(|e| Diagnostic::at(file.location(&e.span), e.message)),
+                    );
+                }
+                gateway
+            }
+            Err(d) => {
+                diagnostics.push(d);
+                GatewayConfig::default()
+            }
+        },
         Ok(None) => {
             diagnostics.push(Diagnostic::file(
                 config_path,

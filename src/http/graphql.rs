@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use crate::auth::Principal;
+use crate::auth::{Principal, TokenError};
 use crate::error::ErrorCode;
 use crate::graph::Outcome;
 
@@ -162,7 +162,10 @@ pub(crate) async fn get(
         variables,
         extensions: None,
     };
-    let principal = principal(&state, &headers);
+    let principal = match principal(&state, &headers, format).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
     execute(&state, request, format, true, principal).await
 }
 
@@ -196,7 +199,10 @@ pub(crate) async fn post(
             "POST /graphql takes a JSON body with `Content-Type: application/json`.",
         );
     }
-    let principal = principal(&state, headers);
+    let principal = match principal(&state, headers, format).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
     let limit = state.server.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -258,12 +264,44 @@ pub(crate) async fn post(
     execute(&state, request, format, false, principal).await
 }
 
-/// Who the request is from. Only the demo headers exist until signed tokens do.
-fn principal(state: &AppState, headers: &HeaderMap) -> Principal {
+/// The one message a refused token gets: why it was refused is logged, never told, so a
+/// forger learns nothing from trying.
+pub(crate) const INVALID_TOKEN_MESSAGE: &str = "The bearer token is not valid.";
+
+/// Who the request is from. An `Authorization` header must carry a valid bearer token (it
+/// wins over the demo headers); without one the caller is anonymous, or whoever the demo
+/// headers name when they are on. A refused token ends the request with 401.
+async fn principal(
+    state: &AppState,
+    headers: &HeaderMap,
+    format: Format,
+) -> Result<Principal, Response> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        let result = match token {
+            Some(token) if !token.is_empty() => state.tokens.validate(token).await,
+            _ => Err(TokenError::Malformed),
+        };
+        return result.map_err(|reason| {
+            tracing::info!(%reason, "bearer token refused");
+            let mut response =
+                request_error(format, ErrorCode::Unauthenticated, INVALID_TOKEN_MESSAGE);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            response
+        });
+    }
     if state.auth.demo_headers {
-        Principal::from_demo_headers(headers)
+        Ok(Principal::from_demo_headers(headers))
     } else {
-        Principal::Anonymous
+        Ok(Principal::Anonymous)
     }
 }
 

@@ -15,6 +15,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::TokenValidator;
 use crate::config::{AuthConfig, ServerConfig};
 use crate::graph::{DocumentCache, Graph};
 use crate::store::Store;
@@ -37,6 +38,8 @@ pub struct Shared {
     pub server: ServerConfig,
     /// How callers are identified.
     pub auth: AuthConfig,
+    /// Verifies bearer tokens against `[[auth.issuers]]`.
+    pub tokens: TokenValidator,
     /// Parsed queries, reused across requests.
     pub documents: DocumentCache,
     pub(crate) graphiql: String,
@@ -51,7 +54,13 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Bundles the parts the handlers need; GraphiQL's page is rendered once here.
-    pub fn new(graph: Graph, store: Store, server: ServerConfig, auth: AuthConfig) -> Self {
+    pub fn new(
+        graph: Graph,
+        store: Store,
+        server: ServerConfig,
+        auth: AuthConfig,
+        tokens: TokenValidator,
+    ) -> Self {
         let graphiql = async_graphql::http::GraphiQLSource::build()
             .endpoint("/graphql")
             .title("CivicGraph")
@@ -63,6 +72,7 @@ impl AppState {
             documents,
             server,
             auth,
+            tokens,
             graphiql,
         }))
     }
