@@ -5,7 +5,8 @@
 //! (`BNQ-RESPONSE`: a header and 1–3 program cases behind an `OCCURS … DEPENDING ON`, with
 //! packed and signed zoned decimals, binary, 88-level enums, dates and a three-way
 //! `REDEFINES`) and the nightly payment extract record (`BENEFIT-PAYMENT`) — then decodes each
-//! set over and over for a fixed time, with the codec options of the shipped connector files.
+//! set over and over for a fixed time, with the codec options read from the shipped connector
+//! files.
 //!
 //! The baseline, measured in the same run on the same data: `serde_json` parsing the JSON the
 //! decoder produces, i.e. what the same records would cost if the backend spoke JSON. A
@@ -16,16 +17,16 @@
 
 #![allow(clippy::print_stdout, reason = "a benchmark's output is its figures")]
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, ensure};
-use civicgraph::connectors::mainframe::{
-    CodecOptions, Copybook, FieldDecode, FieldOptions, RecordCodec,
-};
+use anyhow::{Result, anyhow, ensure};
+use civicgraph::connectors::mainframe::RecordCodec;
 use civicgraph::demo::Population;
-use civicgraph::demo::benefits::{BenefitsCodecs, CASE_COPYBOOK, PAYMENT_COPYBOOK, TRANSACTION};
+use civicgraph::demo::benefits::{
+    BenefitsCodecs, CASE_CONNECTOR, CASE_COPYBOOK, PAYMENT_CONNECTOR, PAYMENT_COPYBOOK,
+    TRANSACTION, connector_codec,
+};
 use serde_json::{Map, Value};
 
 const CITIZENS: usize = 10_000;
@@ -52,8 +53,8 @@ fn main() -> Result<()> {
         .collect();
     ensure!(!responses.is_empty() && !payments.is_empty(), "no records");
 
-    let response_codec = codec(CASE_COPYBOOK, "BNQ-RESPONSE", response_options())?;
-    let payment_codec = codec(PAYMENT_COPYBOOK, "BENEFIT-PAYMENT", payment_options())?;
+    let response_codec = codec(CASE_CONNECTOR, CASE_COPYBOOK, "BNQ-RESPONSE")?;
+    let payment_codec = codec(PAYMENT_CONNECTOR, PAYMENT_COPYBOOK, "BENEFIT-PAYMENT")?;
 
     // The same data as JSON documents, for the baseline; also proves every record decodes.
     let response_json = as_json(&response_codec, &responses)?;
@@ -121,7 +122,7 @@ fn main() -> Result<()> {
             values
         })
         .collect();
-    let request_codec = codec(CASE_COPYBOOK, "BNQ-REQUEST", response_options())?;
+    let request_codec = codec(CASE_CONNECTOR, CASE_COPYBOOK, "BNQ-REQUEST")?;
     let encoded = run_values(budget, &request_values, |v| {
         request_codec.encode(v).map(|bytes| bytes.len())
     })?;
@@ -137,84 +138,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The options of `connectors/benefits.toml`.
-fn response_options() -> CodecOptions {
-    let mut fields = BTreeMap::new();
-    let date = |format: &str| FieldOptions {
-        decode: FieldDecode::Date(format.to_string()),
-        ..FieldOptions::default()
-    };
-    fields.insert("BNQ-OPENED-ON".to_string(), date("%Y%m%d"));
-    fields.insert(
-        "BNQ-CLOSED-ON".to_string(),
-        FieldOptions {
-            null_when: Some(civicgraph::connectors::mainframe::NullWhen::Zero),
-            ..date("%Y%m%d")
-        },
-    );
-    for (field, name, when) in [
-        ("BNQ-PAY-DEPOSIT", "deposit", "BNQ-PAY-METHOD-DEPOSIT"),
-        ("BNQ-PAY-CARD", "card", "BNQ-PAY-METHOD-CARD"),
-        ("BNQ-PAY-CHECK", "check", "BNQ-PAY-METHOD-CHECK"),
-    ] {
-        fields.insert(
-            field.to_string(),
-            FieldOptions {
-                name: Some(name.to_string()),
-                when: Some(when.to_string()),
-                ..FieldOptions::default()
-            },
-        );
-    }
-    fields.insert(
-        "BNQ-CARD-ISSUED".to_string(),
-        FieldOptions {
-            name: Some("issuedOn".to_string()),
-            ..date("%y%m%d")
-        },
-    );
-    CodecOptions {
-        strip_prefixes: vec!["BNQ-".to_string()],
-        fields,
-        ..CodecOptions::default()
-    }
-}
-
-/// The options of `connectors/benefit_payments.toml`.
-fn payment_options() -> CodecOptions {
-    let mut fields = BTreeMap::new();
-    fields.insert(
-        "BPY-ISSUED-ON".to_string(),
-        FieldOptions {
-            decode: FieldDecode::Date("%Y%m%d".to_string()),
-            ..FieldOptions::default()
-        },
-    );
-    CodecOptions {
-        strip_prefixes: vec!["BPY-".to_string()],
-        fields,
-        ..CodecOptions::default()
-    }
-}
-
-fn codec(copybook: &str, record: &str, options: CodecOptions) -> Result<RecordCodec> {
-    let copybook = Copybook::parse(record, copybook).map_err(|e| anyhow!("{e}"))?;
-    let item = copybook
-        .record(Some(record))
-        .with_context(|| format!("no record {record}"))?;
-    let mut options = options;
-    options.fields.retain(|name, _| contains(item, name));
-    RecordCodec::new(item, options).map_err(|e| anyhow!("{record}: {e}"))
-}
-
-fn contains(item: &civicgraph::connectors::mainframe::Item, name: &str) -> bool {
-    item.name.as_deref() == Some(name)
-        || match &item.kind {
-            civicgraph::connectors::mainframe::ItemKind::Group(children) => {
-                children.iter().any(|c| contains(c, name))
-            }
-            civicgraph::connectors::mainframe::ItemKind::Field(_) => false,
-        }
+/// The codec the shipped connector file decodes `record` with.
+fn codec(connector: &str, copybook: &str, record: &str) -> Result<RecordCodec> {
+    connector_codec(connector, copybook, record).map_err(|e| anyhow!("{record}: {e}"))
 }
 
 fn as_json(codec: &RecordCodec, records: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {

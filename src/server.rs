@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::auth::TokenValidator;
-use crate::config::{Diagnostic, Diagnostics, GatewayConfig, Vars, load_project};
+use crate::config::{Diagnostics, GatewayConfig, Vars, load_project};
 use crate::connectors::{Connectors, build_connectors};
 use crate::graph::{Graph, GraphOptions, GraphSummary, build_graph};
 use crate::http::{AppState, app};
@@ -48,6 +48,8 @@ pub struct Checked {
     pub graph: Graph,
     /// The built connectors (the graph holds them too), for attaching the store.
     pub connectors: Connectors,
+    /// The bearer-token validator for `[[auth.issuers]]`.
+    pub tokens: TokenValidator,
 }
 
 /// Loads and validates everything, opening nothing: what `civicgraph check` runs.
@@ -73,6 +75,7 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
             config: project.gateway,
             graph,
             connectors,
+            tokens: project.tokens,
         }),
         Ok(_) => Err(sorted(diagnostics)),
         Err(mut graph_problems) => {
@@ -111,21 +114,10 @@ impl Gateway {
         checked.connectors.attach(&store).await;
         let graph = checked.graph.with_crosswalk(Crosswalk::new(store.clone()));
         let server = checked.config.server;
-        let root = config_path.parent().unwrap_or(Path::new(""));
-        // `check` has already reported bad issuers with their lines; this only fails if a key
-        // file changed in between.
-        let tokens = TokenValidator::new(root, &checked.config.auth.issuers).map_err(|errors| {
-            Diagnostics(
-                errors
-                    .into_iter()
-                    .map(|e| Diagnostic::file(config_path, e.message))
-                    .collect(),
-            )
-        })?;
         Ok(Self {
             listen: server.listen,
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
-            state: AppState::new(graph, store, server, checked.config.auth, tokens),
+            state: AppState::new(graph, store, server, checked.config.auth, checked.tokens),
         })
     }
 

@@ -15,21 +15,22 @@
 //! holds the mainframe's nightly extract file, decoded once at start-up into a map by case
 //! number ([`Payments`]), and looks a citizen's payments up there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use civicgraph::connectors::mainframe::RecordCodec;
 use civicgraph::connectors::mainframe::transport::{
     Framing, TransportError, read_frame, write_frame,
 };
-use civicgraph::connectors::mainframe::{
-    CodecOptions, Copybook, FieldDecode, FieldOptions, Item, ItemKind, NullWhen, RecordCodec,
-};
 use civicgraph::demo::Population;
-use civicgraph::demo::benefits::{CASE_COPYBOOK, PAYMENT_COPYBOOK, TRANSACTION};
+use civicgraph::demo::benefits::{
+    CASE_CONNECTOR, CASE_COPYBOOK, PAYMENT_CONNECTOR, PAYMENT_COPYBOOK, TRANSACTION,
+    connector_codec,
+};
 use civicgraph::demo::dmv::{GET_LICENSE_ACTION, GET_VEHICLES_ACTION};
 use quick_xml::events::Event;
 use reqwest::StatusCode;
@@ -483,12 +484,10 @@ pub(crate) struct Mainframe {
 impl Mainframe {
     /// A client for the mainframe at `address` (`host:port`); connects on first use.
     pub(crate) fn new(address: &str) -> Result<Self> {
-        let copybook = Copybook::parse("BENEFIT-CASE.cpy", CASE_COPYBOOK)
-            .map_err(|error| anyhow!("the shipped benefits copybook does not parse: {error}"))?;
         Ok(Self {
             address: address.to_owned(),
-            request: codec(&copybook, "BNQ-REQUEST", case_options())?,
-            response: codec(&copybook, "BNQ-RESPONSE", case_options())?,
+            request: codec(CASE_CONNECTOR, CASE_COPYBOOK, "BNQ-REQUEST")?,
+            response: codec(CASE_CONNECTOR, CASE_COPYBOOK, "BNQ-RESPONSE")?,
             permits: Semaphore::new(MAINFRAME_CONNECTIONS),
             idle: Mutex::new(Vec::with_capacity(MAINFRAME_CONNECTIONS)),
         })
@@ -632,9 +631,7 @@ impl Payments {
             .with_context(|| format!("no complete payment extract in {}", directory.display()))?;
         let bytes = std::fs::read(directory.join(&name))
             .with_context(|| format!("cannot read the payment extract {name}"))?;
-        let copybook = Copybook::parse("BENEFIT-PAYMENT.cpy", PAYMENT_COPYBOOK)
-            .map_err(|error| anyhow!("the shipped payment copybook does not parse: {error}"))?;
-        let codec = codec(&copybook, "BENEFIT-PAYMENT", payment_options())?;
+        let codec = codec(PAYMENT_CONNECTOR, PAYMENT_COPYBOOK, "BENEFIT-PAYMENT")?;
         let slot = codec.record_len();
         ensure!(
             slot > 0 && bytes.len() % slot == 0,
@@ -692,94 +689,9 @@ impl Payments {
     }
 }
 
-/// A codec for `record` of `copybook`, with `options` narrowed to the record's own fields (as
-/// the connector narrows its file's `[fields]` to each record).
-fn codec(copybook: &Copybook, record: &str, mut options: CodecOptions) -> Result<RecordCodec> {
-    let item = copybook
-        .record(Some(record))
-        .with_context(|| format!("the shipped copybook has no record {record}"))?;
-    options.fields.retain(|name, _| holds(item, name));
-    RecordCodec::new(item, options).map_err(|error| anyhow!("record {record}: {error}"))
-}
-
-/// Whether `item` is, or contains, the item called `name`.
-fn holds(item: &Item, name: &str) -> bool {
-    item.name
-        .as_deref()
-        .is_some_and(|own| own.eq_ignore_ascii_case(name))
-        || match &item.kind {
-            ItemKind::Group(children) => children.iter().any(|child| holds(child, name)),
-            ItemKind::Field(_) => false,
-        }
-}
-
-/// The codec options `connectors/benefits.toml` gives: `BNQ-` stripped, dates, the three
-/// payment views of the `REDEFINES` area each decoded only under its pay method.
-fn case_options() -> CodecOptions {
-    let date = |format: &str| FieldOptions {
-        decode: FieldDecode::Date(format.to_owned()),
-        ..FieldOptions::default()
-    };
-    let view = |name: &str, when: &str| FieldOptions {
-        name: Some(name.to_owned()),
-        when: Some(when.to_owned()),
-        ..FieldOptions::default()
-    };
-    let fields = BTreeMap::from([
-        ("BNQ-OPENED-ON".to_owned(), date("%Y%m%d")),
-        (
-            "BNQ-CLOSED-ON".to_owned(),
-            FieldOptions {
-                null_when: Some(NullWhen::Zero),
-                ..date("%Y%m%d")
-            },
-        ),
-        (
-            "BNQ-PAY-DEPOSIT".to_owned(),
-            view("deposit", "BNQ-PAY-METHOD-DEPOSIT"),
-        ),
-        (
-            "BNQ-PAY-CARD".to_owned(),
-            view("card", "BNQ-PAY-METHOD-CARD"),
-        ),
-        (
-            "BNQ-PAY-CHECK".to_owned(),
-            view("check", "BNQ-PAY-METHOD-CHECK"),
-        ),
-        (
-            "BNQ-CARD-LAST4".to_owned(),
-            FieldOptions {
-                name: Some("last4".to_owned()),
-                ..FieldOptions::default()
-            },
-        ),
-        (
-            "BNQ-CARD-ISSUED".to_owned(),
-            FieldOptions {
-                name: Some("issuedOn".to_owned()),
-                ..date("%y%m%d")
-            },
-        ),
-    ]);
-    CodecOptions {
-        strip_prefixes: vec!["BNQ-".to_owned()],
-        fields,
-        ..CodecOptions::default()
-    }
-}
-
-/// The codec options `connectors/benefit_payments.toml` gives: `BPY-` stripped, the issue
-/// date.
-fn payment_options() -> CodecOptions {
-    CodecOptions {
-        strip_prefixes: vec!["BPY-".to_owned()],
-        fields: BTreeMap::from([(
-            "BPY-ISSUED-ON".to_owned(),
-            FieldOptions {
-                decode: FieldDecode::Date("%Y%m%d".to_owned()),
-                ..FieldOptions::default()
-            },
-        )]),
-        ..CodecOptions::default()
-    }
+/// The codec the shipped connector file decodes `record` with, so both paths pay the same
+/// codec cost.
+fn codec(connector: &str, copybook: &str, record: &str) -> Result<RecordCodec> {
+    connector_codec(connector, copybook, record)
+        .map_err(|error| anyhow!("record {record} of the shipped benefits connector: {error}"))
 }

@@ -116,12 +116,16 @@ pub struct Project {
     pub broken_connectors: HashSet<String>,
     /// Every `schema/*.graphql`, in file-name order.
     pub schema_files: Vec<SourceFile>,
+    /// The bearer-token validator built from `[[auth.issuers]]` (empty when they have errors),
+    /// built once here so key files are read once and bad ones reported at their lines.
+    pub tokens: crate::auth::TokenValidator,
 }
 
 /// Loads `civicgraph.toml` and the directories it names. Problems come back together with
 /// whatever did load, so the graph can still be checked and report its own problems too.
 pub fn load_project(config_path: &Path, vars: &Vars) -> (Project, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
+    let mut tokens = crate::auth::TokenValidator::default();
     let root = config_path
         .parent()
         .map(Path::to_path_buf)
@@ -130,13 +134,13 @@ pub fn load_project(config_path: &Path, vars: &Vars) -> (Project, Vec<Diagnostic
         Ok(Some(file)) => match file.parse::<GatewayConfig>() {
             Ok(gateway) => {
                 // Key files and URLs are checked now so a bad one is reported at its line.
-                if let Err(errors) = crate::auth::TokenValidator::new(&root, &gateway.auth.issuers)
-                {
-                    diagnostics.extend(
+                match crate::auth::TokenValidator::new(&root, &gateway.auth.issuers) {
+                    Ok(validator) => tokens = validator,
+                    Err(errors) => diagnostics.extend(
                         errors
                             .into_iter()
                             .map(|e| Diagnostic::at(file.location(&e.span), e.message)),
-                    );
+                    ),
                 }
                 gateway
             }
@@ -206,6 +210,7 @@ pub fn load_project(config_path: &Path, vars: &Vars) -> (Project, Vec<Diagnostic
             connectors,
             broken_connectors,
             schema_files,
+            tokens,
         },
         diagnostics,
     )

@@ -14,13 +14,18 @@ use serde_json::{Map, Value, json};
 
 use super::data::{Person, REFERENCE_DATE, SplitMix64};
 use super::mainframe_server::RecordServer;
+use crate::config::{MainframeConfig, TomlFile, Vars};
 use crate::connectors::mainframe::transport::Framing;
-use crate::connectors::mainframe::{CodecOptions, Copybook, RecordCodec};
+use crate::connectors::mainframe::{CodecOptions, Copybook, RecordCodec, codec_options};
 
 /// The online inquiry's copybook, as shipped.
 pub const CASE_COPYBOOK: &str = include_str!("../../connectors/copybooks/BENEFIT-CASE.cpy");
 /// The payment extract's copybook, as shipped.
 pub const PAYMENT_COPYBOOK: &str = include_str!("../../connectors/copybooks/BENEFIT-PAYMENT.cpy");
+/// The online connector file, as shipped.
+pub const CASE_CONNECTOR: &str = include_str!("../../connectors/benefits.toml");
+/// The extract connector file, as shipped.
+pub const PAYMENT_CONNECTOR: &str = include_str!("../../connectors/benefit_payments.toml");
 /// The transaction code the inquiry answers to.
 pub const TRANSACTION: &str = "BNQ1";
 /// Most cases one inquiry answers with (the copybook's `OCCURS 0 TO 8`).
@@ -399,6 +404,23 @@ fn payment_dates(case: &BenefitCase) -> Vec<NaiveDate> {
     }
     dates.reverse();
     dates
+}
+
+/// A codec for `record` of `copybook` with the options the connector file `connector` gives:
+/// what the gateway decodes with, for benchmarks and tools that must match it exactly.
+pub fn connector_codec(
+    connector: &str,
+    copybook: &str,
+    record: &str,
+) -> Result<RecordCodec, String> {
+    let file = TomlFile::from_text("connector.toml", connector, &Vars::default())
+        .map_err(|errors| format!("{errors:?}"))?;
+    let config: MainframeConfig = file.parse().map_err(|e| e.to_string())?;
+    let copybook = Copybook::parse(record, copybook).map_err(|e| e.to_string())?;
+    let item = copybook
+        .record(Some(record))
+        .ok_or_else(|| format!("the copybook has no record {record}"))?;
+    RecordCodec::new(item, codec_options(&config).for_record(item))
 }
 
 /// Builds and reads the mainframe's records with the shipped copybooks.

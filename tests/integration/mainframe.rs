@@ -397,6 +397,20 @@ async fn a_corrupt_response_record_is_a_bad_response_not_a_wrong_number() {
 struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl LogCapture {
+    /// Collects this thread's INFO-and-above logs until the guard drops. The gateway runs on
+    /// the test's one thread, so it logs here.
+    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(logs.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish(),
+        );
+        (logs, guard)
+    }
+
     fn text(&self) -> String {
         let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
@@ -462,15 +476,7 @@ fn as_of(year: i32, month: u32, day: u32, hour: u32) -> chrono::NaiveDateTime {
 
 #[tokio::test]
 async fn extract_files_are_loaded_whole_served_with_their_as_of_time_and_bad_ones_rejected() {
-    // The gateway runs on this test's one thread, so a thread-local subscriber sees its logs.
-    let logs = LogCapture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish(),
-    );
+    let (logs, _guard) = LogCapture::install();
     let population = population();
     let records = population.benefits().clone();
     let codecs = BenefitsCodecs::new().expect("codecs");
@@ -809,14 +815,7 @@ async fn extracts_on_postgres_are_shared_by_gateway_instances() {
 /// loaded as soon as the directory and a file appear.
 #[tokio::test]
 async fn a_missing_extract_directory_is_logged_once_and_picked_up_when_it_appears() {
-    let logs = LogCapture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish(),
-    );
+    let (logs, _guard) = LogCapture::install();
     let population = population();
     let records = population.benefits().clone();
     let codecs = BenefitsCodecs::new().expect("codecs");
@@ -854,14 +853,7 @@ async fn a_missing_extract_directory_is_logged_once_and_picked_up_when_it_appear
 /// A file larger than `max_file_bytes` is rejected without being read into memory.
 #[tokio::test]
 async fn an_extract_file_over_the_size_limit_is_rejected_unread() {
-    let logs = LogCapture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish(),
-    );
+    let (logs, _guard) = LogCapture::install();
     let population = population();
     let records = population.benefits().clone();
     let codecs = BenefitsCodecs::new().expect("codecs");

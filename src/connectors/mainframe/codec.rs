@@ -93,6 +93,19 @@ pub struct CodecOptions {
     pub text_pad: Pad,
 }
 
+impl CodecOptions {
+    /// These options with `fields` narrowed to the items of `record`: a connector file's
+    /// `[fields]` cover every record of its copybook, while [`RecordCodec::new`] refuses a
+    /// field its record does not have.
+    pub fn for_record(&self, record: &Item) -> CodecOptions {
+        let mut options = self.clone();
+        options
+            .fields
+            .retain(|name, _| super::find_item(record, name).is_some());
+        options
+    }
+}
+
 /// Options for one field or group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldOptions {

@@ -347,10 +347,7 @@ impl Extract {
                         %reason,
                         "Rejected extract file; the previous data keeps serving."
                     );
-                    self.rejected
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(candidate.id);
+                    self.reject(candidate.id);
                 }
                 Err(LoadError::Failed(reason)) => {
                     tracing::warn!(
@@ -397,6 +394,14 @@ impl Extract {
         }
     }
 
+    /// Remembers a bad file; `true` the first time, so the caller logs it once.
+    fn reject(&self, id: FileId) -> bool {
+        self.rejected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id)
+    }
+
     fn is_rejected(&self, id: &FileId) -> bool {
         self.rejected
             .lock()
@@ -416,8 +421,8 @@ impl Extract {
                 FileId {
                     name,
                     size: u64::try_from(size).unwrap_or(0),
-                    modified: DateTime::from_timestamp_micros(modified.timestamp_micros())
-                        .unwrap_or(modified),
+                    // Written truncated to microseconds (`to_micros`): compares as is.
+                    modified,
                 },
                 as_of,
             )
@@ -463,17 +468,13 @@ impl Extract {
                             size: metadata.len(),
                             modified,
                         };
-                        if !self.is_rejected(&id) {
+                        if self.reject(id) {
                             tracing::error!(
                                 connector = %self.connector,
                                 file = %name,
                                 format = %format,
                                 "Extract file name does not match `as_of_format`; the file is ignored."
                             );
-                            self.rejected
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .insert(id);
                         }
                         continue;
                     }

@@ -115,11 +115,7 @@ impl BuildContext<'_> {
         record: &Item,
         span: std::ops::Range<usize>,
     ) -> Option<RecordCodec> {
-        let mut options = self.options.clone();
-        options
-            .fields
-            .retain(|name, _| find_item(record, name).is_some());
-        match RecordCodec::new(record, options) {
+        match RecordCodec::new(record, self.options.for_record(record)) {
             Ok(codec) => Some(codec),
             Err(message) => {
                 self.error(
@@ -248,8 +244,10 @@ impl Connector for MainframeConnector {
     }
 }
 
-/// The connector-wide codec options from the file.
-fn codec_options(config: &MainframeConfig) -> CodecOptions {
+/// The codec options a connector file gives (`code_page`, `strip_prefixes`, `[encoding]`,
+/// `[fields]`), for every record of its copybook; narrow them with
+/// [`CodecOptions::for_record`].
+pub fn codec_options(config: &MainframeConfig) -> CodecOptions {
     let fields = config
         .fields
         .iter()
