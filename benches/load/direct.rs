@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use civicgraph::connectors::mainframe::RecordCodec;
 use civicgraph::connectors::mainframe::transport::{
     Framing, TransportError, read_frame, write_frame,
 };
+use civicgraph::connectors::mainframe::{ConditionCheck, JsonPath, RecordCodec};
 use civicgraph::demo::Population;
 use civicgraph::demo::benefits::{
     CASE_CONNECTOR, CASE_COPYBOOK, PAYMENT_CONNECTOR, PAYMENT_COPYBOOK, TRANSACTION,
@@ -475,6 +475,10 @@ pub(crate) struct Mainframe {
     address: String,
     request: RecordCodec,
     response: RecordCodec,
+    /// The response's return code conditions and the places read, resolved once.
+    ok: ConditionCheck,
+    not_found: ConditionCheck,
+    cases: JsonPath,
     /// One permit per connection the mainframe may see at once.
     permits: Semaphore,
     /// Connections that completed an inquiry, ready for the next one.
@@ -484,10 +488,23 @@ pub(crate) struct Mainframe {
 impl Mainframe {
     /// A client for the mainframe at `address` (`host:port`); connects on first use.
     pub(crate) fn new(address: &str) -> Result<Self> {
+        let response = codec(CASE_CONNECTOR, CASE_COPYBOOK, "BNQ-RESPONSE")?;
+        let condition = |name: &str| {
+            response
+                .condition(name)
+                .with_context(|| format!("the response has no condition {name}"))
+        };
+        let (ok, not_found) = (condition("BNQ-RC-OK")?, condition("BNQ-RC-NOT-FOUND")?);
+        let cases = response
+            .locate("BNQ-CASES")
+            .context("the response has no case table")?;
         Ok(Self {
             address: address.to_owned(),
             request: codec(CASE_CONNECTOR, CASE_COPYBOOK, "BNQ-REQUEST")?,
-            response: codec(CASE_CONNECTOR, CASE_COPYBOOK, "BNQ-RESPONSE")?,
+            response,
+            ok,
+            not_found,
+            cases,
             permits: Semaphore::new(MAINFRAME_CONNECTIONS),
             idle: Mutex::new(Vec::with_capacity(MAINFRAME_CONNECTIONS)),
         })
@@ -515,18 +532,16 @@ impl Mainframe {
         let decoded = self.response.decode(&answer).map_err(|error| {
             anyhow!("the mainframe's answer for {case_number} does not decode: {error}")
         })?;
-        if self.response.condition_holds(&decoded, "BNQ-RC-OK") != Some(true) {
-            if self.response.condition_holds(&decoded, "BNQ-RC-NOT-FOUND") == Some(true) {
+        if !self.ok.holds(&decoded) {
+            if self.not_found.holds(&decoded) {
                 return Ok(None);
             }
             bail!(
                 "the mainframe refused the inquiry for {case_number}: return code {}",
-                self.response
-                    .value_of(&decoded, "BNQ-RETURN-CODE")
-                    .unwrap_or(&Value::Null)
+                self.ok.field().get(&decoded).unwrap_or(&Value::Null)
             );
         }
-        match self.response.value_of(&decoded, "BNQ-CASES") {
+        match self.cases.get(&decoded) {
             Some(Value::Array(cases)) => Ok(Some(cases.clone())),
             other => bail!("the mainframe's answer for {case_number} has no case table: {other:?}"),
         }
@@ -638,13 +653,16 @@ impl Payments {
             "{name} is {} bytes, not a whole number of {slot}-byte records",
             bytes.len()
         );
+        let key = codec
+            .locate("BPY-CASE-NUMBER")
+            .context("the payment record has no case number")?;
         let mut payments = Self::default();
         for (index, record) in bytes.chunks_exact(slot).enumerate() {
             let decoded = codec
                 .decode(record)
                 .map_err(|error| anyhow!("{name}, record {}: {error}", index + 1))?;
-            let case_number = codec
-                .value_of(&decoded, "BPY-CASE-NUMBER")
+            let case_number = key
+                .get(&decoded)
                 .and_then(Value::as_str)
                 .with_context(|| format!("{name}, record {}: no case number", index + 1))?
                 .trim()

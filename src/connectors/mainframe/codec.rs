@@ -93,6 +93,42 @@ pub struct CodecOptions {
     pub text_pad: Pad,
 }
 
+/// The JSON keys from a decoded record's top object down to one item; see
+/// [`RecordCodec::locate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath(Vec<String>);
+
+impl JsonPath {
+    /// The item's value in `decoded`, if the record has it.
+    pub fn get<'a>(&self, decoded: &'a Map<String, Value>) -> Option<&'a Value> {
+        let (last, outer) = self.0.split_last()?;
+        let mut object = decoded;
+        for key in outer {
+            object = object.get(key)?.as_object()?;
+        }
+        object.get(last)
+    }
+}
+
+/// An 88-level condition checked on decoded records; see [`RecordCodec::condition`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionCheck {
+    field: JsonPath,
+    enum_name: String,
+}
+
+impl ConditionCheck {
+    /// Whether the condition holds in `decoded` (its field reads as the condition's name).
+    pub fn holds(&self, decoded: &Map<String, Value>) -> bool {
+        self.field.get(decoded).and_then(Value::as_str) == Some(self.enum_name.as_str())
+    }
+
+    /// Where the condition's field is, e.g. to report its value.
+    pub fn field(&self) -> &JsonPath {
+        &self.field
+    }
+}
+
 impl CodecOptions {
     /// These options with `fields` narrowed to the items of `record`: a connector file's
     /// `[fields]` cover every record of its copybook, while [`RecordCodec::new`] refuses a
@@ -480,11 +516,11 @@ impl RecordCodec {
         self.min_len
     }
 
-    /// The decoded JSON value of the item called `cobol` (case-insensitive): what a
-    /// connector's `select`, `key` and `status` read. `None` when there is no such item, it is
-    /// left out of the JSON, or it lies inside an `OCCURS` table (no single value; the table
-    /// itself is fine and reads as its list).
-    pub fn value_of<'a>(&self, decoded: &'a Map<String, Value>, cobol: &str) -> Option<&'a Value> {
+    /// Where the item called `cobol` (case-insensitive) sits in decoded records: resolved
+    /// once, when a connector is built, and read per record with [`JsonPath::get`]. `None`
+    /// when there is no such item, it is left out of the JSON, or it lies inside an `OCCURS`
+    /// table (no single value; the table itself is fine and reads as its list).
+    pub fn locate(&self, cobol: &str) -> Option<JsonPath> {
         let node = self
             .nodes
             .iter()
@@ -497,25 +533,21 @@ impl RecordCodec {
                 return None;
             }
             match &item.json {
-                Some(key) if !item.flatten => keys.push(key.as_str()),
+                Some(key) if !item.flatten => keys.push(key.clone()),
                 Some(_) => {}
                 None if item.flatten => {}
                 None => return None,
             }
             current = item.parent;
         }
-        let (last, outer) = keys.split_first()?;
-        let mut object = decoded;
-        for key in outer.iter().rev() {
-            object = object.get(*key)?.as_object()?;
-        }
-        object.get(*last)
+        keys.reverse();
+        (!keys.is_empty()).then_some(JsonPath(keys))
     }
 
-    /// Whether the 88-level condition called `condition` holds in a decoded record, read from
-    /// its field's enum name. `None` when there is no such condition, or its field is not
-    /// decoded as an enum (`decode = "raw"`, a date) or has no single value.
-    pub fn condition_holds(&self, decoded: &Map<String, Value>, condition: &str) -> Option<bool> {
+    /// The 88-level condition called `condition` (case-insensitive), resolved to its field's
+    /// place in decoded records and its enum name. `None` when there is no such condition, or
+    /// its field is not decoded as an enum (`decode = "raw"`, a date) or has no single value.
+    pub fn condition(&self, condition: &str) -> Option<ConditionCheck> {
         let (field, cond) = self.nodes.iter().find_map(|node| {
             node.conditions
                 .iter()
@@ -528,8 +560,10 @@ impl RecordCodec {
             }) => {}
             _ => return None,
         }
-        let value = self.value_of(decoded, &field.cobol)?;
-        Some(value.as_str() == Some(cond.enum_name.as_str()))
+        Some(ConditionCheck {
+            field: self.locate(&field.cobol)?,
+            enum_name: cond.enum_name.clone(),
+        })
     }
 
     /// Decodes one record into JSON (see the module documentation for the shape). Bytes after

@@ -17,7 +17,8 @@ use serde_json::Value;
 use toml::Spanned;
 
 use super::{
-    BuildContext, RecordCodec, find_item, operation_spec, repeats, shape, valid_chrono_format,
+    BuildContext, JsonPath, RecordCodec, Selected, find_item, operation_spec, repeats, shape,
+    valid_chrono_format,
 };
 use crate::config::{ExtractConfig, MainframeConfig, Returns};
 use crate::connectors::{Arguments, CallError, OperationSpec, Reply, Template};
@@ -44,6 +45,9 @@ pub(super) struct Extract {
     max_file_bytes: u64,
     codec: RecordCodec,
     key_field: String,
+    /// Where the key field is in decoded records (`None`: it has no single value, so every
+    /// record is refused as having no key).
+    key_path: Option<JsonPath>,
     poll: Duration,
     operations: HashMap<String, Operation>,
     store: OnceLock<Store>,
@@ -56,7 +60,7 @@ pub(super) struct Extract {
 #[derive(Debug)]
 struct Operation {
     key: Template,
-    select: Option<String>,
+    select: Option<Selected>,
     returns: Returns,
 }
 
@@ -174,6 +178,11 @@ impl Extract {
             );
         }
 
+        let span = settings
+            .record
+            .as_ref()
+            .map_or(extract.span(), Spanned::span);
+        let codec = context.codec(&record, span);
         let mut operations = HashMap::new();
         for (name, op) in &config.operations {
             for (present, what) in [
@@ -242,16 +251,15 @@ impl Extract {
                 name.get_ref().clone(),
                 Operation {
                     key: template,
-                    select: op.select.as_ref().map(|s| s.get_ref().to_ascii_uppercase()),
+                    select: op.select.as_ref().map(|select| {
+                        Selected(codec.as_ref().and_then(|c| c.locate(select.get_ref())))
+                    }),
                     returns: op.returns.unwrap_or(Returns::Many),
                 },
             );
         }
-        let span = settings
-            .record
-            .as_ref()
-            .map_or(extract.span(), Spanned::span);
-        let codec = context.codec(&record, span)?;
+        let codec = codec?;
+        let key_path = codec.locate(key);
         let directory = Path::new(settings.directory.get_ref());
         Some(Self {
             connector: config.name.get_ref().clone(),
@@ -267,6 +275,7 @@ impl Extract {
             max_file_bytes: settings.max_file_bytes,
             codec,
             key_field: key.to_ascii_uppercase(),
+            key_path,
             poll: Duration::from_millis(settings.poll_ms.max(1)),
             operations,
             store: OnceLock::new(),
@@ -550,7 +559,7 @@ impl Extract {
                     start + self.slot
                 ))
             })?;
-            let key = match self.codec.value_of(&decoded, &self.key_field) {
+            let key = match self.key_path.as_ref().and_then(|path| path.get(&decoded)) {
                 Some(Value::String(key)) => key.trim().to_string(),
                 Some(Value::Null) | None => {
                     return Err(LoadError::Rejected(format!(
@@ -657,9 +666,9 @@ impl Extract {
                     reason: format!("stored extract record is not JSON: {e}"),
                 })?;
             let selected = match (&op.select, value) {
-                (Some(name), Value::Object(map)) => self
-                    .codec
-                    .value_of(&map, name)
+                (Some(Selected(path)), Value::Object(map)) => path
+                    .as_ref()
+                    .and_then(|path| path.get(&map))
                     .cloned()
                     .unwrap_or(Value::Null),
                 (_, value) => value,

@@ -49,8 +49,8 @@ use serde_json::Value;
 use toml::Spanned;
 
 pub use codec::{
-    CodePage, CodecOptions, DecodeError, DecodeProblem, EncodeError, FieldDecode, FieldOptions,
-    NullWhen, Overflow, Pad, RecordCodec,
+    CodePage, CodecOptions, ConditionCheck, DecodeError, DecodeProblem, EncodeError, FieldDecode,
+    FieldOptions, JsonPath, NullWhen, Overflow, Pad, RecordCodec,
 };
 pub use copybook::{
     Condition, ConditionValue, Copybook, CopybookError, Item, ItemKind, Literal, Occurs, PicClass,
@@ -392,6 +392,11 @@ fn record_names(copybook: &Copybook) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// An operation's `select`, resolved once against its codec: `None` inside when the item has
+/// no single value in a decoded record, so the operation reads null.
+#[derive(Debug)]
+pub(super) struct Selected(pub(super) Option<JsonPath>);
 
 /// The operation spec the graph binder sees.
 pub(super) fn operation_spec(

@@ -7,7 +7,10 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use super::transport::{Framing, TcpTransport, TransportConfig, TransportError};
-use super::{BuildContext, RecordCodec, find_condition, find_item, operation_spec, repeats, shape};
+use super::{
+    BuildContext, ConditionCheck, JsonPath, RecordCodec, Selected, find_condition, find_item,
+    operation_spec, repeats, shape,
+};
 use crate::config::{MainframeConfig, MainframeOperation, OnlineConfig, Returns};
 use crate::connectors::{Arguments, CallError, OperationSpec, Template};
 
@@ -26,7 +29,8 @@ struct Operation {
     /// Request fields by COBOL name and where their values come from.
     set: Vec<(String, Source)>,
     status: Option<Status>,
-    select: Option<String>,
+    /// Where `select` is in the answer; `None` without `select` (the whole record).
+    select: Option<Selected>,
     returns: Returns,
 }
 
@@ -38,7 +42,16 @@ enum Source {
 
 #[derive(Debug)]
 struct Status {
-    /// The response field the conditions test.
+    /// The response field the conditions test, for the fault message.
+    field: String,
+    /// Where that field is in the answer, for the fault code.
+    field_path: JsonPath,
+    ok: Vec<ConditionCheck>,
+    not_found: Vec<ConditionCheck>,
+}
+
+/// The status conditions as the file names them, before the response codec resolves them.
+struct StatusNames {
     field: String,
     ok: Vec<String>,
     not_found: Vec<String>,
@@ -183,22 +196,18 @@ impl Online {
                 reason: format!("response record: {error}"),
             })?;
         if let Some(status) = &op.status {
-            let holds = |names: &[String]| {
-                names
-                    .iter()
-                    .any(|name| op.response.condition_holds(&decoded, name) == Some(true))
-            };
+            let holds = |checks: &[ConditionCheck]| checks.iter().any(|c| c.holds(&decoded));
             if !holds(&status.ok) {
                 if holds(&status.not_found) {
                     return Ok(None);
                 }
-                let code =
-                    op.response
-                        .value_of(&decoded, &status.field)
-                        .map_or_else(String::new, |v| match v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        });
+                let code = status
+                    .field_path
+                    .get(&decoded)
+                    .map_or_else(String::new, |v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    });
                 return Err(CallError::Fault {
                     fault_string: format!(
                         "transaction `{operation}` answered `{}` = `{code}`",
@@ -209,9 +218,9 @@ impl Online {
             }
         }
         let selected = match &op.select {
-            Some(name) => op
-                .response
-                .value_of(&decoded, name)
+            Some(Selected(path)) => path
+                .as_ref()
+                .and_then(|path| path.get(&decoded))
                 .cloned()
                 .unwrap_or(Value::Null),
             None => Value::Object(decoded),
@@ -376,15 +385,16 @@ fn compile(
         if status.get_ref().ok.is_empty() {
             context.error(status.span(), "`status.ok` needs at least one condition");
         }
-        field.map(|field| Status {
-            field,
-            ok: status.get_ref().ok.iter().map(|c| c.to_ascii_uppercase()).collect(),
-            not_found: status
-                .get_ref()
-                .not_found
-                .iter()
-                .map(|c| c.to_ascii_uppercase())
-                .collect(),
+        field.map(|field| {
+            let names = status.get_ref();
+            (
+                StatusNames {
+                    field,
+                    ok: names.ok.clone(),
+                    not_found: names.not_found.clone(),
+                },
+                status.span(),
+            )
         })
     });
     if let Some(select) = &op.select
@@ -401,12 +411,53 @@ fn compile(
     }
     let request = context.codec(&request_record, request_name.span())?;
     let response = context.codec(&response_record, response_name.span())?;
+    let status = match status {
+        Some((names, span)) => Some(resolve_status(&response, names, span, context)?),
+        None => None,
+    };
+    let select = op
+        .select
+        .as_ref()
+        .map(|name| Selected(response.locate(name.get_ref())));
     Some(Operation {
         request,
         response,
         set,
         status,
-        select: op.select.as_ref().map(|s| s.get_ref().to_ascii_uppercase()),
+        select,
         returns: op.returns.unwrap_or(Returns::One),
+    })
+}
+
+/// The status conditions resolved against the response codec, once.
+fn resolve_status(
+    response: &RecordCodec,
+    names: StatusNames,
+    span: std::ops::Range<usize>,
+    context: &mut BuildContext<'_>,
+) -> Option<Status> {
+    let mut resolve = |conditions: &[String]| -> Option<Vec<ConditionCheck>> {
+        conditions
+            .iter()
+            .map(|name| {
+                let check = response.condition(name);
+                if check.is_none() {
+                    context.error(
+                        span.clone(),
+                        format!("status condition `{name}` cannot be read from the answer"),
+                    );
+                }
+                check
+            })
+            .collect()
+    };
+    let ok = resolve(&names.ok)?;
+    let not_found = resolve(&names.not_found)?;
+    let field_path = ok.first().map(|check| check.field().clone())?;
+    Some(Status {
+        field: names.field,
+        field_path,
+        ok,
+        not_found,
     })
 }
