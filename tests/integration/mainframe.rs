@@ -93,6 +93,10 @@ fn online_project(addr: &str, edit: impl Fn(String) -> String) -> TestGatewayBui
             &PAYMENTS_TOML.replace("poll_ms = 5000", "poll_ms = 50"),
         )
         .var("BENEFITS_MAINFRAME_ADDR", addr)
+        // An empty extract directory inside the project (relative to `connectors/`); tests of
+        // extracts point the variable at their own.
+        .file("connectors/extracts/.keep", "")
+        .var("BENEFITS_EXTRACT_DIR", "extracts")
 }
 
 fn codes(answer: &Value) -> Vec<String> {
@@ -149,12 +153,7 @@ async fn online_cases_match_the_mainframe_records_exactly() {
     let population = population();
     let records = population.benefits().clone();
     let server = mainframe(records.clone()).await;
-    let extracts = tempfile::tempdir().expect("extract directory");
     let gateway = online_project(&server.addr().to_string(), |t| t)
-        .var(
-            "BENEFITS_EXTRACT_DIR",
-            &extracts.path().display().to_string(),
-        )
         .build()
         .await;
     let mut compared = 0;
@@ -194,10 +193,7 @@ async fn online_cases_match_the_mainframe_records_exactly() {
 #[tokio::test]
 async fn an_unknown_case_is_null_and_a_refused_transaction_is_a_fault_with_its_return_code() {
     let server = mainframe(population().benefits().clone()).await;
-    let extracts = tempfile::tempdir().expect("extract directory");
-    let dir = extracts.path().display().to_string();
     let gateway = online_project(&server.addr().to_string(), |t| t)
-        .var("BENEFITS_EXTRACT_DIR", &dir)
         .build()
         .await;
     let answer = gateway
@@ -212,7 +208,6 @@ async fn an_unknown_case_is_null_and_a_refused_transaction_is_a_fault_with_its_r
     let wrong_code = online_project(&server.addr().to_string(), |t| {
         t.replace("code = \"BNQ1\"", "code = \"BNQ9\"")
     })
-    .var("BENEFITS_EXTRACT_DIR", &dir)
     .build()
     .await;
     let answer = wrong_code
@@ -232,12 +227,7 @@ async fn an_unknown_case_is_null_and_a_refused_transaction_is_a_fault_with_its_r
 #[tokio::test]
 async fn a_case_number_longer_than_its_field_is_refused_before_anything_is_sent() {
     let server = mainframe(BenefitsRecords::default()).await;
-    let extracts = tempfile::tempdir().expect("extract directory");
     let gateway = online_project(&server.addr().to_string(), |t| t)
-        .var(
-            "BENEFITS_EXTRACT_DIR",
-            &extracts.path().display().to_string(),
-        )
         .build()
         .await;
     let answer = gateway
@@ -259,10 +249,6 @@ async fn a_case_number_longer_than_its_field_is_refused_before_anything_is_sent(
     let truncating = online_project(&server.addr().to_string(), |t| {
         t.replace("text_overflow = \"error\"", "text_overflow = \"truncate\"")
     })
-    .var(
-        "BENEFITS_EXTRACT_DIR",
-        &extracts.path().display().to_string(),
-    )
     .build()
     .await;
     let answer = truncating
@@ -279,8 +265,6 @@ async fn a_case_number_longer_than_its_field_is_refused_before_anything_is_sent(
 async fn a_mainframe_that_closes_mid_record_fails_fast_and_one_that_stalls_times_out() {
     let population = population();
     let case_number = population.benefits().holders()[0].1.clone();
-    let extracts = tempfile::tempdir().expect("extract directory");
-    let dir = extracts.path().display().to_string();
 
     let closing = RecordServer::start_faulty(
         Framing::Length4 {
@@ -293,7 +277,6 @@ async fn a_mainframe_that_closes_mid_record_fails_fast_and_one_that_stalls_times
     .await
     .expect("start");
     let gateway = online_project(&closing.addr().to_string(), |t| t)
-        .var("BENEFITS_EXTRACT_DIR", &dir)
         .build()
         .await;
     let started = Instant::now();
@@ -328,7 +311,6 @@ async fn a_mainframe_that_closes_mid_record_fails_fast_and_one_that_stalls_times
     let gateway = online_project(&stalling.addr().to_string(), |t| {
         t.replace("timeout_ms = 2000", "timeout_ms = 300")
     })
-    .var("BENEFITS_EXTRACT_DIR", &dir)
     .build()
     .await;
     let started = Instant::now();
@@ -369,12 +351,7 @@ async fn a_corrupt_response_record_is_a_bad_response_not_a_wrong_number() {
     )
     .await
     .expect("start");
-    let extracts = tempfile::tempdir().expect("extract directory");
     let gateway = online_project(&server.addr().to_string(), |t| t)
-        .var(
-            "BENEFITS_EXTRACT_DIR",
-            &extracts.path().display().to_string(),
-        )
         .build()
         .await;
     let answer = gateway
@@ -637,7 +614,6 @@ fn check_reports_copybook_and_connector_mistakes_at_their_lines() {
     let broken = CASE_COPYBOOK.replacen("PIC X(4).", "PIC X(4", 1);
     let project = online_project("127.0.0.1:7104", |t| t)
         .file("connectors/copybooks/BENEFIT-CASE.cpy", broken)
-        .var("BENEFITS_EXTRACT_DIR", "/nonexistent")
         .write();
     let errors = check(&project).expect_err("a broken copybook").to_string();
     // Line 7 lost its period; the parser notices at the next entry's level number.
@@ -654,7 +630,6 @@ fn check_reports_copybook_and_connector_mistakes_at_their_lines() {
             .replace("[fields.BNQ-OPENED-ON]", "[fields.BNQ-OPENED]")
             .replace("ok = [\"BNQ-RC-OK\"]", "ok = [\"BNQ-RC-FINE\"]")
     })
-    .var("BENEFITS_EXTRACT_DIR", "/nonexistent")
     .write();
     let errors = check(&project).expect_err("mistakes").to_string();
     for expected in [
@@ -675,7 +650,6 @@ fn check_reports_copybook_and_connector_mistakes_at_their_lines() {
     let project = online_project("127.0.0.1:7104", |t| {
         format!("{t}\n[fields.BNQ-RETURN-CODE]\ndecode = \"raw\"\n")
     })
-    .var("BENEFITS_EXTRACT_DIR", "/nonexistent")
     .write();
     let errors = check(&project).expect_err("a raw status field").to_string();
     assert!(
@@ -687,7 +661,6 @@ fn check_reports_copybook_and_connector_mistakes_at_their_lines() {
     let project = online_project("127.0.0.1:7104", |t| {
         format!("{t}\n[extract]\ndirectory = \"x\"\npattern = \"*\"\nkey = \"BNQ-CASE-NUMBER\"\n")
     })
-    .var("BENEFITS_EXTRACT_DIR", "/nonexistent")
     .write();
     let errors = check(&project).expect_err("two modes").to_string();
     assert!(
