@@ -41,6 +41,19 @@ pub enum ErrorCode {
     Forbidden,
     /// The change conflicts with the current state (an agency key linked to someone else).
     Conflict,
+    /// The field is personal data the calling agency may read only with the citizen's live
+    /// consent for this category and purpose; `extensions.category` and `.purpose` say which.
+    ConsentRequired,
+    /// An agency request states no purpose, or several are allowed and none was chosen.
+    PurposeRequired,
+    /// The stated purpose is not one the caller's token allows.
+    PurposeNotAllowed,
+    /// The stated purpose is not in the gateway's purpose catalogue.
+    UnknownPurpose,
+    /// The thing named does not exist, or is not the caller's to see.
+    NotFound,
+    /// The audit trail could not record the read in time, so personal data is withheld.
+    AuditUnavailable,
     /// A bug or an unexpected state in the gateway; details are only in the log.
     InternalError,
 }
@@ -65,6 +78,12 @@ impl ErrorCode {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::Forbidden => "FORBIDDEN",
             Self::Conflict => "CONFLICT",
+            Self::ConsentRequired => "CONSENT_REQUIRED",
+            Self::PurposeRequired => "PURPOSE_REQUIRED",
+            Self::PurposeNotAllowed => "PURPOSE_NOT_ALLOWED",
+            Self::UnknownPurpose => "UNKNOWN_PURPOSE",
+            Self::NotFound => "NOT_FOUND",
+            Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::InternalError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -77,7 +96,9 @@ impl ErrorCode {
             | Self::GraphqlParseFailed
             | Self::GraphqlValidationFailed
             | Self::BadUserInput
-            | Self::BatchNotAllowed => StatusCode::BAD_REQUEST,
+            | Self::BatchNotAllowed
+            | Self::PurposeRequired
+            | Self::UnknownPurpose => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -87,7 +108,11 @@ impl ErrorCode {
             }
             Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::ConsentRequired | Self::PurposeNotAllowed => {
+                StatusCode::FORBIDDEN
+            }
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Conflict => StatusCode::CONFLICT,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }

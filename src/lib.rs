@@ -19,6 +19,7 @@
 //!   with `file:line:column`.
 //! - [`server`]: load → check → bind → serve → graceful shutdown.
 //! - [`error`]: the stable `extensions.code` values.
+//! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
 
 pub mod auth;
@@ -30,4 +31,5 @@ pub mod graph;
 pub mod http;
 pub mod identity;
 pub mod server;
+pub mod signing;
 pub mod store;

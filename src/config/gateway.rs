@@ -16,6 +16,10 @@ pub struct GatewayConfig {
     pub paths: PathsConfig,
     /// How callers are identified.
     pub auth: AuthConfig,
+    /// Purposes, data categories, agencies and the signing key (`[trust]`).
+    pub trust: super::trust::TrustConfig,
+    /// The audit trail's checkpoints and write timeout (`[audit]`).
+    pub audit: super::trust::AuditConfig,
 }
 
 /// How callers are identified.

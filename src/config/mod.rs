@@ -11,6 +11,7 @@ mod mainframe;
 mod soap;
 mod source;
 mod sql;
+mod trust;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use mainframe::{
 pub use soap::{PasswordType, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
 pub use source::{Diagnostic, Diagnostics, Location, SourceFile};
 pub use sql::{SqlConfig, SqlOperation};
+pub use trust::{AgencyConfig, AuditConfig, OnDenied, TrustConfig, is_code};
 
 use connector::KindProbe;
 
