@@ -1,17 +1,23 @@
-//! Command-line interface: `serve`, `demo`, `check`. `anyhow` lives only here.
+//! Command-line interface: `serve`, `demo`, `check`, `migrate`, `token`, `consent verify`,
+//! `audit verify`. `anyhow` lives only here.
 #![allow(
     clippy::print_stdout,
     reason = "the CLI's output is for people at a terminal"
 )]
 
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use civicgraph::config::Vars;
+use civicgraph::audit;
+use civicgraph::config::{Diagnostics, GatewayConfig, TomlFile, Vars};
 use civicgraph::connectors::mainframe::Copybook;
+use civicgraph::consent::receipt;
 use civicgraph::demo::{self, DemoOptions};
 use civicgraph::server::{self, Gateway};
+use civicgraph::signing::{SigningError, SigningKey};
+use civicgraph::store::Store;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -41,6 +47,29 @@ enum Command {
         /// The gateway's configuration file.
         #[arg(long, default_value = "civicgraph.toml", env = "CIVICGRAPH_CONFIG")]
         config: PathBuf,
+    },
+    /// Bring the store's schema up to date (`serve` does this too at start) and exit.
+    Migrate {
+        /// The gateway's configuration file.
+        #[arg(long, default_value = "civicgraph.toml", env = "CIVICGRAPH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Mint a development token with the local development key and print only the token.
+    /// Refused unless the configuration's local development issuer is on.
+    Token {
+        /// The gateway's configuration file.
+        #[arg(
+            long,
+            default_value = "civicgraph.toml",
+            env = "CIVICGRAPH_CONFIG",
+            global = true
+        )]
+        config: PathBuf,
+        /// How long the token is valid, in minutes.
+        #[arg(long, default_value_t = 60, global = true)]
+        ttl_minutes: u32,
+        #[command(subcommand)]
+        persona: TokenPersona,
     },
     /// Start simulated agencies with synthetic citizens and the gateway in front of them.
     Demo {
@@ -72,7 +101,74 @@ enum Command {
         #[arg(long, value_name = "COPYBOOK")]
         layout: Option<PathBuf>,
     },
+    /// Consent receipts.
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+    },
+    /// Work with the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every record's hash and link and every signed checkpoint; exit 1 naming the
+    /// first bad record, 2 when the check could not run.
+    Verify {
+        /// The gateway's configuration file (`[storage]`, `[trust] signing_key`, `[audit]`).
+        #[arg(long, default_value = "civicgraph.toml", env = "CIVICGRAPH_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenPersona {
+    /// A citizen acting for themself.
+    Citizen {
+        /// Their canonical id, e.g. C0000001.
+        citizen_id: String,
+    },
+    /// An agency client acting for one purpose.
+    Agency {
+        /// The OAuth client id, e.g. benefits-eligibility-portal.
+        client_id: String,
+        /// Scopes, comma-separated, e.g. citizen:lookup,dmv:read.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// The purpose code the token states, e.g. benefit-eligibility.
+        #[arg(long)]
+        purpose: String,
+        /// The agency code; by default the client id's first word when it names an agency.
+        #[arg(long)]
+        agency: Option<String>,
+    },
+    /// A gateway operator.
+    Operator {
+        /// The operator's name.
+        #[arg(default_value = "operator")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsentCommand {
+    /// Check a consent receipt's signature with the gateway's key (`[trust] signing_key`) and
+    /// say what it records. Exits 1 when the receipt is refused, 2 when it cannot be checked.
+    Verify {
+        /// The gateway's configuration file.
+        #[arg(long, default_value = "civicgraph.toml", env = "CIVICGRAPH_CONFIG")]
+        config: PathBuf,
+        /// The receipt (a compact JWS); `-` or nothing reads standard input.
+        #[arg(value_name = "RECEIPT")]
+        receipt: Option<PathBuf>,
+    },
+}
+
+/// The largest receipt read; real ones are a few kilobytes.
+const MAX_RECEIPT_BYTES: u64 = 64 * 1024;
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -83,6 +179,14 @@ pub(crate) fn main() -> ExitCode {
             ..
         } => layout(&copybook),
         Command::Check { config, .. } => check(&config),
+        Command::Consent {
+            command: ConsentCommand::Verify { config, receipt },
+        } => verify_receipt(&config, receipt.as_deref()),
+        Command::Token {
+            config,
+            ttl_minutes,
+            persona,
+        } => token(&config, ttl_minutes, persona),
         command => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -94,6 +198,12 @@ pub(crate) fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if let Command::Audit {
+                command: AuditCommand::Verify { config },
+            } = &command
+            {
+                return runtime.block_on(audit_verify(config));
+            }
             match runtime.block_on(run(command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -101,6 +211,66 @@ pub(crate) fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `civicgraph token …`: the token alone on stdout, so `TOKEN=$(civicgraph token …)` works.
+fn token(config: &Path, ttl_minutes: u32, persona: TokenPersona) -> ExitCode {
+    use civicgraph::auth::dev_tokens::{self, Persona};
+    let (project, _) = civicgraph::config::load_project(config, &Vars::from_env());
+    let persona = match persona {
+        TokenPersona::Citizen { citizen_id } => {
+            match civicgraph::identity::CitizenId::parse(citizen_id.trim()) {
+                Ok(id) => Persona::Citizen(id),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        TokenPersona::Agency {
+            client_id,
+            scopes,
+            purpose,
+            agency,
+        } => {
+            let agency =
+                agency.or_else(|| dev_tokens::agency_of_client(&client_id, &project.gateway.trust));
+            let Some(agency) = agency else {
+                eprintln!(
+                    "error: `{client_id}` does not start with an agency code; pass --agency <CODE>"
+                );
+                return ExitCode::from(2);
+            };
+            Persona::Agency {
+                client_id,
+                agency,
+                scopes: scopes
+                    .into_iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                purpose,
+            }
+        }
+        TokenPersona::Operator { name } => Persona::Operator { name },
+    };
+    let ttl = chrono::Duration::minutes(i64::from(ttl_minutes.max(1)));
+    match dev_tokens::mint(
+        &project.gateway,
+        &project.root,
+        &persona,
+        chrono::Utc::now(),
+        ttl,
+    ) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
         }
     }
 }
@@ -119,6 +289,73 @@ fn check(config: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `audit verify`: 0 when the chain and its checkpoints hold, 1 when they do not, 2 when they
+/// could not be checked (a bad configuration, an unreachable store, a missing key).
+async fn audit_verify(config: &std::path::Path) -> ExitCode {
+    match verify_audit_chain(config).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn verify_audit_chain(config_path: &std::path::Path) -> anyhow::Result<bool> {
+    use civicgraph::config::{Diagnostics, GatewayConfig, TomlFile};
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read `{}`", config_path.display()))?;
+    let config: GatewayConfig = TomlFile::from_text(config_path, &text, &Vars::from_env())
+        .map_err(Diagnostics)?
+        .parse()
+        .map_err(|diagnostic| Diagnostics(vec![diagnostic]))?;
+    let root = config_path.parent().unwrap_or(std::path::Path::new(""));
+    let checkpoints = root.join(&config.audit.checkpoint_file);
+    // Verifying must never make a key: a new one would call every checkpoint forged.
+    // Errors are flattened to their text, which already includes their source's.
+    let key = SigningKey::load(&root.join(&config.trust.signing_key)).map_err(|error| {
+        anyhow::anyhow!(
+            "the audit checkpoints are checked with the gateway's signing key (`[trust] signing_key`): {error}"
+        )
+    })?;
+    let store = Store::connect(&config.storage)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let report = audit::verify(&store, &checkpoints, key.verifier()).await;
+    store.close().await;
+    let report = report.map_err(|error| anyhow::anyhow!("{error}"))?;
+    if report.checkpoints == 0 && !checkpoints.exists() {
+        println!(
+            "note: there is no checkpoint file at {}, so a cut-off tail of the chain could go unnoticed",
+            checkpoints.display()
+        );
+    }
+    match &report.problem {
+        None => {
+            println!(
+                "audit chain OK: {} records, {} checkpoints, head {} {}",
+                report.records,
+                report.checkpoints,
+                report.head.seq,
+                report.head.hash.get(..16).unwrap_or(&report.head.hash)
+            );
+            Ok(true)
+        }
+        Some(problem) => {
+            let place = match (problem.record(), problem.line()) {
+                (Some(seq), _) => format!("record {seq}"),
+                (None, Some(line)) => {
+                    format!("checkpoint line {line} of {}", checkpoints.display())
+                }
+                (None, None) => "the chain head".to_string(),
+            };
+            println!("audit chain BROKEN at {place}: {problem}");
+            Ok(false)
+        }
+    }
+}
+
 fn layout(path: &std::path::Path) -> ExitCode {
     match Copybook::load(path) {
         Ok(copybook) => {
@@ -132,6 +369,75 @@ fn layout(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn verify_receipt(config: &Path, receipt: Option<&Path>) -> ExitCode {
+    let loaded = receipt_key(config).and_then(|key| Ok((key, read_receipt(receipt)?)));
+    let (key, jws) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match receipt::verify(key.verifier(), &jws) {
+        Ok(claims) => {
+            print!("{}", claims.summary());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("receipt refused: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The signing key `[trust] signing_key` names, relative to the configuration file. Only an
+/// existing key: verifying must never make one.
+fn receipt_key(config: &Path) -> anyhow::Result<SigningKey> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let file = TomlFile::from_text(config, &text, &Vars::from_env()).map_err(Diagnostics)?;
+    let gateway: GatewayConfig = file.parse().map_err(|d| Diagnostics(vec![d]))?;
+    let root = config.parent().unwrap_or(Path::new(""));
+    let path = root.join(&gateway.trust.signing_key);
+    match SigningKey::load(&path) {
+        Err(SigningError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "the signing key {} does not exist; receipts are checked with the key that \
+                 signed them (`[trust] signing_key` in {})",
+                path.display(),
+                config.display()
+            )
+        }
+        loaded => Ok(loaded?),
+    }
+}
+
+/// The receipt's text from a file, or standard input for `-` or no path.
+fn read_receipt(path: Option<&Path>) -> anyhow::Result<String> {
+    let mut text = String::new();
+    let (source, name): (Box<dyn std::io::Read>, String) = match path {
+        None => (Box::new(std::io::stdin()), "standard input".into()),
+        Some(path) if path == Path::new("-") => {
+            (Box::new(std::io::stdin()), "standard input".into())
+        }
+        Some(path) => (
+            Box::new(
+                std::fs::File::open(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            path.display().to_string(),
+        ),
+    };
+    source
+        .take(MAX_RECEIPT_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {name}"))?;
+    if text.len() as u64 > MAX_RECEIPT_BYTES {
+        anyhow::bail!("{name} is larger than 64 KiB; a consent receipt is a few kilobytes");
+    }
+    Ok(text)
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -164,8 +470,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 citizens,
                 seed,
                 port,
-                config,
+                config: config.clone(),
                 ui_database_url,
+                state_dir: None,
             })
             .await?;
             println!();
@@ -191,17 +498,57 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 demo.agencies.benefits_extract_dir.display()
             );
             println!();
-            println!("Open GraphiQL: {}", demo.graphiql_url());
-            println!("and paste this query:");
+            println!(
+                "Open GraphiQL: {} (one tab per persona, tokens preset)",
+                demo.graphiql_url()
+            );
+            println!();
+            if let Some(personas) = &demo.personas {
+                println!("Tokens (12 h; more with `civicgraph token`):");
+                println!("  citizen {}  {}", personas.citizen_id, personas.citizen);
+                println!(
+                    "  agency {} (purpose {})  {}",
+                    demo::DEMO_AGENCY_CLIENT,
+                    demo::DEMO_PURPOSE,
+                    personas.agency
+                );
+                println!("  operator  {}", personas.operator);
+                println!();
+            }
+            println!("As the citizen (header `Authorization: Bearer <citizen token>`), paste:");
             println!();
             println!("{}", demo::FIRST_QUERY);
+            println!();
+            println!(
+                "Then, as the agency, ask for the same citizen: personal fields are CONSENT_REQUIRED until the citizen runs grantConsent (see the GraphiQL tabs)."
+            );
+            println!();
+            println!("Check the audit trail from another terminal:");
+            println!(
+                "  CIVICGRAPH_STORAGE_URL='{}' CIVICGRAPH_AUDIT_CHECKPOINTS='{}' cargo run --release -- audit verify --config {}",
+                demo.state.storage_url,
+                demo.state.checkpoints.display(),
+                config.display()
+            );
             println!();
             println!("Press Ctrl-C to stop.");
             server::shutdown_signal().await;
             demo.shutdown().await.context("stopping the demo")?;
             Ok(())
         }
-        Command::Check { .. } => unreachable!("check runs without a runtime"),
+        Command::Migrate { config } => {
+            let checked = server::check(&config, &Vars::from_env())?;
+            let store = civicgraph::store::Store::connect(&checked.config.storage)
+                .await
+                .context("opening the store")?;
+            store.close().await;
+            println!("The store's schema is up to date.");
+            Ok(())
+        }
+        Command::Check { .. } | Command::Consent { .. } | Command::Token { .. } => {
+            unreachable!("check, consent and token run without a runtime")
+        }
+        Command::Audit { .. } => unreachable!("audit verify has its own exit codes"),
     }
 }
 

@@ -52,6 +52,8 @@ pub enum ErrorCode {
     UnknownPurpose,
     /// The thing named does not exist, or is not the caller's to see.
     NotFound,
+    /// The consent ledger could not be read, so what only a consent allows is withheld.
+    ConsentUnavailable,
     /// The audit trail could not record the read in time, so personal data is withheld.
     AuditUnavailable,
     /// A bug or an unexpected state in the gateway; details are only in the log.
@@ -84,6 +86,7 @@ impl ErrorCode {
             Self::UnknownPurpose => "UNKNOWN_PURPOSE",
             Self::NotFound => "NOT_FOUND",
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Self::ConsentUnavailable => "CONSENT_UNAVAILABLE",
             Self::InternalError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -112,7 +115,7 @@ impl ErrorCode {
                 StatusCode::FORBIDDEN
             }
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuditUnavailable | Self::ConsentUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Conflict => StatusCode::CONFLICT,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }

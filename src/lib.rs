@@ -9,8 +9,12 @@
 //! - [`graph`]: `schema/*.graphql` + bindings → async-graphql dynamic schema and resolvers.
 //! - [`identity`]: the crosswalk of citizen id ↔ each agency's key (one newtype per key kind),
 //!   which resolvers consult before calling an agency.
+//! - [`consent`]: the consent ledger (who may read which categories of a citizen's data, for
+//!   what purpose, until when) and the signed receipts citizens keep of each change.
 //! - [`connectors`]: the `Connector` trait and its kinds (`rest`, `soap`, `sql`), called with
 //!   plain JSON.
+//! - [`audit`]: the append-only, hash-chained record of every protected read, its signed
+//!   checkpoints and `civicgraph audit verify`; citizens read their own records from it.
 //! - [`store`]: the gateway's own database (SQLite, PostgreSQL) and its migrations.
 //!
 //! Around them:
@@ -22,9 +26,11 @@
 //! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod connectors;
+pub mod consent;
 pub mod demo;
 pub mod error;
 pub mod graph;

@@ -12,12 +12,18 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::audit::{AuditLog, Checkpointer};
 use crate::auth::TokenValidator;
 use crate::config::{Diagnostics, GatewayConfig, Vars, load_project};
 use crate::connectors::{Connectors, build_connectors};
-use crate::graph::{Graph, GraphOptions, GraphSummary, build_graph};
+use crate::consent::ConsentLedger;
+use crate::graph::{Graph, GraphOptions, GraphSummary, TrustServices, build_graph};
 use crate::http::{AppState, app};
 use crate::identity::Crosswalk;
+use crate::signing::{SigningError, SigningKey};
 use crate::store::{Store, StoreError};
 
 /// Why a gateway could not start.
@@ -29,6 +35,9 @@ pub enum StartGatewayError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The signing key for receipts and checkpoints could not be read or made.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -50,6 +59,8 @@ pub struct Checked {
     pub connectors: Connectors,
     /// The bearer-token validator for `[[auth.issuers]]`.
     pub tokens: TokenValidator,
+    /// The directory of `civicgraph.toml`, which relative paths in it start from.
+    pub root: PathBuf,
 }
 
 /// Loads and validates everything, opening nothing: what `civicgraph check` runs.
@@ -69,6 +80,7 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
     let options = GraphOptions {
         introspection: project.gateway.server.introspection,
         max_depth: project.gateway.server.max_depth,
+        trust: Arc::new(project.gateway.trust.clone()),
     };
     match build_graph(&project.schema_files, &connectors, &broken, &options) {
         Ok(graph) if diagnostics.is_empty() => Ok(Checked {
@@ -76,6 +88,7 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
             graph,
             connectors,
             tokens: project.tokens,
+            root: project.root,
         }),
         Ok(_) => Err(sorted(diagnostics)),
         Err(mut graph_problems) => {
@@ -104,20 +117,52 @@ pub struct Gateway {
     state: AppState,
     listen: SocketAddr,
     shutdown_grace: Duration,
+    checkpoints: CheckpointPlan,
+}
+
+/// What the audit checkpointer needs; it starts when the gateway serves and writes a last
+/// checkpoint when it stops.
+#[derive(Debug, Clone)]
+struct CheckpointPlan {
+    audit: AuditLog,
+    key: SigningKey,
+    path: PathBuf,
+    interval: Duration,
 }
 
 impl Gateway {
     /// Loads the configuration, builds the graph and opens the store.
     pub async fn load(config_path: &Path, vars: &Vars) -> Result<Self, StartGatewayError> {
         let checked = check(config_path, vars)?;
+        let key =
+            SigningKey::load_or_create(&checked.root.join(&checked.config.trust.signing_key))?;
         let store = Store::connect(&checked.config.storage).await?;
         checked.connectors.attach(&store).await;
-        let graph = checked.graph.with_crosswalk(Crosswalk::new(store.clone()));
+        let audit = AuditLog::new(
+            store.clone(),
+            Duration::from_millis(checked.config.audit.timeout_ms.max(1)),
+        );
+        let services = TrustServices {
+            ledger: ConsentLedger::new(store.clone(), Arc::clone(checked.graph.trust())),
+            audit: audit.clone(),
+            signing: key.clone(),
+        };
+        let graph = checked
+            .graph
+            .with_crosswalk(Crosswalk::new(store.clone()))
+            .with_trust_services(services);
+        let checkpoints = CheckpointPlan {
+            audit,
+            key,
+            path: checked.root.join(&checked.config.audit.checkpoint_file),
+            interval: Duration::from_secs(checked.config.audit.checkpoint_interval_s.max(1)),
+        };
         let server = checked.config.server;
         Ok(Self {
             listen: server.listen,
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
             state: AppState::new(graph, store, server, checked.config.auth, checked.tokens),
+            checkpoints,
         })
     }
 
@@ -129,6 +174,25 @@ impl Gateway {
     /// The summary `civicgraph check` prints, for start-up logs.
     pub fn summary(&self) -> &GraphSummary {
         &self.state.graph.summary
+    }
+
+    /// Opens GraphiQL with these tabs (the demo's personas).
+    pub fn with_playground(mut self, tabs: &[crate::http::playground::PlaygroundTab]) -> Self {
+        self.state = self.state.with_playground(tabs);
+        self
+    }
+
+    /// The consent ledger in this gateway's store (for tests and tools).
+    pub fn consent_ledger(&self) -> crate::consent::ConsentLedger {
+        crate::consent::ConsentLedger::new(
+            self.state.store.clone(),
+            std::sync::Arc::clone(self.state.graph.trust()),
+        )
+    }
+
+    /// The audit trail in this gateway's store.
+    pub fn audit_log(&self) -> AuditLog {
+        self.checkpoints.audit.clone()
     }
 
     /// Overrides the listen address (the demo's `--port`, tests' port 0).
@@ -193,6 +257,8 @@ impl BoundGateway {
             shutdown.await;
             let _ = stopping_tx.send(());
         };
+        let plan = gateway.checkpoints.clone();
+        let checkpointer = Checkpointer::spawn(plan.audit, plan.key, plan.path, plan.interval);
         let server = axum::serve(listener, gateway.router()).with_graceful_shutdown(signal);
         let grace = gateway.shutdown_grace;
         let result = tokio::select! {
@@ -205,6 +271,7 @@ impl BoundGateway {
                 Ok(())
             }
         };
+        checkpointer.shutdown().await;
         gateway.state.store.close().await;
         result
     }

@@ -120,12 +120,30 @@ impl SigningKey {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io)?;
+        let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => parent.to_path_buf(),
+            None => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        // Written whole to a temporary file, then linked into place only if no key is there:
+        // two processes starting at once end up with one key, never a half-written file.
+        let mut file = tempfile::Builder::new()
+            .prefix(".signing-key-")
+            .tempfile_in(&dir)
+            .map_err(io)?;
+        restrict(file.as_file()).map_err(io)?;
+        std::io::Write::write_all(&mut file, pem.as_bytes()).map_err(io)?;
+        file.as_file().sync_all().map_err(io)?;
+        match file.persist_noclobber(path) {
+            Ok(_) => {
+                tracing::info!(path = %path.display(), "Made a new signing key.");
+                Self::from_pem(path, &pem)
+            }
+            Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                Self::load(path)
+            }
+            Err(error) => Err(io(error.error)),
         }
-        write_private(path, pem.as_bytes()).map_err(io)?;
-        tracing::info!(path = %path.display(), "Made a new signing key.");
-        Self::from_pem(path, &pem)
     }
 
     fn from_pem(path: &Path, text: &str) -> Result<Self, SigningError> {
@@ -133,7 +151,8 @@ impl SigningKey {
             path: path.to_path_buf(),
             reason,
         };
-        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| bad(e.to_string()))?;
+        let key =
+            ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| bad(e.to_string()))?;
         let encoding = EncodingKey::from_ed_pem(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
         let public_pem = key
             .verifying_key()
@@ -159,21 +178,14 @@ impl SigningKey {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+fn restrict(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
+fn restrict(_file: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// An Ed25519 public key that checks compact JWS.
@@ -281,11 +293,29 @@ mod tests {
     }
 
     #[test]
+    fn processes_racing_to_make_a_key_end_up_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.pem");
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| SigningKey::load_or_create(&path).unwrap()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().verifier().key_id().to_string())
+                .collect()
+        });
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    }
+
+    #[test]
     fn altered_retyped_and_foreign_documents_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::load_or_create(&dir.path().join("a.pem")).unwrap();
         let other = SigningKey::load_or_create(&dir.path().join("b.pem")).unwrap();
-        let jws = key.sign("receipt+jwt", &json!({"who": "C0000001"})).unwrap();
+        let jws = key
+            .sign("receipt+jwt", &json!({"who": "C0000001"}))
+            .unwrap();
 
         let mut parts: Vec<String> = jws.split('.').map(str::to_string).collect();
         use base64::Engine;

@@ -16,6 +16,8 @@
 //! - `demo_agencies`: the simulated DMV over SOAP 1.1 and the seeded unemployment insurance
 //!   database (SQLite, and PostgreSQL / MariaDB when configured).
 //! - `tokens`: bearer tokens over HTTP (valid caller, 401 for bad tokens, config errors).
+//! - `audit_cli`: `civicgraph audit verify` on an intact and on a tampered audit chain.
+//! - `consent_cli`: `civicgraph consent verify` on a real receipt, a tampered one and no key.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -55,6 +57,12 @@ mod mainframe_codec;
 
 #[path = "integration/tokens.rs"]
 mod tokens;
+
+#[path = "integration/audit_cli.rs"]
+mod audit_cli;
+
+#[path = "integration/consent_cli.rs"]
+mod consent_cli;
 
 /// The cargo-fuzz harness of the record decoder, so the seed corpus runs on every `cargo test`.
 #[path = "../fuzz/harness/decode_record.rs"]

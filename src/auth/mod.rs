@@ -4,6 +4,7 @@
 //! ([`tokens`]). The demo's headers are the other way, which `[auth] demo_headers` must switch
 //! on explicitly and which the shipped configuration leaves off outside `civicgraph demo`.
 
+pub mod dev_tokens;
 pub mod tokens;
 
 use std::collections::BTreeSet;
@@ -32,8 +33,8 @@ pub enum Principal {
         /// The operator's name, recorded on what they change.
         name: String,
     },
-    /// A partner agency's client, acting for a purpose within its scopes. It has no rights
-    /// beyond anonymous ones yet; the scopes and purposes are for the authorization to come.
+    /// A partner agency's client, acting for one stated purpose within its scopes; what it
+    /// may read is decided field by field by [`crate::consent::policy`].
     Agency(AgencyClient),
 }
 
@@ -46,8 +47,52 @@ pub struct AgencyClient {
     pub agency: String,
     /// OAuth scopes granted (`scope` claim, space-separated).
     pub scopes: BTreeSet<String>,
-    /// Purposes of use declared for the client (`purposes` claim).
+    /// Purposes of use the token allows (`purposes` claim, plus `purpose`).
     pub purposes: BTreeSet<String>,
+    /// The purpose the token itself states (`purpose` claim); a request's `X-Purpose` header
+    /// may choose another of `purposes` instead.
+    pub purpose: Option<String>,
+}
+
+impl AgencyClient {
+    /// The one purpose this request is for: the `X-Purpose` header when sent, else the
+    /// token's `purpose`, else its only allowed purpose. Checked against the catalogue and
+    /// the token's allowed purposes.
+    pub fn stated_purpose(
+        &self,
+        header: Option<&str>,
+        catalogue: &crate::config::TrustConfig,
+    ) -> Result<String, PurposeError> {
+        let stated = match header.map(str::trim) {
+            Some(purpose) => purpose.to_string(),
+            None => match (&self.purpose, self.purposes.len()) {
+                (Some(purpose), _) => purpose.clone(),
+                (None, 1) => self.purposes.iter().next().cloned().unwrap_or_default(),
+                (None, _) => return Err(PurposeError::Missing),
+            },
+        };
+        if !catalogue.purposes.contains_key(&stated) {
+            return Err(PurposeError::Unknown);
+        }
+        if !self.purposes.contains(&stated) {
+            return Err(PurposeError::NotAllowed);
+        }
+        Ok(stated)
+    }
+}
+
+/// Why an agency request has no usable purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PurposeError {
+    /// None stated, and the token allows several (or none).
+    #[error("state the purpose of this request in the `X-Purpose` header")]
+    Missing,
+    /// Not in the gateway's purpose catalogue.
+    #[error("the stated purpose is not one this gateway knows")]
+    Unknown,
+    /// Not among the purposes the token allows.
+    #[error("the stated purpose is not one this client's token allows")]
+    NotAllowed,
 }
 
 impl Principal {

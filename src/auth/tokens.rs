@@ -209,6 +209,8 @@ struct Claims {
     scope: Option<String>,
     #[serde(default)]
     purposes: Option<Vec<String>>,
+    #[serde(default)]
+    purpose: Option<String>,
 }
 
 impl TokenValidator {
@@ -227,6 +229,9 @@ impl TokenValidator {
                         config.name, config.issuer, first.name
                     ),
                 });
+            }
+            if !config.enabled {
+                continue;
             }
             match build_issuer(root, config) {
                 Ok(issuer) => built.push(issuer),
@@ -361,7 +366,9 @@ impl Issuer {
                         .purposes
                         .unwrap_or_default()
                         .into_iter()
+                        .chain(claims.purpose.clone())
                         .collect::<BTreeSet<_>>(),
+                    purpose: claims.purpose.filter(|p| !p.is_empty()),
                 }))
             }
             IssuerRole::Claim => Err(TokenError::BadRole),
@@ -434,12 +441,27 @@ fn build_issuer(root: &Path, config: &IssuerConfig) -> Result<Issuer, Vec<TokenC
 }
 
 fn read_keys(root: &Path, name: &str, keys: &KeysConfig) -> Result<KeySource, String> {
-    let sources = [&keys.pem, &keys.jwks_file, &keys.jwks_url]
+    let sources = [&keys.pem, &keys.jwks_file, &keys.jwks_url, &keys.dev_key]
         .iter()
         .filter(|s| s.is_some())
         .count();
     if sources != 1 {
-        return Err("`keys` needs exactly one of `pem`, `jwks_file`, `jwks_url`".into());
+        return Err("`keys` needs exactly one of `pem`, `jwks_file`, `jwks_url`, `dev_key`".into());
+    }
+    if let Some(file) = &keys.dev_key {
+        if keys.algorithm.is_some() {
+            return Err("a `dev_key` is always Ed25519; leave out `algorithm`".into());
+        }
+        let path = root.join(file);
+        let signing =
+            crate::signing::SigningKey::load_or_create(&path).map_err(|e| e.to_string())?;
+        let key = DecodingKey::from_ed_pem(signing.verifier().public_pem().as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(KeySource::Static(vec![VerifyKey {
+            kid: None,
+            alg: Algorithm::EdDSA,
+            key,
+        }]));
     }
     if let Some(pem) = &keys.pem {
         let Some(alg) = &keys.algorithm else {

@@ -118,13 +118,18 @@ async fn valid_tokens_map_to_exact_principals() {
             agency: "dmv".into(),
             scopes: ["dmv:read".to_string(), "tax:read".to_string()].into(),
             purposes: ["audit".to_string(), "benefits".to_string()].into(),
+            purpose: None,
         })
     );
     agency["client_id"] = json!("client-7");
+    agency["purpose"] = json!("fraud");
     let Principal::Agency(client) = v.validate(&es256(&agency)).await.unwrap() else {
         panic!("not an agency");
     };
     assert_eq!(client.client_id, "client-7");
+    // A stated `purpose` is also an allowed one.
+    assert_eq!(client.purpose.as_deref(), Some("fraud"));
+    assert!(client.purposes.contains("fraud") && client.purposes.contains("audit"));
     // RSA keys work the same way.
     let token = sign_with(&at_header(Algorithm::RS256), &claims("citizen"), RSA_KEY);
     assert!(rsa_validator().validate(&token).await.is_ok());

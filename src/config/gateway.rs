@@ -55,6 +55,14 @@ pub struct IssuerConfig {
     /// Required JOSE `typ` header (RFC 9068 access tokens); `""` turns the check off.
     #[serde(default = "default_typ")]
     pub require_typ: String,
+    /// A disabled issuer is ignored, so one configuration can carry the local development
+    /// issuer and switch it on only where it belongs (`civicgraph demo`).
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+fn default_enabled() -> bool {
+    true
 }
 
 fn default_typ() -> String {
@@ -87,6 +95,10 @@ pub struct KeysConfig {
     pub jwks_file: Option<String>,
     /// A JWKS URL, fetched and cached.
     pub jwks_url: Option<String>,
+    /// The local development key: an Ed25519 private key file (relative to
+    /// `civicgraph.toml`, made on first use) whose public half verifies this issuer's tokens
+    /// and which `civicgraph token` signs with. For development only.
+    pub dev_key: Option<String>,
 }
 
 /// The HTTP side of the gateway.

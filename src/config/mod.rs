@@ -144,6 +144,10 @@ pub fn load_project(config_path: &Path, vars: &Vars) -> (Project, Vec<Diagnostic
                             .map(|e| Diagnostic::at(file.location(&e.span), e.message)),
                     ),
                 }
+                for (span, message) in gateway.trust.problems() {
+                    let location = file.location(&span.unwrap_or(0..0));
+                    diagnostics.push(Diagnostic::at(location, message));
+                }
                 gateway
             }
             Err(d) => {
@@ -275,11 +279,11 @@ fn check_duplicate_connectors(connectors: &[LoadedConnector], diagnostics: &mut 
     let mut seen: Vec<&LoadedConnector> = Vec::new();
     for connector in connectors {
         let name = connector.config.name();
-        if name.get_ref() == crate::connectors::IDENTITY_CONNECTOR {
+        if crate::connectors::is_built_in(name.get_ref()) {
             diagnostics.push(Diagnostic::at(
                 connector.file.location(&name.span()),
                 format!(
-                    "the connector name `{}` is reserved for the gateway's identity crosswalk; choose another",
+                    "the connector name `{}` is reserved for a connector built into the gateway; choose another",
                     name.get_ref()
                 ),
             ));

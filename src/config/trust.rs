@@ -46,7 +46,9 @@ impl Default for TrustConfig {
 impl TrustConfig {
     /// The plain words for a purpose code; the code itself when it is not catalogued.
     pub fn purpose_words<'a>(&'a self, code: &'a str) -> &'a str {
-        self.purposes.get(code).map_or(code, |w| w.get_ref().as_str())
+        self.purposes
+            .get(code)
+            .map_or(code, |w| w.get_ref().as_str())
     }
 
     /// The plain words for a category code; the code itself when it is not catalogued.
@@ -81,7 +83,11 @@ impl TrustConfig {
             code("category", name, Some(words.span()));
         }
         for (name, agency) in &self.agencies {
-            code("agency", name, agency.legal_basis.as_ref().map(Spanned::span));
+            code(
+                "agency",
+                name,
+                agency.legal_basis.as_ref().map(Spanned::span),
+            );
         }
         for (name, words) in self.purposes.iter().chain(&self.categories) {
             if words.get_ref().trim().is_empty() {

@@ -4,6 +4,7 @@
 //! backend through this one trait, in plain JSON, so connector kinds never see GraphQL types
 //! and the graph never sees HTTP or SQL.
 
+pub mod context;
 mod http_client;
 pub mod mainframe;
 mod rest;
@@ -212,18 +213,96 @@ impl Connectors {
 /// links), so they have no connector file and no backend.
 pub const IDENTITY_CONNECTOR: &str = "identity";
 
-fn identity_spec() -> ConnectorSpec {
-    let location = Location {
-        path: "<built-in identity connector>".into(),
+/// The built-in connector of the consent ledger and the audit trail: citizens manage their
+/// consents and read who read their data. Its operations check their caller themselves.
+pub const CONSENT_CONNECTOR: &str = "consent";
+
+/// Whether `name` is a connector built into the gateway (no file, no backend), whose fields
+/// police their callers in the gateway's own code.
+pub fn is_built_in(name: &str) -> bool {
+    name == IDENTITY_CONNECTOR || name == CONSENT_CONNECTOR
+}
+
+fn built_in_location(name: &str) -> Location {
+    Location {
+        path: format!("<built-in {name} connector>").into(),
         line: 1,
         column: 1,
-    };
-    let operation = |required: &[&str], description: &str| OperationSpec {
+    }
+}
+
+fn built_in_operation(
+    location: &Location,
+    required: &[&str],
+    optional: &[&str],
+    description: &str,
+) -> OperationSpec {
+    OperationSpec {
         required: required.iter().map(|p| p.to_string()).collect(),
-        optional: Vec::new(),
+        optional: optional.iter().map(|p| p.to_string()).collect(),
         location: location.clone(),
         page: None,
         description: Some(description.to_string()),
+    }
+}
+
+fn consent_spec() -> ConnectorSpec {
+    let location = built_in_location(CONSENT_CONNECTOR);
+    let op = |name: &str, required: &[&str], optional: &[&str], description: &str| {
+        (
+            name.to_string(),
+            built_in_operation(&location, required, optional, description),
+        )
+    };
+    ConnectorSpec {
+        kind: "built-in",
+        identifier: None,
+        location: location.clone(),
+        operations: BTreeMap::from([
+            op(
+                "list",
+                &["citizen_id"],
+                &[],
+                "A citizen's consents, newest first (the citizen only)",
+            ),
+            op(
+                "accessLog",
+                &["citizen_id"],
+                &["first", "after"],
+                "Who read a citizen's data, when and why, newest first (the citizen only)",
+            ),
+            op(
+                "grant",
+                &["citizen_id", "grantee", "categories", "purpose"],
+                &["validFrom", "validUntil"],
+                "A citizen consents to an agency reading categories of their data for a purpose",
+            ),
+            op(
+                "revoke",
+                &["citizen_id", "handle"],
+                &[],
+                "A citizen withdraws a consent for good",
+            ),
+            op(
+                "pause",
+                &["citizen_id", "handle"],
+                &[],
+                "A citizen suspends a consent",
+            ),
+            op(
+                "resume",
+                &["citizen_id", "handle"],
+                &[],
+                "A citizen resumes a paused consent",
+            ),
+        ]),
+    }
+}
+
+fn identity_spec() -> ConnectorSpec {
+    let location = built_in_location(IDENTITY_CONNECTOR);
+    let operation = |required: &[&str], description: &str| {
+        built_in_operation(&location, required, &[], description)
     };
     ConnectorSpec {
         kind: "built-in",
@@ -261,10 +340,13 @@ pub fn build_connectors(loaded: &[LoadedConnector]) -> (Connectors, Vec<Diagnost
     connectors
         .specs
         .insert(IDENTITY_CONNECTOR.to_string(), identity_spec());
+    connectors
+        .specs
+        .insert(CONSENT_CONNECTOR.to_string(), consent_spec());
     let mut diagnostics = Vec::new();
     for connector in loaded {
         let name = connector.config.name().get_ref().clone();
-        if name == IDENTITY_CONNECTOR {
+        if is_built_in(&name) {
             continue; // reported by the loader
         }
         let built = match &connector.config {

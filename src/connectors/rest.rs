@@ -186,6 +186,9 @@ impl RestConnector {
         if !query.is_empty() {
             request = request.query(&query);
         }
+        for (name, value) in super::context::outbound_headers() {
+            request = request.header(name, value);
+        }
         if let Some(body) = &op.body {
             let body = serde_json::to_vec(&body.render(args)?).map_err(|error| {
                 CallError::BadResponse {

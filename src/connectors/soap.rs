@@ -328,6 +328,9 @@ impl SoapConnector {
         if let Some(action) = &op.soap_action {
             request = request.header("SOAPAction", action.clone());
         }
+        for (name, value) in super::context::outbound_headers() {
+            request = request.header(name, value);
+        }
         let response = request
             .body(envelope)
             .send()

@@ -38,9 +38,10 @@ use crate::config::Vars;
 use crate::identity::{AnyKey, CitizenId, Crosswalk, CrosswalkError};
 use crate::server::{Gateway, RunningGateway, StartGatewayError};
 
-/// The query the demo prints for a newcomer to paste into GraphiQL.
+/// The query the demo prints for a newcomer to paste into GraphiQL: a signed-in citizen's own
+/// record, joined across every agency (send it with the printed citizen token).
 pub const FIRST_QUERY: &str = r#"{
-  citizen(id: "C0000001") {
+  me {
     id
     name
     birthDate
@@ -74,6 +75,9 @@ pub struct DemoOptions {
     /// a temporary directory that lives as long as the demo. Its tables
     /// (`ui_claimants`, `ui_claims`) are dropped and recreated.
     pub ui_database_url: Option<String>,
+    /// Where the gateway's database and audit checkpoints go (emptied first); `None` is
+    /// `.civicgraph/demo` beside the configuration.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
@@ -87,6 +91,7 @@ impl Default for DemoOptions {
             port: 4000,
             config: PathBuf::from("civicgraph.toml"),
             ui_database_url: None,
+            state_dir: None,
         }
     }
 }
@@ -117,6 +122,12 @@ pub enum StartDemoError {
     /// The citizens' agency keys could not be written to the identity crosswalk.
     #[error("cannot link the demo citizens in the identity crosswalk: {0}")]
     Crosswalk(#[from] CrosswalkError),
+    /// The demo's state directory could not be prepared.
+    #[error("cannot prepare the demo's state directory: {0}")]
+    State(#[source] std::io::Error),
+    /// The persona tokens could not be minted.
+    #[error("cannot mint the demo's tokens: {0}")]
+    Tokens(String),
 }
 
 /// Writes every citizen's agency keys (TIN, licence number, claimant id) to the identity
@@ -142,6 +153,11 @@ pub struct RunningDemo {
     pub agencies: SimulatedAgencies,
     /// The seeded unemployment insurance database.
     pub ui_database: UiDatabase,
+    /// Signed tokens for the demo's citizen, agency client and operator; `None` when the
+    /// configuration has no local development issuer.
+    pub personas: Option<Personas>,
+    /// Where the gateway's database and audit checkpoints are.
+    pub state: DemoState,
 }
 
 /// The unemployment insurance database behind a running demo.
@@ -210,6 +226,13 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
             return Err(error);
         }
     };
+    let state = match DemoState::prepare(options) {
+        Ok(state) => state,
+        Err(error) => {
+            agencies.shutdown().await;
+            return Err(error);
+        }
+    };
     let vars = Vars::from_env()
         .set("REGISTRY_URL", &agencies.registry_url)
         .set("TAX_URL", &agencies.tax_url)
@@ -220,8 +243,15 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
             agencies.benefits_extract_dir.display().to_string(),
         )
         .set("UI_DATABASE_URL", &ui_database.url)
-        .set("CIVICGRAPH_STORAGE_URL", "sqlite::memory:")
-        // Lets GraphiQL users try `me` and the operator mutations with a header.
+        .set("CIVICGRAPH_STORAGE_URL", &state.storage_url)
+        .set(
+            "CIVICGRAPH_AUDIT_CHECKPOINTS",
+            state.checkpoints.display().to_string(),
+        )
+        .set("CIVICGRAPH_AUDIT_CHECKPOINT_S", "5")
+        // The local development issuer: the personas below are real signed tokens.
+        .set("CIVICGRAPH_DEV_TOKENS", "true")
+        // Lets GraphiQL users also act with a plain header.
         .set("CIVICGRAPH_DEMO_HEADERS", "true");
     let gateway = match Gateway::load(&options.config, &vars).await {
         Ok(gateway) => gateway,
@@ -229,6 +259,17 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
             agencies.shutdown().await;
             return Err(error.into());
         }
+    };
+    let personas = match Personas::mint(&options.config, &vars, &population) {
+        Ok(personas) => personas,
+        Err(error) => {
+            agencies.shutdown().await;
+            return Err(error);
+        }
+    };
+    let gateway = match &personas {
+        Some(personas) => gateway.with_playground(&personas.tabs()),
+        None => gateway,
     };
     if let Err(error) = link_population(&gateway.crosswalk(), &population).await {
         agencies.shutdown().await;
@@ -249,8 +290,194 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
         gateway: bound.spawn(),
         agencies,
         ui_database,
+        personas,
+        state,
     })
 }
+
+/// Where the demo keeps its gateway database and audit checkpoints: files, not memory, so
+/// `civicgraph audit verify` can check the demo's audit trail from another terminal.
+#[derive(Debug, Clone)]
+pub struct DemoState {
+    /// The directory (emptied of the previous run's files at start).
+    pub dir: PathBuf,
+    /// `sqlite://…/gateway.db?mode=rwc`.
+    pub storage_url: String,
+    /// The audit checkpoint file.
+    pub checkpoints: PathBuf,
+}
+
+impl DemoState {
+    fn prepare(options: &DemoOptions) -> Result<Self, StartDemoError> {
+        let dir = match &options.state_dir {
+            Some(dir) => dir.clone(),
+            None => options
+                .config
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .join(".civicgraph")
+                .join("demo"),
+        };
+        std::fs::create_dir_all(&dir).map_err(StartDemoError::State)?;
+        let dir = dir.canonicalize().map_err(StartDemoError::State)?;
+        for name in [
+            "gateway.db",
+            "gateway.db-wal",
+            "gateway.db-shm",
+            "audit-checkpoints.jsonl",
+        ] {
+            match std::fs::remove_file(dir.join(name)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StartDemoError::State(error));
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            storage_url: format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display()),
+            checkpoints: dir.join("audit-checkpoints.jsonl"),
+            dir,
+        })
+    }
+}
+
+/// The demo's client id for its agency persona.
+pub const DEMO_AGENCY_CLIENT: &str = "benefits-eligibility-portal";
+/// The purpose the agency persona states.
+pub const DEMO_PURPOSE: &str = "benefit-eligibility";
+
+/// One signed token per kind of caller, minted with the local development key.
+#[derive(Debug, Clone)]
+pub struct Personas {
+    /// The citizen the demo acts as.
+    pub citizen_id: String,
+    /// Their token.
+    pub citizen: String,
+    /// A benefits-agency client checking eligibility.
+    pub agency: String,
+    /// A gateway operator.
+    pub operator: String,
+}
+
+impl Personas {
+    fn mint(
+        config: &std::path::Path,
+        vars: &Vars,
+        population: &Population,
+    ) -> Result<Option<Self>, StartDemoError> {
+        use crate::auth::dev_tokens::{MintError, Persona, dev_issuer, mint};
+        let (project, _) = crate::config::load_project(config, vars);
+        match dev_issuer(&project.gateway) {
+            Err(MintError::NoDevIssuer) => return Ok(None),
+            Err(error) => return Err(StartDemoError::Tokens(error.to_string())),
+            Ok(_) => {}
+        }
+        let citizen_id = population
+            .people()
+            .first()
+            .map(|p| p.id.clone())
+            .unwrap_or_else(|| "C0000001".to_string());
+        let citizen =
+            CitizenId::parse(&citizen_id).map_err(|e| StartDemoError::Tokens(e.to_string()))?;
+        let now = chrono::Utc::now();
+        let ttl = chrono::Duration::hours(12);
+        let token = |persona: &Persona| {
+            mint(&project.gateway, &project.root, persona, now, ttl)
+                .map_err(|e| StartDemoError::Tokens(e.to_string()))
+        };
+        let scopes = [
+            "citizen:lookup",
+            "registry:read",
+            "tax:read",
+            "dmv:read",
+            "ui:read",
+            "benefits:read",
+        ];
+        Ok(Some(Self {
+            citizen: token(&Persona::Citizen(citizen))?,
+            agency: token(&Persona::Agency {
+                client_id: DEMO_AGENCY_CLIENT.to_string(),
+                agency: "benefits".to_string(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                purpose: DEMO_PURPOSE.to_string(),
+            })?,
+            operator: token(&Persona::Operator {
+                name: "demo-operator".to_string(),
+            })?,
+            citizen_id,
+        }))
+    }
+
+    /// GraphiQL tabs: the demo's story, one persona per tab.
+    pub fn tabs(&self) -> Vec<crate::http::playground::PlaygroundTab> {
+        use crate::http::playground::PlaygroundTab;
+        let bearer = |token: &str| {
+            std::collections::BTreeMap::from([(
+                "Authorization".to_string(),
+                format!("Bearer {token}"),
+            )])
+        };
+        let id = &self.citizen_id;
+        vec![
+            PlaygroundTab {
+                query: format!("# As citizen {id}: your own record, all of it.\n{FIRST_QUERY}"),
+                headers: bearer(&self.citizen),
+            },
+            PlaygroundTab {
+                query: agency_query(id),
+                headers: bearer(&self.agency),
+            },
+            PlaygroundTab {
+                query: format!(
+                    "# As citizen {id}: let the benefits agency read your licence.\n{GRANT_MUTATION}"
+                ),
+                headers: bearer(&self.citizen),
+            },
+            PlaygroundTab {
+                query: format!(
+                    "# As citizen {id}: who read your data, when and why.\n{ACCESS_LOG_QUERY}"
+                ),
+                headers: bearer(&self.citizen),
+            },
+            PlaygroundTab {
+                query: format!(
+                    "# As an operator: identity links, but no personal data.\n{{\n  citizen(id: \"{id}\") {{\n    id\n    name\n    identityLinks {{ kind key linkedBy }}\n  }}\n}}"
+                ),
+                headers: bearer(&self.operator),
+            },
+        ]
+    }
+}
+
+/// The agency persona's query: a lookup, then personal fields it needs consent for.
+pub fn agency_query(citizen_id: &str) -> String {
+    format!(
+        "# As the benefits agency's eligibility portal (purpose: {DEMO_PURPOSE}).\n# Without the citizen's consent the personal fields are CONSENT_REQUIRED.\n{{\n  citizen(id: \"{citizen_id}\") {{\n    id\n    name\n    driverLicense {{ class status expiresOn }}\n  }}\n}}"
+    )
+}
+
+/// The citizen consents to the demo agency reading their licence.
+pub const GRANT_MUTATION: &str = r#"mutation {
+  grantConsent(
+    grantee: "benefits"
+    categories: ["dmv.license"]
+    purpose: "benefit-eligibility"
+  ) {
+    consent { handle status validUntil }
+    receipt
+  }
+}"#;
+
+/// The citizen's data tracker.
+pub const ACCESS_LOG_QUERY: &str = r#"{
+  me {
+    consents { handle grantee { name } categories { description } purpose { description } status }
+    accessLog(first: 10) {
+      edges { node { at summary decision purpose { code } } }
+    }
+  }
+}"#;
 
 /// Seeds the database named in the options, or else a fresh SQLite file in
 /// a temporary directory that the returned value keeps alive.

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::directives::{ArgSource, ConnectDirective, JsonPath, field_directives};
+use super::directives::{
+    ArgSource, ConnectDirective, JsonPath, PolicyDirectives, field_directives,
+};
 use super::sdl::{FieldDef, TypeDefKind, TypeSystem, named_type};
 use crate::config::{Diagnostic, PageConfig};
 use crate::connectors::{ConnectorSpec, OperationSpec};
@@ -30,11 +32,16 @@ pub(crate) struct ConnectBinding {
 /// Every field's source, keyed by (type, field).
 pub(crate) type Bindings = BTreeMap<(String, String), FieldSource>;
 
+/// The policy directives of every field that has any, keyed like [`Bindings`]; read here so
+/// each directive is parsed (and each misuse reported) once.
+pub(crate) type PolicyDirectiveMap = BTreeMap<(String, String), PolicyDirectives>;
+
 /// Binds every field, collecting every problem.
 pub(crate) fn bind(
     system: &TypeSystem,
     connectors: &BTreeMap<String, ConnectorSpec>,
     broken_connectors: &HashSet<String>,
+    policies: &mut PolicyDirectiveMap,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Bindings {
     let mut bindings = Bindings::new();
@@ -47,7 +54,13 @@ pub(crate) fn bind(
         };
         let is_root = roots.contains(&ty.name.as_str());
         for field in fields.values() {
-            let directives = field_directives(field, diagnostics);
+            let mut directives = field_directives(field, diagnostics);
+            if !directives.policy.is_empty() {
+                policies.insert(
+                    (ty.name.clone(), field.name.clone()),
+                    std::mem::take(&mut directives.policy),
+                );
+            }
             let source = match directives.connect {
                 Some(connect) => {
                     if broken_connectors.contains(&connect.connector) {
@@ -249,7 +262,7 @@ fn bind_connect(
 
 /// Where a parent object keeps its canonical citizen id: its `id` field (with that field's
 /// `@map`), when the field comes from the parent's data rather than a backend call.
-fn citizen_id_path(
+pub(crate) fn citizen_id_path(
     is_root: bool,
     siblings: &indexmap::IndexMap<String, FieldDef>,
 ) -> Option<JsonPath> {

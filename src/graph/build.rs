@@ -16,13 +16,18 @@ use async_graphql::{ErrorExtensions, Value as GqlValue};
 use serde_json::Value;
 
 use super::bind::{Bindings, ConnectBinding, FieldSource};
-use super::directives::ArgSource;
+use super::consent_ops;
+use super::directives::{ArgSource, SubjectSource};
+use super::guard::{FieldGuard, Guards};
 use super::identity_ops;
 use super::scalars::{self, Leaf};
-use super::scope::{LinksError, RequestScope};
+use super::scope::{LinksError, Read, RequestScope};
 use super::sdl::{InputDef, TypeDefKind, TypeSystem, deprecation};
 use crate::config::PageConfig;
-use crate::connectors::{Arguments, CallError, Connector, Connectors, IDENTITY_CONNECTOR};
+use crate::connectors::{
+    Arguments, CONSENT_CONNECTOR, CallError, Connector, Connectors, IDENTITY_CONNECTOR,
+};
+use crate::consent::policy::{self, Access, Caller, Denial, FieldPolicy, Pending};
 use crate::error::ErrorCode;
 use crate::identity::CitizenId;
 
@@ -41,6 +46,7 @@ enum Shape {
 pub(crate) fn build_schema(
     system: &TypeSystem,
     bindings: &Bindings,
+    guards: &Guards,
     connectors: &Connectors,
 ) -> SchemaBuilder {
     let mut builder = Schema::build(&system.query, system.mutation.as_deref(), None);
@@ -56,16 +62,36 @@ pub(crate) fn build_schema(
                         continue;
                     };
                     let shape = Arc::new(shape_of(&field.ty, system));
+                    let guard = guards.get(&(ty.name.clone(), field.name.clone())).cloned();
                     let mut dynamic = match source {
                         FieldSource::Parent(path) => {
                             let path = path.clone();
-                            Field::new(&field.name, type_ref(&field.ty), move |ctx| {
-                                resolve_from_parent(&ctx, &path, &shape)
-                            })
+                            match guard {
+                                None => Field::new(&field.name, type_ref(&field.ty), move |ctx| {
+                                    resolve_from_parent(&ctx, &path, &shape)
+                                }),
+                                Some(guard) => {
+                                    Field::new(&field.name, type_ref(&field.ty), move |ctx| {
+                                        let (guard, path, shape) =
+                                            (Arc::clone(&guard), path.clone(), Arc::clone(&shape));
+                                        FieldFuture::new(async move {
+                                            if let Err(error) = admit(&ctx, &guard).await {
+                                                return fail(&ctx, error, &shape);
+                                            }
+                                            match resolve_from_parent(&ctx, &path, &shape) {
+                                                FieldFuture::Value(value) => Ok(value),
+                                                FieldFuture::Future(future) => future.await,
+                                            }
+                                        })
+                                    })
+                                }
+                            }
                         }
                         FieldSource::Connect(binding) => {
                             let target = if binding.connector == IDENTITY_CONNECTOR {
                                 Target::Identity
+                            } else if binding.connector == CONSENT_CONNECTOR {
+                                Target::Consent
                             } else {
                                 match connectors.get(&binding.connector) {
                                     Some(connector) => Target::Backend(Arc::clone(connector)),
@@ -76,6 +102,7 @@ pub(crate) fn build_schema(
                                 binding: binding.clone(),
                                 target,
                                 shape: Shape::clone(&shape),
+                                guard,
                             });
                             Field::new(&field.name, type_ref(&field.ty), move |ctx| {
                                 let call = Arc::clone(&call);
@@ -233,6 +260,8 @@ enum Target {
     Backend(Arc<dyn Connector>),
     /// The gateway's own identity crosswalk.
     Identity,
+    /// The gateway's consent ledger and audit trail.
+    Consent,
 }
 
 /// A field bound to an operation, with the connector looked up once at build time.
@@ -241,6 +270,8 @@ struct BoundCall {
     binding: ConnectBinding,
     target: Target,
     shape: Shape,
+    /// Who may read the field; checked before the backend is called.
+    guard: Option<Arc<FieldGuard>>,
 }
 
 impl BoundCall {
@@ -248,6 +279,11 @@ impl BoundCall {
         &self,
         ctx: &ResolverContext<'a>,
     ) -> async_graphql::Result<Option<FieldValue<'a>>> {
+        if let Some(guard) = &self.guard
+            && let Err(error) = admit(ctx, guard).await
+        {
+            return fail(ctx, error, &self.shape);
+        }
         match self.call(ctx).await {
             Ok(value) => Ok(value),
             Err(error) => fail(ctx, error, &self.shape),
@@ -271,7 +307,7 @@ impl BoundCall {
                 },
                 ArgSource::Parent(path) => path.lookup(parent).cloned().unwrap_or(Value::Null),
                 ArgSource::Constant(value) => value.clone(),
-                ArgSource::CallerCitizen => match scope.and_then(|s| s.principal.citizen()) {
+                ArgSource::CallerCitizen => match scope.and_then(|s| s.principal().citizen()) {
                     Some(citizen) => Value::String(citizen.as_str().to_string()),
                     None => {
                         return Err(identity_ops::coded(
@@ -340,6 +376,12 @@ impl BoundCall {
                 };
                 identity_ops::call(operation, &args, scope).await?
             }
+            Target::Consent => {
+                let Some(scope) = scope else {
+                    return Err(consent_ops::unavailable());
+                };
+                consent_ops::call(operation, &args, scope).await?
+            }
         };
         let Some(value) = result else {
             return self.absent();
@@ -366,6 +408,88 @@ impl BoundCall {
         match &self.shape {
             Shape::NonNull(_) => Err(bad_data_error(Some(&self.binding.connector))),
             _ => Ok(None),
+        }
+    }
+}
+
+/// Decides whether the caller may read a guarded field, keeping the decision on personal
+/// data for the audit trail. `Err` is the field's error: it is then `null` and nothing below
+/// it runs, so a denied field's backend is never called.
+async fn admit(ctx: &ResolverContext<'_>, guard: &FieldGuard) -> Result<(), async_graphql::Error> {
+    let Some(scope) = ctx.data_opt::<Arc<RequestScope>>() else {
+        return Err(denial_error(&Denial::Forbidden(
+            "This field is not available here.".to_string(),
+        )));
+    };
+    let subject = guard.subject.as_ref().and_then(|source| {
+        let text = match source {
+            SubjectSource::Parent(path) => {
+                let parent = ctx.parent_value.downcast_ref::<Value>().unwrap_or(&NULL);
+                path.lookup(parent)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }
+            SubjectSource::Argument(name) => ctx
+                .args
+                .get(name)
+                .and_then(|value| value.string().ok().map(str::to_string)),
+            SubjectSource::Caller => scope.principal().citizen().map(|c| c.as_str().to_string()),
+        }?;
+        CitizenId::parse(&text).ok()
+    });
+    let caller = Caller {
+        principal: scope.principal(),
+        purpose: scope.context.purpose.as_deref(),
+    };
+    let access = match policy::decide(&guard.policy, caller, subject.as_ref(), &scope.trust) {
+        Pending::Decided(access) => access,
+        Pending::NeedsConsent { category, purpose } => {
+            let Some(citizen) = &subject else {
+                return Err(denial_error(&Denial::ConsentRequired { category, purpose }));
+            };
+            match scope.live_consents(citizen).await {
+                Ok(live) => policy::with_consents(&category, &purpose, &live),
+                Err(error) => {
+                    tracing::error!(%error, "Consent ledger unavailable.");
+                    return Err(identity_ops::coded(
+                        ErrorCode::ConsentUnavailable,
+                        "The consent ledger is unavailable, so this field is withheld.",
+                    ));
+                }
+            }
+        }
+    };
+    if let (FieldPolicy::Personal { category, .. }, Some(citizen)) = (&guard.policy, &subject) {
+        let path = ctx
+            .set_error_path(async_graphql::ServerError::new("", None))
+            .path;
+        scope.record(Read {
+            citizen: citizen.clone(),
+            category: category.clone(),
+            field: guard.label.clone(),
+            path,
+            access: access.clone(),
+        });
+    }
+    match access {
+        Access::Allowed(_) => Ok(()),
+        Access::Denied(denial) => Err(denial_error(&denial)),
+    }
+}
+
+fn denial_error(denial: &Denial) -> async_graphql::Error {
+    match denial {
+        Denial::Forbidden(reason) => identity_ops::coded(ErrorCode::Forbidden, reason.as_str()),
+        Denial::ConsentRequired { category, purpose } => {
+            let (category, purpose) = (category.clone(), purpose.clone());
+            async_graphql::Error::new(format!(
+                "Reading `{category}` for `{purpose}` needs the citizen's consent."
+            ))
+            .extend_with(move |_, extensions| {
+                extensions.set("code", ErrorCode::ConsentRequired.as_str());
+                extensions.set("category", category.as_str());
+                extensions.set("purpose", purpose.as_str());
+            })
         }
     }
 }

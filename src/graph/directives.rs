@@ -2,7 +2,9 @@
 //!
 //! `@connect(connector: "tax", operation: "account", args: {tin: "$parent.tin"})` binds a field
 //! to a backend operation; `@map(from: "birth_date")` reads a field from another key (or JSON
-//! pointer) of its parent's backend data. Wrong names and wrong argument types are errors.
+//! pointer) of its parent's backend data. The policy directives say who may read a field:
+//! `@public`, `@requiresScopes(scopes: [["dmv:read"]])`, `@consent(category: "dmv.license")`
+//! and `@owner(agency: "dmv")`. Wrong names and wrong argument types are errors.
 
 use async_graphql::Value as ConstValue;
 use async_graphql::parser::Positioned;
@@ -12,7 +14,15 @@ use super::sdl::FieldDef;
 use crate::config::{Diagnostic, Location};
 
 /// Directives this gateway reads; `@deprecated` is GraphQL's own.
-pub(crate) const KNOWN_DIRECTIVES: &[&str] = &["connect", "map", "deprecated"];
+pub(crate) const KNOWN_DIRECTIVES: &[&str] = &[
+    "connect",
+    "map",
+    "public",
+    "consent",
+    "requiresScopes",
+    "owner",
+    "deprecated",
+];
 
 pub(crate) fn known_list() -> String {
     let names: Vec<String> = KNOWN_DIRECTIVES.iter().map(|d| format!("@{d}")).collect();
@@ -115,6 +125,45 @@ pub(crate) struct ConnectDirective {
 pub(crate) struct FieldDirectives {
     pub(crate) connect: Option<ConnectDirective>,
     pub(crate) map_from: Option<(JsonPath, Location)>,
+    pub(crate) policy: PolicyDirectives,
+}
+
+/// Whose data a personal field holds, as `@consent(subject:)` says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SubjectSource {
+    /// `$args.name`: the citizen id is the field's argument.
+    Argument(String),
+    /// `$parent.key`: the citizen id is in the parent object's data.
+    Parent(JsonPath),
+    /// `$caller.citizenId`: the signed-in citizen.
+    Caller,
+}
+
+/// The policy directives on one field, as written (checked against the catalogues later).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PolicyDirectives {
+    pub(crate) public: Option<Location>,
+    pub(crate) consent: Option<ConsentDirective>,
+    pub(crate) scopes: Option<(Vec<Vec<String>>, Location)>,
+    pub(crate) owner: Option<(String, Location)>,
+}
+
+impl PolicyDirectives {
+    /// Whether the field says anything about who may read it.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.public.is_none()
+            && self.consent.is_none()
+            && self.scopes.is_none()
+            && self.owner.is_none()
+    }
+}
+
+/// `@consent(category: "dmv.license", subject: "$parent.id")`.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsentDirective {
+    pub(crate) category: String,
+    pub(crate) subject: Option<SubjectSource>,
+    pub(crate) location: Location,
 }
 
 /// Reads a field's directives, collecting every misuse.
@@ -150,6 +199,51 @@ pub(crate) fn field_directives(
                 }
                 args.finish(&["from"]);
             }
+            "public" => {
+                DirectiveArgs::new(directive, &location, diagnostics).finish(&[]);
+                found.policy.public = Some(location);
+            }
+            "consent" => {
+                let mut args = DirectiveArgs::new(directive, &location, diagnostics);
+                let category = args.string("category", true);
+                let subject = args.string("subject", false).and_then(|text| {
+                    let source = parse_subject(&text);
+                    if source.is_none() {
+                        args.problem(format!(
+                            "`subject` is `{text}`; it names where the citizen id is: `$parent.<key>`, `$args.<name>` or `$caller.citizenId`"
+                        ));
+                    }
+                    source
+                });
+                args.finish(&["category", "subject"]);
+                if let Some(category) = category {
+                    found.policy.consent = Some(ConsentDirective {
+                        category,
+                        subject,
+                        location,
+                    });
+                }
+            }
+            "requiresScopes" => {
+                let mut args = DirectiveArgs::new(directive, &location, diagnostics);
+                match args.value("scopes") {
+                    Some(value) => match scope_sets(value) {
+                        Some(sets) => found.policy.scopes = Some((sets, location.clone())),
+                        None => args.problem(
+                            "`scopes` must be a list of lists of scope names, e.g. [[\"dmv:read\"]] (any one inner list, all of its scopes)",
+                        ),
+                    },
+                    None => args.problem("argument `scopes` is required"),
+                }
+                args.finish(&["scopes"]);
+            }
+            "owner" => {
+                let mut args = DirectiveArgs::new(directive, &location, diagnostics);
+                if let Some(agency) = args.string("agency", true) {
+                    found.policy.owner = Some((agency, location.clone()));
+                }
+                args.finish(&["agency"]);
+            }
             "deprecated" => {}
             other => diagnostics.push(Diagnostic::at(
                 location,
@@ -167,6 +261,50 @@ pub(crate) fn field_directives(
         ));
     }
     found
+}
+
+fn parse_subject(text: &str) -> Option<SubjectSource> {
+    if let Some(path) = text.strip_prefix("$parent.").filter(|p| !p.is_empty()) {
+        Some(SubjectSource::Parent(JsonPath::explicit(path)))
+    } else if let Some(name) = text.strip_prefix("$args.").filter(|n| !n.is_empty()) {
+        Some(SubjectSource::Argument(name.to_string()))
+    } else if text == "$caller.citizenId" {
+        Some(SubjectSource::Caller)
+    } else {
+        None
+    }
+}
+
+/// `[["a", "b"], ["c"]]` → sets; a flat `["a"]` is one set. Empty names or sets are refused.
+fn scope_sets(value: &ConstValue) -> Option<Vec<Vec<String>>> {
+    let ConstValue::List(outer) = value else {
+        return None;
+    };
+    let names = |items: &[ConstValue]| -> Option<Vec<String>> {
+        items
+            .iter()
+            .map(|item| match item {
+                ConstValue::String(s) if !s.trim().is_empty() => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    if outer
+        .iter()
+        .all(|item| matches!(item, ConstValue::String(_)))
+    {
+        return names(outer)
+            .filter(|set| !set.is_empty())
+            .map(|set| vec![set]);
+    }
+    let sets: Option<Vec<Vec<String>>> = outer
+        .iter()
+        .map(|item| match item {
+            ConstValue::List(inner) => names(inner).filter(|set| !set.is_empty()),
+            _ => None,
+        })
+        .collect();
+    sets.filter(|sets| !sets.is_empty())
 }
 
 fn read_connect(
@@ -282,6 +420,10 @@ impl<'a> DirectiveArgs<'a> {
     }
 
     fn finish(mut self, allowed: &[&str]) {
+        if allowed.is_empty() && !self.directive.node.arguments.is_empty() {
+            self.problem("takes no arguments");
+            return;
+        }
         let unknown: Vec<String> = self
             .directive
             .node

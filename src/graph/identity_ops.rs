@@ -19,8 +19,8 @@ pub(crate) async fn call(
         .map_err(|error| coded(ErrorCode::BadUserInput, error.to_string()))?;
     match operation {
         "links" => {
-            let own = scope.principal.citizen() == Some(&citizen);
-            if !own && scope.principal.operator().is_none() {
+            let own = scope.principal().citizen() == Some(&citizen);
+            if !own && scope.principal().operator().is_none() {
                 return Err(forbidden(
                     "Only an operator or the citizen themself may see identity links.",
                 ));
@@ -29,7 +29,7 @@ pub(crate) async fn call(
             Ok(Some(Value::Array(links.iter().map(link_json).collect())))
         }
         "link" | "unlink" => {
-            let Some(operator) = scope.principal.operator() else {
+            let Some(operator) = scope.principal().operator() else {
                 return Err(forbidden("Only an operator may change identity links."));
             };
             let crosswalk = scope

@@ -7,8 +7,11 @@
 mod bind;
 mod build;
 mod complete;
+mod consent_ops;
+mod delivery;
 mod directives;
 mod documents;
+mod guard;
 mod identity_ops;
 mod scalars;
 mod scope;
@@ -22,11 +25,15 @@ use async_graphql::parser::types::ExecutableDocument;
 
 use async_graphql::dynamic::Schema;
 
-use crate::auth::Principal;
-use crate::config::{Diagnostic, SourceFile};
+use crate::audit::AuditLog;
+use crate::config::{Diagnostic, OnDenied, SourceFile, TrustConfig};
+use crate::consent::ConsentLedger;
+use crate::error::ErrorCode;
 use crate::identity::Crosswalk;
+use crate::signing::SigningKey;
 
 pub use documents::DocumentCache;
+pub use scope::RequestContext;
 
 use crate::connectors::Connectors;
 
@@ -37,6 +44,20 @@ pub struct GraphOptions {
     pub introspection: bool,
     /// Deepest selection set allowed.
     pub max_depth: usize,
+    /// The purposes, categories and agencies the policy directives are checked against.
+    pub trust: Arc<TrustConfig>,
+}
+
+/// The stores behind consent and audit, which a graph only has once the gateway opened its
+/// database (a graph from `civicgraph check` has none, and delivers no personal data).
+#[derive(Debug, Clone)]
+pub struct TrustServices {
+    /// The authoritative consent ledger, read on every request that needs a consent.
+    pub ledger: ConsentLedger,
+    /// The hash-chained audit trail every protected read is written to.
+    pub audit: AuditLog,
+    /// Signs consent receipts.
+    pub signing: SigningKey,
 }
 
 /// An executable graph and what it is made of.
@@ -48,6 +69,8 @@ pub struct Graph {
     pub summary: GraphSummary,
     types: Arc<complete::TypeIndex>,
     crosswalk: Option<Crosswalk>,
+    trust: Arc<TrustConfig>,
+    services: Option<TrustServices>,
 }
 
 /// How one operation ended.
@@ -57,6 +80,9 @@ pub enum Outcome {
     Executed(async_graphql::Response),
     /// The operation was rejected before execution (validation, unknown operation name).
     Rejected(Vec<async_graphql::ServerError>),
+    /// It asked for fields its caller may not read and `[trust] on_denied = "reject"`: no
+    /// data, only the denials.
+    Denied(Vec<async_graphql::ServerError>),
 }
 
 impl Graph {
@@ -67,20 +93,61 @@ impl Graph {
         self
     }
 
-    /// Validates and runs one parsed operation for `principal`. An executed response is
-    /// spec-complete: keys in query order, failed fields `null` with their path, nulls
-    /// propagated past non-null fields.
+    /// Gives resolvers the consent ledger and the audit trail; without them no personal
+    /// field is ever delivered.
+    pub fn with_trust_services(mut self, services: TrustServices) -> Self {
+        self.services = Some(services);
+        self
+    }
+
+    /// The catalogues the graph was checked against.
+    pub fn trust(&self) -> &Arc<TrustConfig> {
+        &self.trust
+    }
+
+    /// Validates and runs one parsed operation for the caller in `context`. An executed
+    /// response is spec-complete: keys in query order, failed fields `null` with their path,
+    /// nulls propagated past non-null fields. Before it is returned, every protected read is
+    /// confirmed and written to the audit trail, or withheld (see `delivery`).
     pub async fn execute(
         &self,
         request: async_graphql::Request,
         document: &ExecutableDocument,
-        principal: Principal,
+        context: RequestContext,
     ) -> Outcome {
         let operation_name = request.operation_name.clone();
-        let scope = Arc::new(scope::RequestScope::new(principal, self.crosswalk.clone()));
+        let call_context = crate::connectors::context::CallContext {
+            purpose: context.purpose.clone(),
+            request_id: Some(context.request_id.clone()).filter(|id| !id.is_empty()),
+        };
+        let scope = Arc::new(scope::RequestScope::new(
+            context,
+            self.crosswalk.clone(),
+            Arc::clone(&self.trust),
+            self.services.clone(),
+        ));
         let mut request = request.data(Arc::clone(&scope));
         request.set_parsed_query(document.clone());
-        let mut response = self.schema.execute(request).await;
+        let mut response =
+            crate::connectors::context::scope(call_context, self.schema.execute(request)).await;
+        if self.trust.on_denied == OnDenied::Reject && scope.any_denied() {
+            delivery::settle(&scope, false).await;
+            let denials = response
+                .errors
+                .into_iter()
+                .filter(|error| {
+                    let code = error.extensions.as_ref().and_then(|e| e.get("code"));
+                    [ErrorCode::Forbidden, ErrorCode::ConsentRequired]
+                        .iter()
+                        .any(|c| code == Some(&async_graphql::Value::from(c.as_str())))
+                })
+                .collect();
+            return Outcome::Denied(denials);
+        }
+        for withheld in delivery::settle(&scope, true).await {
+            delivery::set_null(&mut response.data, &withheld.path);
+            response.errors.push(withheld.error);
+        }
         if let Some(freshness) = scope.freshness() {
             response.extensions.insert(
                 "freshness".to_string(),
@@ -169,10 +236,19 @@ pub fn build_graph(
     options: &GraphOptions,
 ) -> Result<Graph, Vec<Diagnostic>> {
     let (system, mut diagnostics) = sdl::load_type_system(schema_files);
+    let mut policies = bind::PolicyDirectiveMap::new();
     let bindings = bind::bind(
         &system,
         connectors.specs(),
         broken_connectors,
+        &mut policies,
+        &mut diagnostics,
+    );
+    let guards = guard::guards(
+        &system,
+        &bindings,
+        &policies,
+        &options.trust,
         &mut diagnostics,
     );
     if !diagnostics.is_empty() {
@@ -217,7 +293,7 @@ pub fn build_graph(
     }
 
     let mut builder =
-        build::build_schema(&system, &bindings, connectors).limit_depth(options.max_depth);
+        build::build_schema(&system, &bindings, &guards, connectors).limit_depth(options.max_depth);
     if !options.introspection {
         builder = builder.disable_introspection();
     }
@@ -238,5 +314,7 @@ pub fn build_graph(
         summary,
         types: Arc::new(complete::TypeIndex::new(&system)),
         crosswalk: None,
+        trust: Arc::clone(&options.trust),
+        services: None,
     })
 }

@@ -13,9 +13,11 @@ use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use crate::auth::{Principal, TokenError};
+use crate::auth::{Principal, PurposeError, TokenError};
+use crate::connectors::context::PURPOSE_HEADER;
 use crate::error::ErrorCode;
 use crate::graph::Outcome;
+use crate::graph::RequestContext;
 
 /// The two response media types of the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +164,7 @@ pub(crate) async fn get(
         variables,
         extensions: None,
     };
-    let principal = match principal(&state, &headers, format).await {
+    let principal = match caller(&state, &headers, format).await {
         Ok(principal) => principal,
         Err(response) => return response,
     };
@@ -199,7 +201,7 @@ pub(crate) async fn post(
             "POST /graphql takes a JSON body with `Content-Type: application/json`.",
         );
     }
-    let principal = match principal(&state, headers, format).await {
+    let principal = match caller(&state, headers, format).await {
         Ok(principal) => principal,
         Err(response) => return response,
     };
@@ -305,12 +307,80 @@ async fn principal(
     }
 }
 
+/// Who the request is from and why: the principal, the purpose an agency states (its
+/// `X-Purpose` header, else its token's), and the request id. An agency request without a
+/// usable purpose ends here: 400 when none or an unknown one is stated, 403 when the token
+/// does not allow it.
+async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    format: Format,
+) -> Result<RequestContext, Response> {
+    let principal = principal(state, headers, format).await?;
+    let purpose = match &principal {
+        Principal::Agency(client) => {
+            let header = match headers.get(PURPOSE_HEADER).map(|v| v.to_str()) {
+                None => None,
+                Some(Ok(text)) => Some(text),
+                Some(Err(_)) => {
+                    return Err(request_error(
+                        format,
+                        ErrorCode::UnknownPurpose,
+                        "The `X-Purpose` header is not readable text.",
+                    ));
+                }
+            };
+            match client.stated_purpose(header, state.graph.trust()) {
+                Ok(purpose) => Some(purpose),
+                Err(error) => {
+                    let code = match error {
+                        PurposeError::Missing => ErrorCode::PurposeRequired,
+                        PurposeError::Unknown => ErrorCode::UnknownPurpose,
+                        PurposeError::NotAllowed => ErrorCode::PurposeNotAllowed,
+                    };
+                    let message = format!("{}{}.", capitalise(&error.to_string()), allowed(client));
+                    return Err(request_error(format, code, &message));
+                }
+            }
+        }
+        _ => None,
+    };
+    let request_id = headers
+        .get(super::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok(RequestContext {
+        principal,
+        purpose,
+        request_id,
+    })
+}
+
+/// `; it allows `a`, `b`` — the client may know its own token's purposes.
+fn allowed(client: &crate::auth::AgencyClient) -> String {
+    if client.purposes.is_empty() {
+        "; the token allows no purpose".to_string()
+    } else {
+        let names: Vec<String> = client.purposes.iter().map(|p| format!("`{p}`")).collect();
+        format!("; the token allows {}", names.join(", "))
+    }
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 async fn execute(
     state: &AppState,
     request: GraphqlRequest,
     format: Format,
     is_get: bool,
-    principal: Principal,
+    context: RequestContext,
 ) -> Response {
     let Some(query) = request.query else {
         return request_error(format, ErrorCode::BadRequest, "The request has no `query`.");
@@ -351,7 +421,7 @@ async fn execute(
     if let Some(name) = &request.operation_name {
         gql_request = gql_request.operation_name(name);
     }
-    let response = match state.graph.execute(gql_request, &document, principal).await {
+    let response = match state.graph.execute(gql_request, &document, context).await {
         Outcome::Executed(response) => response,
         Outcome::Rejected(mut errors) => {
             for error in &mut errors {
@@ -359,12 +429,33 @@ async fn execute(
             }
             return graphql_request_error(format, errors);
         }
+        Outcome::Denied(errors) => {
+            let body = ResponseBody {
+                data: None,
+                errors: &errors,
+                extensions: &BTreeMap::new(),
+            };
+            return json_response(StatusCode::FORBIDDEN, format, &body);
+        }
     };
     let body = ResponseBody {
         data: Some(&response.data),
         errors: &response.errors,
         extensions: &response.extensions,
     };
+    // Personal data withheld because the audit trail is down: the instance cannot do its
+    // job, which load balancers and clients should hear (public data is still in the body).
+    let audit_down = response.errors.iter().any(|error| {
+        error.extensions.as_ref().and_then(|e| e.get("code"))
+            == Some(&GqlValue::from(ErrorCode::AuditUnavailable.as_str()))
+    });
+    if audit_down {
+        let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, format, &body);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
     json_response(StatusCode::OK, format, &body)
 }
 

@@ -5,6 +5,7 @@
 
 mod graphql;
 mod health;
+pub mod playground;
 
 use std::sync::Arc;
 
@@ -75,6 +76,18 @@ impl AppState {
             tokens,
             graphiql,
         }))
+    }
+}
+
+impl AppState {
+    /// Serves GraphiQL with these persona tabs instead of the stock page. Only before the
+    /// state is shared (right after it is built); later calls are ignored with a warning.
+    pub fn with_playground(mut self, tabs: &[playground::PlaygroundTab]) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => shared.graphiql = playground::page("/graphql", tabs),
+            None => tracing::warn!("GraphiQL tabs were set after the gateway started; ignored."),
+        }
+        self
     }
 }
 

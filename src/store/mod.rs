@@ -1,6 +1,7 @@
 //! The gateway's own database: SQLite by default, PostgreSQL for several instances.
 //!
-//! It holds the identity crosswalk and the mainframe extract tables today; consent, audit and the event outbox join it later.
+//! It holds the identity crosswalk, the mainframe extract tables and the consent ledger (consents
+//! and their change history) today; audit and the event outbox join it later.
 //! The schema is versioned by embedded migrations that run when the store opens, so a fresh
 //! database and an old one end up the same.
 
@@ -72,6 +73,18 @@ const CHANGES: &[Change] = &[
         description: "extract rows in key order",
         sqlite: include_str!("migrations/sqlite/20261122000003_extract_rows_key_order.sql"),
         postgres: include_str!("migrations/postgres/20261122000003_extract_rows_key_order.sql"),
+    },
+    Change {
+        version: 20261122000004,
+        description: "consents",
+        sqlite: include_str!("migrations/sqlite/20261122000004_consents.sql"),
+        postgres: include_str!("migrations/postgres/20261122000004_consents.sql"),
+    },
+    Change {
+        version: 20261122000005,
+        description: "audit trail",
+        sqlite: include_str!("migrations/sqlite/20261122000005_audit_trail.sql"),
+        postgres: include_str!("migrations/postgres/20261122000005_audit_trail.sql"),
     },
 ];
 

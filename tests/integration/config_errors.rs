@@ -9,12 +9,12 @@ use crate::support::{Project, TestGateway, TestGatewayBuilder, check, repo_confi
 
 const SCHEMA: &str = r#"scalar Money
 type Query {
-  citizen(id: ID!): Citizen @connect(connector: "registry", operation: "person")
+  citizen(id: ID!): Citizen @connect(connector: "registry", operation: "person") @public
 }
 type Citizen {
   id: ID!
   name: String
-  taxAccount: TaxAccount @connect(connector: "tax", operation: "account", args: {tin: "$parent.tin"})
+  taxAccount: TaxAccount @connect(connector: "tax", operation: "account", args: {tin: "$parent.tin"}) @public
 }
 type TaxAccount {
   tin: String!

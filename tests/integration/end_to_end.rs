@@ -133,12 +133,14 @@ async fn first_query_joins_registry_tax_motor_vehicles_and_unemployment() {
 /// `demo::start` with the unemployment-insurance agency in an SQLite file (`None`) or in the
 /// server database at `ui_database_url`: the first query answers, and the demo stops cleanly.
 async fn demo_serves_the_first_query(ui_database_url: Option<String>) {
+    let state = tempfile::tempdir().expect("a directory for the demo's state");
     let running = demo::start(&DemoOptions {
         citizens: 10,
         seed: DEMO_SEED,
         port: 0,
         config: repo_config(),
         ui_database_url,
+        state_dir: Some(state.path().to_path_buf()),
     })
     .await
     .expect("the demo starts");

@@ -16,7 +16,7 @@ const JSON: &str = "application/json";
 
 /// A filing mutation served by the tax agency's `returns` endpoint.
 const MUTATION_SDL: &str = r#"type Mutation {
-  fileReturn(tin: String!, year: Int!): TaxAccount @connect(connector: "filing", operation: "file")
+  fileReturn(tin: String!, year: Int!): TaxAccount @connect(connector: "filing", operation: "file") @public
 }
 "#;
 

@@ -12,14 +12,14 @@ const SDL: &str = r#"scalar Money
 scalar DateTime
 
 type Query {
-  citizen(id: ID!): Citizen @connect(connector: "registry", operation: "person")
-  me: Citizen @connect(connector: "registry", operation: "person", args: {id: "$caller.citizenId"})
+  citizen(id: ID!): Citizen @connect(connector: "registry", operation: "person") @public
+  me: Citizen @connect(connector: "registry", operation: "person", args: {id: "$caller.citizenId"}) @public
 }
 
 type Citizen {
   id: ID!
   name: String @map(from: "full_name")
-  taxAccount: TaxAccount @connect(connector: "tax", operation: "account")
+  taxAccount: TaxAccount @connect(connector: "tax", operation: "account") @public
   identityLinks: [IdentityLink!] @connect(connector: "identity", operation: "links", args: {citizen_id: "$parent.id"})
 }
 
@@ -365,7 +365,7 @@ fn a_crosswalk_key_needs_a_citizen_id_on_the_parent() {
     let project = TestGateway::builder()
         .schema(
             "citizen.graphql",
-            r#"type Query { account(x: ID): Account @connect(connector: "tax", operation: "account") }
+            r#"type Query { account(x: ID): Account @connect(connector: "tax", operation: "account") @public }
 type Account { tin: String }"#,
         )
         .connector("tax.toml", TAX)

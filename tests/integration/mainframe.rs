@@ -24,9 +24,9 @@ scalar Money
 
 type Query {
   benefitCases(caseNumber: String!): [BenefitCase!]
-    @connect(connector: "benefits", operation: "cases", args: {case_number: "$args.caseNumber"})
+    @connect(connector: "benefits", operation: "cases", args: {case_number: "$args.caseNumber"}) @public
   benefitPayments(caseNumber: String!): [BenefitPayment!]
-    @connect(connector: "benefit_payments", operation: "payments", args: {case_number: "$args.caseNumber"})
+    @connect(connector: "benefit_payments", operation: "payments", args: {case_number: "$args.caseNumber"}) @public
 }
 
 type BenefitCase {

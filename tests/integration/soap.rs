@@ -27,7 +27,7 @@ const ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetLicense";
 const SECRET: &str = "SECRET-SOAP-DETAIL";
 
 const SDL: &str = r#"type Query {
-  license(number: String!): License @connect(connector: "dmv", operation: "license", args: {license_number: "$args.number"})
+  license(number: String!): License @connect(connector: "dmv", operation: "license", args: {license_number: "$args.number"}) @public
 }
 
 type License {

@@ -304,10 +304,10 @@ scalar Date
 scalar DateTime
 
 type Query {
-  claims(claimant_id: ID!): [Claim] @connect(connector: "ui", operation: "claims")
-  claim(claim_id: Int): Claim @connect(connector: "ui", operation: "claim")
-  claimsByIds(ids: [Int!]): [Claim] @connect(connector: "ui", operation: "by_ids")
-  slow: [Row] @connect(connector: "ui", operation: "slow")
+  claims(claimant_id: ID!): [Claim] @connect(connector: "ui", operation: "claims") @public
+  claim(claim_id: Int): Claim @connect(connector: "ui", operation: "claim") @public
+  claimsByIds(ids: [Int!]): [Claim] @connect(connector: "ui", operation: "by_ids") @public
+  slow: [Row] @connect(connector: "ui", operation: "slow") @public
 }
 
 type Claim {
@@ -884,8 +884,8 @@ fn reports(project: &Project) -> Vec<String> {
 /// `hello`, on a second connector, keeps `Query` valid when the `ui` connector is refused and
 /// its fields are dropped.
 const CHECK_SDL: &str = r#"type Query {
-  hello: [Row] @connect(connector: "spare", operation: "one")
-  claims(claimant_id: ID!): [Claim] @connect(connector: "ui", operation: "claims")
+  hello: [Row] @connect(connector: "spare", operation: "one") @public
+  claims(claimant_id: ID!): [Claim] @connect(connector: "ui", operation: "claims") @public
 }
 type Claim {
   status: String

@@ -709,13 +709,13 @@ pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
 pub(crate) const CITIZEN_SDL: &str = r#"scalar Money
 
 type Query {
-  citizen(id: ID!): Citizen @connect(connector: "registry", operation: "person")
+  citizen(id: ID!): Citizen @connect(connector: "registry", operation: "person") @public
 }
 
 type Citizen {
   id: ID!
   name: String @map(from: "full_name")
-  taxAccount: TaxAccount @connect(connector: "tax", operation: "account", args: {tin: "$parent.tin"})
+  taxAccount: TaxAccount @connect(connector: "tax", operation: "account", args: {tin: "$parent.tin"}) @public
 }
 
 type TaxAccount {

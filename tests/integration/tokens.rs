@@ -14,7 +14,7 @@ const RSA_PUB: &str = include_str!("../fixtures/keys/rsa.pub.pem");
 const ISS: &str = "https://civicgraph.local/dev";
 
 const SDL: &str = r#"type Query {
-  me: Citizen @connect(connector: "registry", operation: "person", args: {id: "$caller.citizenId"})
+  me: Citizen @connect(connector: "registry", operation: "person", args: {id: "$caller.citizenId"}) @public
 }
 
 type Citizen {
