@@ -16,6 +16,8 @@
 //! - `demo_agencies`: the simulated DMV over SOAP 1.1 and the seeded unemployment insurance
 //!   database (SQLite, and PostgreSQL / MariaDB when configured).
 //! - `tokens`: bearer tokens over HTTP (valid caller, 401 for bad tokens, config errors).
+//! - `trust`: tokens → purpose → field policy → consent ledger → audit trail, end to end
+//!   (the principal × category × consent matrix, revocation races, the audit store down).
 //! - `audit_cli`: `civicgraph audit verify` on an intact and on a tampered audit chain.
 //! - `consent_cli`: `civicgraph consent verify` on a real receipt, a tampered one and no key.
 
@@ -60,6 +62,9 @@ mod tokens;
 
 #[path = "integration/audit_cli.rs"]
 mod audit_cli;
+
+#[path = "integration/trust.rs"]
+mod trust;
 
 #[path = "integration/consent_cli.rs"]
 mod consent_cli;

@@ -23,6 +23,7 @@ use super::identity_ops;
 use super::scalars::{self, Leaf};
 use super::scope::{LinksError, Read, RequestScope};
 use super::sdl::{InputDef, TypeDefKind, TypeSystem, deprecation};
+use crate::auth::Principal;
 use crate::config::PageConfig;
 use crate::connectors::{
     Arguments, CONSENT_CONNECTOR, CallError, Connector, Connectors, IDENTITY_CONNECTOR,
@@ -307,9 +308,18 @@ impl BoundCall {
                 },
                 ArgSource::Parent(path) => path.lookup(parent).cloned().unwrap_or(Value::Null),
                 ArgSource::Constant(value) => value.clone(),
-                ArgSource::CallerCitizen => match scope.and_then(|s| s.principal().citizen()) {
-                    Some(citizen) => Value::String(citizen.as_str().to_string()),
-                    None => {
+                ArgSource::CallerCitizen => match scope.map(|s| s.principal()) {
+                    Some(Principal::Citizen(citizen)) => {
+                        Value::String(citizen.as_str().to_string())
+                    }
+                    // Signed in, but not as a citizen: an agency or operator has no `me`.
+                    Some(Principal::Agency(_) | Principal::Operator { .. }) => {
+                        return Err(identity_ops::coded(
+                            ErrorCode::Forbidden,
+                            "This field is for a signed-in citizen acting for themself.",
+                        ));
+                    }
+                    _ => {
                         return Err(identity_ops::coded(
                             ErrorCode::Unauthenticated,
                             "This field needs a signed-in citizen.",

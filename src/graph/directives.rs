@@ -146,12 +146,16 @@ pub(crate) struct PolicyDirectives {
     pub(crate) consent: Option<ConsentDirective>,
     pub(crate) scopes: Option<(Vec<Vec<String>>, Location)>,
     pub(crate) owner: Option<(String, Location)>,
+    /// A policy directive was written but is malformed (already reported); the field is
+    /// then not reported again as saying nothing.
+    pub(crate) malformed: bool,
 }
 
 impl PolicyDirectives {
     /// Whether the field says anything about who may read it.
     pub(crate) fn is_empty(&self) -> bool {
-        self.public.is_none()
+        !self.malformed
+            && self.public.is_none()
             && self.consent.is_none()
             && self.scopes.is_none()
             && self.owner.is_none()
@@ -216,6 +220,9 @@ pub(crate) fn field_directives(
                     source
                 });
                 args.finish(&["category", "subject"]);
+                if category.is_none() {
+                    found.policy.malformed = true;
+                }
                 if let Some(category) = category {
                     found.policy.consent = Some(ConsentDirective {
                         category,
@@ -229,18 +236,25 @@ pub(crate) fn field_directives(
                 match args.value("scopes") {
                     Some(value) => match scope_sets(value) {
                         Some(sets) => found.policy.scopes = Some((sets, location.clone())),
-                        None => args.problem(
-                            "`scopes` must be a list of lists of scope names, e.g. [[\"dmv:read\"]] (any one inner list, all of its scopes)",
-                        ),
+                        None => {
+                            found.policy.malformed = true;
+                            args.problem(
+                                "`scopes` must be a list of lists of scope names, e.g. [[\"dmv:read\"]] (any one inner list, all of its scopes)",
+                            );
+                        }
                     },
-                    None => args.problem("argument `scopes` is required"),
+                    None => {
+                        found.policy.malformed = true;
+                        args.problem("argument `scopes` is required");
+                    }
                 }
                 args.finish(&["scopes"]);
             }
             "owner" => {
                 let mut args = DirectiveArgs::new(directive, &location, diagnostics);
-                if let Some(agency) = args.string("agency", true) {
-                    found.policy.owner = Some((agency, location.clone()));
+                match args.string("agency", true) {
+                    Some(agency) => found.policy.owner = Some((agency, location.clone())),
+                    None => found.policy.malformed = true,
                 }
                 args.finish(&["agency"]);
             }

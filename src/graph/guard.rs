@@ -63,6 +63,9 @@ pub(crate) fn guards(
                 }
                 continue;
             };
+            if written.malformed {
+                continue;
+            }
             let Some(policy) = field_policy(&label, written, trust, diagnostics) else {
                 continue;
             };
