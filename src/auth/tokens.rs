@@ -78,6 +78,10 @@ pub enum TokenError {
     /// An agency token without an `agency` claim.
     #[error("an agency token has no agency claim")]
     MissingAgency,
+    /// The token is bound to a client certificate (`cnf.x5t#S256`, RFC 8705) and the request
+    /// came without that certificate.
+    #[error("the token is bound to a client certificate the request did not present")]
+    CertificateMismatch,
 }
 
 /// A problem in `[[auth.issuers]]`, with the span of the TOML value it concerns.
@@ -211,6 +215,15 @@ struct Claims {
     purposes: Option<Vec<String>>,
     #[serde(default)]
     purpose: Option<String>,
+    #[serde(default)]
+    cnf: Option<Confirmation>,
+}
+
+/// RFC 8705 confirmation: the token is only good with this client certificate.
+#[derive(Debug, Deserialize)]
+struct Confirmation {
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: Option<String>,
 }
 
 impl TokenValidator {
@@ -252,12 +265,30 @@ impl TokenValidator {
         self.issuers.is_empty()
     }
 
-    /// Verifies `token` and maps it to the caller it stands for.
+    /// Verifies `token` and maps it to the caller it stands for. A token bound to a client
+    /// certificate is refused here: use [`Self::validate_presented`] with the certificate.
     pub async fn validate(&self, token: &str) -> Result<Principal, TokenError> {
-        self.validate_at(token, Instant::now()).await
+        self.validate_at(token, None, Instant::now()).await
     }
 
-    async fn validate_at(&self, token: &str, now: Instant) -> Result<Principal, TokenError> {
+    /// Verifies `token` as presented with `client_cert` (DER), the certificate of the TLS
+    /// connection it came on. A token carrying `cnf.x5t#S256` is accepted only when that is
+    /// the SHA-256 thumbprint of `client_cert` (RFC 8705), so a stolen token is useless
+    /// without the client's private key.
+    pub async fn validate_presented(
+        &self,
+        token: &str,
+        client_cert: Option<&[u8]>,
+    ) -> Result<Principal, TokenError> {
+        self.validate_at(token, client_cert, Instant::now()).await
+    }
+
+    async fn validate_at(
+        &self,
+        token: &str,
+        client_cert: Option<&[u8]>,
+        now: Instant,
+    ) -> Result<Principal, TokenError> {
         if self.issuers.is_empty() {
             return Err(TokenError::NoIssuers);
         }
@@ -293,7 +324,14 @@ impl TokenValidator {
             validation.leeway = issuer.leeway;
             validation.validate_nbf = true;
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return issuer.principal(data.claims),
+                Ok(data) => {
+                    if let Some(bound) = data.claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_ref())
+                        && client_cert.map(cert_thumbprint).as_ref() != Some(bound)
+                    {
+                        return Err(TokenError::CertificateMismatch);
+                    }
+                    return issuer.principal(data.claims);
+                }
                 Err(error) => last = TokenError::Invalid(error),
             }
         }
@@ -374,6 +412,13 @@ impl Issuer {
             IssuerRole::Claim => Err(TokenError::BadRole),
         }
     }
+}
+
+/// The RFC 8705 thumbprint of a DER certificate: base64url (no padding) of its SHA-256.
+pub fn cert_thumbprint(der: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der))
 }
 
 /// A token with a `kid` may only use the key with that `kid` (or a key without one, as a PEM

@@ -500,7 +500,11 @@ async fn row30_unknown_kids_refresh_the_jwks_at_most_once_per_window() {
     // After the window one more unknown kid may refresh, once.
     let later = Instant::now() + REFRESH_MIN_INTERVAL + Duration::from_secs(1);
     for _ in 0..100 {
-        assert!(v.validate_at(&unsigned_with_kid("x"), later).await.is_err());
+        assert!(
+            v.validate_at(&unsigned_with_kid("x"), None, later)
+                .await
+                .is_err()
+        );
     }
     assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
 }
@@ -516,11 +520,11 @@ async fn row39_jwks_down_keeps_last_known_good_keys_for_24_hours() {
     let v = url_validator(&server.url);
     let start = Instant::now();
     let token = sign_with(&with_kid("k1"), &claims("citizen"), EC_KEY);
-    assert!(v.validate_at(&token, start).await.is_ok());
+    assert!(v.validate_at(&token, None, start).await.is_ok());
     server.down.store(true, Ordering::SeqCst);
     // An hour later the keys are stale, the refresh fails, the cached key still verifies.
     let hour = start + Duration::from_secs(3600);
-    assert!(v.validate_at(&token, hour).await.is_ok());
+    assert!(v.validate_at(&token, None, hour).await.is_ok());
     // That refresh runs in the background; wait for it to fail.
     for _ in 0..500 {
         if server.fetches.load(Ordering::SeqCst) == 2 {
@@ -531,22 +535,23 @@ async fn row39_jwks_down_keeps_last_known_good_keys_for_24_hours() {
     assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
     // Let the failed refresh finish with the cache before the next check.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(v.validate_at(&token, hour).await.is_ok());
+    assert!(v.validate_at(&token, None, hour).await.is_ok());
     let unknown = sign_with(&with_kid("k9"), &claims("citizen"), EC_KEY);
     assert!(matches!(
-        v.validate_at(&unknown, hour + REFRESH_MIN_INTERVAL).await,
+        v.validate_at(&unknown, None, hour + REFRESH_MIN_INTERVAL)
+            .await,
         Err(TokenError::UnknownKey { .. })
     ));
     // Past 24 h without a successful fetch the keys are dropped.
     let day = start + KEYS_MAX_AGE + Duration::from_secs(1);
     assert!(matches!(
-        v.validate_at(&token, day).await,
+        v.validate_at(&token, None, day).await,
         Err(TokenError::UnknownKey { .. })
     ));
     // When the IdP is back, keys return.
     server.down.store(false, Ordering::SeqCst);
     let back = day + REFRESH_MIN_INTERVAL;
-    assert!(v.validate_at(&token, back).await.is_ok());
+    assert!(v.validate_at(&token, None, back).await.is_ok());
 }
 
 #[test]
@@ -568,5 +573,35 @@ fn two_entries_for_one_issuer_are_a_config_error() {
         errors[0].message.contains("already configured"),
         "{}",
         errors[0]
+    );
+}
+
+#[tokio::test]
+async fn row38_a_certificate_bound_token_needs_that_certificate() {
+    let v = ec_validator();
+    let ours = b"the partner's client certificate (DER)";
+    let theirs = b"another client's certificate (DER)";
+    let mut bound = claims("agency");
+    bound["agency"] = json!("dmv");
+    bound["cnf"] = json!({"x5t#S256": cert_thumbprint(ours)});
+    let token = es256(&bound);
+    assert!(v.validate_presented(&token, Some(ours)).await.is_ok());
+    for presented in [Some(&theirs[..]), None] {
+        assert!(matches!(
+            v.validate_presented(&token, presented).await,
+            Err(TokenError::CertificateMismatch)
+        ));
+    }
+    assert!(matches!(
+        v.validate(&token).await,
+        Err(TokenError::CertificateMismatch)
+    ));
+    // An unbound token does not care which certificate came with it.
+    let mut unbound = claims("agency");
+    unbound["agency"] = json!("dmv");
+    assert!(
+        v.validate_presented(&es256(&unbound), Some(theirs))
+            .await
+            .is_ok()
     );
 }

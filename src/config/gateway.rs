@@ -32,6 +32,12 @@ pub struct AuthConfig {
     /// Token issuers whose signed bearer tokens are accepted (`[[auth.issuers]]`). None by
     /// default, so a bearer token is refused until an operator names whom to trust.
     pub issuers: Vec<IssuerConfig>,
+    /// The request header in which the TLS-terminating proxy in front of the gateway passes
+    /// the client certificate (URL-encoded PEM, e.g. nginx's `$ssl_client_escaped_cert`).
+    /// Tokens bound to a certificate (`cnf.x5t#S256`) are accepted only with that certificate;
+    /// without this setting they are refused. Set it only when every request comes through
+    /// that proxy, which must overwrite the header.
+    pub client_cert_header: Option<String>,
 }
 
 /// One trusted token issuer. Each token is checked against exactly one of these, picked by its

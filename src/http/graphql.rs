@@ -285,8 +285,20 @@ async fn principal(
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
+        let certificate = state
+            .auth
+            .client_cert_header
+            .as_deref()
+            .and_then(|name| headers.get(name))
+            .and_then(|value| value.to_str().ok())
+            .and_then(certificate_der);
         let result = match token {
-            Some(token) if !token.is_empty() => state.tokens.validate(token).await,
+            Some(token) if !token.is_empty() => {
+                state
+                    .tokens
+                    .validate_presented(token, certificate.as_deref())
+                    .await
+            }
             _ => Err(TokenError::Malformed),
         };
         return result.map_err(|reason| {
@@ -305,6 +317,22 @@ async fn principal(
     } else {
         Ok(Principal::Anonymous)
     }
+}
+
+/// The DER bytes of a URL-encoded PEM certificate as a TLS proxy forwards it; `None` when it
+/// is not one (the token binding check then fails closed).
+fn certificate_der(header: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let pem = percent_encoding::percent_decode_str(header)
+        .decode_utf8()
+        .ok()?;
+    let body = pem
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)?
+        .split("-----END CERTIFICATE-----")
+        .next()?;
+    let text: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 /// Who the request is from and why: the principal, the purpose an agency states (its
@@ -542,6 +570,16 @@ fn json_response(status: StatusCode, format: Format, body: &ResponseBody<'_>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_certificates_are_read_from_url_encoded_pem() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAEC\nAwQ=\n-----END CERTIFICATE-----\n";
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        assert_eq!(certificate_der(&encoded), Some(vec![0, 1, 2, 3, 4]));
+        assert_eq!(certificate_der("garbage"), None);
+    }
 
     fn accept(value: &str) -> Option<Format> {
         let mut headers = HeaderMap::new();

@@ -117,6 +117,9 @@ listen = "127.0.0.1:0"
 url = "{storage_url}"
 max_connections = 4
 
+[auth]
+client_cert_header = "x-client-cert"
+
 [[auth.issuers]]
 name = "local-dev"
 issuer = "urn:civicgraph:test"
@@ -1467,4 +1470,55 @@ fn the_token_command_prints_only_a_token_and_refuses_without_the_dev_issuer() {
     let out = run(&["operator"], &disabled);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("disabled"));
+}
+
+#[tokio::test]
+async fn a_certificate_bound_token_is_refused_with_another_certificate() {
+    use base64::Engine;
+    let world = World::start(&Db::Sqlite).await;
+    let ours = b"partner certificate".to_vec();
+    let theirs = b"someone else's certificate".to_vec();
+    let pem = |der: &[u8]| {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let pem = format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n");
+        percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let now = Utc::now();
+    let key = SigningKey::load(&world.dir.path().join("dev-issuer.pem")).unwrap();
+    let token = key
+        .sign(
+            "at+jwt",
+            &json!({
+                "iss": "urn:civicgraph:test", "aud": "civicgraph", "sub": "dmv-portal",
+                "exp": now.timestamp() + 600, "role": "agency", "agency": "dmv",
+                "scope": "citizen:lookup dmv:read", "purpose": "fraud-investigation",
+                "cnf": {"x5t#S256": civicgraph::auth::tokens::cert_thumbprint(&ours)},
+            }),
+        )
+        .unwrap();
+    let query = format!(r#"{{ citizen(id: "{ADA}") {{ license {{ number }} }} }}"#);
+    for presented in [Some(pem(&theirs)), None] {
+        let headers: Vec<(&str, &str)> = presented
+            .as_deref()
+            .map(|p| ("x-client-cert", p))
+            .into_iter()
+            .collect();
+        let answer = world.ask(Some(&token), &query, &headers).await;
+        assert_eq!(answer.status, 401, "{}", answer.text);
+        assert_eq!(
+            answer.body["errors"][0]["extensions"]["code"],
+            json!("UNAUTHENTICATED")
+        );
+    }
+    let ours = pem(&ours);
+    let answer = world
+        .ask(Some(&token), &query, &[("x-client-cert", &ours)])
+        .await;
+    assert_eq!(
+        answer.body["data"]["citizen"]["license"]["number"],
+        json!("D1234567"),
+        "{}",
+        answer.text
+    );
+    world.finish().await;
 }
