@@ -296,8 +296,7 @@ impl World {
         grantee: &str,
         categories: &[&str],
         purpose: &str,
-        from: DateTime<Utc>,
-        until: DateTime<Utc>,
+        (from, until): (DateTime<Utc>, DateTime<Utc>),
         now: DateTime<Utc>,
     ) -> String {
         self.ledger
@@ -547,18 +546,18 @@ async fn set_up_consent(world: &World, setup: ConsentSetup) {
         ConsentSetup::None => {}
         ConsentSetup::Active(categories) => {
             world
-                .grant(ADA, "benefits", categories, PURPOSE, now, now + year, now)
+                .grant(ADA, "benefits", categories, PURPOSE, (now, now + year), now)
                 .await;
         }
         ConsentSetup::Expired => {
             let then = now - hour * 3;
             world
-                .grant(ADA, "benefits", licence, PURPOSE, then, then + hour, then)
+                .grant(ADA, "benefits", licence, PURPOSE, (then, then + hour), then)
                 .await;
         }
         ConsentSetup::Revoked | ConsentSetup::Paused => {
             let handle = world
-                .grant(ADA, "benefits", licence, PURPOSE, now, now + year, now)
+                .grant(ADA, "benefits", licence, PURPOSE, (now, now + year), now)
                 .await;
             let ada = CitizenId::parse(ADA).unwrap();
             let changed = if matches!(setup, ConsentSetup::Revoked) {
@@ -575,8 +574,7 @@ async fn set_up_consent(world: &World, setup: ConsentSetup) {
                     "benefits",
                     licence,
                     PURPOSE,
-                    now + hour,
-                    now + year,
+                    (now + hour, now + year),
                     now,
                 )
                 .await;
@@ -588,8 +586,7 @@ async fn set_up_consent(world: &World, setup: ConsentSetup) {
                     "benefits",
                     licence,
                     "fraud-investigation",
-                    now,
-                    now + year,
+                    (now, now + year),
                     now,
                 )
                 .await;
@@ -601,8 +598,7 @@ async fn set_up_consent(world: &World, setup: ConsentSetup) {
                     "benefits",
                     licence,
                     PURPOSE,
-                    now,
-                    now + year,
+                    (now, now + year),
                     now,
                 )
                 .await;
@@ -614,8 +610,7 @@ async fn set_up_consent(world: &World, setup: ConsentSetup) {
                     "benefits",
                     &["dmv.vehicles"],
                     PURPOSE,
-                    now,
-                    now + year,
+                    (now, now + year),
                     now,
                 )
                 .await;
@@ -1153,8 +1148,7 @@ async fn a_revocation_during_a_backend_load_withholds_what_it_loaded() {
                 "benefits",
                 &["dmv.license"],
                 PURPOSE,
-                now,
-                now + chrono::Duration::days(30),
+                (now, now + chrono::Duration::days(30)),
                 now,
             )
             .await;
