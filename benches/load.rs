@@ -17,7 +17,10 @@
 //!     both bodies parsed. The client keeps its own crosswalk (the population, in memory), so
 //!     it knows the TIN without asking anyone, and skips the tax call for a citizen with no
 //!     tax account (minors), as the gateway does;
-//!   - *gateway*: `POST {gateway}/graphql` with the query and the id as a variable.
+//!   - *gateway*: `POST {gateway}/graphql` with the query, as the citizen whose record it is
+//!     (the `X-Demo-Citizen` header, which the benchmark switches on as `civicgraph demo`
+//!     does): every query asks for `me`, the only way the shipped schema lets anyone read all
+//!     of a citizen's record.
 //! - **three-agency** ([`THREE_AGENCY_QUERY`]: registry + tax + motor vehicles + unemployment
 //!   insurance):
 //!   - *direct*: `GET` the registry's person, then at once (`tokio::join!`) the tax account
@@ -66,24 +69,25 @@
 //!
 //! A second section per scenario, "where the time goes", times the stages of one request
 //! in-process at concurrency 1: parse, `Graph::execute` as the HTTP handler calls it (with the
-//! gateway's crosswalk), the crosswalk lookup alone, the direct path's backend calls,
-//! serialisation, the whole HTTP round trip, and every backend call both through its connector
-//! (built from the shipped files) and by hand. For the four-agency query the per-call table has
-//! two more rows: the mainframe inquiry (connector against the hand-written client above) and
-//! the payments, where "connector" is the `benefit_payments` connector's store query and "by
-//! hand" the direct client's lookup in its in-memory map; that row is a store round trip
-//! against a map lookup, not a connector's own work, and the derived lines report it apart. The
-//! breakdown's graph and connectors are built apart from the running gateway, whose store is
-//! out of reach, so they get a store of their own, opened from the same settings (an in-memory
-//! SQLite database), and load the extract into it as `Gateway::load` does. Ids rotate over the
-//! whole population, except for the four-agency breakdown, which takes the citizens with every
-//! agency key (tax account, licence, claimant id, case number): with ids from the whole
-//! population most iterations would skip the benefits calls, whose per-call rows (always
-//! called) would then not add up to stage (2). The old "`schema.execute` without completion"
-//! stage is gone: resolvers now need the per-request scope (principal + crosswalk) that only
-//! `Graph::execute` can insert (its type is private to the crate), so executing the schema
-//! directly would fail every crosswalk-keyed field; completion is now inside the executor
-//! figure.
+//! gateway's crosswalk, consent ledger and audit trail, as the citizen), the crosswalk lookup
+//! alone, the direct path's backend calls, serialisation, the whole HTTP round trip, and every
+//! backend call both through its connector (built from the shipped files) and by hand. For the
+//! four-agency query the per-call table has two more rows: the mainframe inquiry (connector
+//! against the hand-written client above) and the payments, where "connector" is the
+//! `benefit_payments` connector's store query and "by hand" the direct client's lookup in its
+//! in-memory map; that row is a store round trip against a map lookup, not a connector's own
+//! work, and the derived lines report it apart. The breakdown's graph and connectors are built
+//! apart from the running gateway, whose store is out of reach (it hands out only its
+//! crosswalk, consent ledger and audit trail, which the graph is given), so the connectors get
+//! a store of their own, opened from the same settings (an in-memory SQLite database), and load
+//! the extract into it as `Gateway::load` does. Ids rotate over the whole population, except
+//! for the four-agency breakdown, which takes the citizens with every agency key (tax account,
+//! licence, claimant id, case number): with ids from the whole population most iterations would
+//! skip the benefits calls, whose per-call rows (always called) would then not add up to stage
+//! (2). The old "`schema.execute` without completion" stage is gone: resolvers now need the
+//! per-request scope (principal + crosswalk) that only `Graph::execute` can insert (its type is
+//! private to the crate), so executing the schema directly would fail every crosswalk-keyed
+//! field; completion is now inside the executor figure.
 //!
 //! # Settings (environment variables)
 //!
@@ -128,17 +132,21 @@
 //! key: the extra HTTP exchange (client → gateway), GraphQL validation, resolvers and
 //! completion, each connector's own work (URL and envelope templating, XML → JSON, row → JSON),
 //! the crosswalk lookup, which the direct client does in memory and the gateway does in its
-//! store between the registry call and the agency calls, and, for the three- and four-agency
-//! queries, whether the agency calls overlap: the breakdown compares `Graph::execute` with the
-//! connector calls made one after another and made at once, and says which fits. It splits
-//! these at concurrency 1; under load (concurrency 32, both cores busy) compare CPU µs/req.
+//! store between the registry call and the agency calls, the audit trail (every answer carries
+//! the citizen's personal data, so before it leaves the gateway appends the request's reads to
+//! its hash-chained audit trail, one batched write to its store per request), and, for the
+//! three- and four-agency queries, whether the agency calls overlap: the breakdown compares
+//! `Graph::execute` with the connector calls made one after another and made at once, and says
+//! which fits. It splits these at concurrency 1; under load (concurrency 32, both cores busy)
+//! compare CPU µs/req.
 //!
 //! For the four-agency query, the payments come from a query on the gateway's store, which
-//! also answers the crosswalk lookups. The benchmark's store is an in-memory SQLite database,
-//! which the gateway keeps on a single connection (each connection to `:memory:` would be a
-//! database of its own): under load, every request's crosswalk lookup and every case holder's
-//! payments query wait in line for that one connection, so whatever the payments query costs
-//! (its row in the per-call table) weighs on throughput at concurrency 32 far more than at 1.
+//! also answers the crosswalk lookups and takes the audit appends. The benchmark's store is an
+//! in-memory SQLite database, which the gateway keeps on a single connection (each connection
+//! to `:memory:` would be a database of its own): under load, every request's crosswalk lookup
+//! and audit append and every case holder's payments query wait in line for that one
+//! connection, so whatever the payments query costs (its row in the per-call table) weighs on
+//! throughput at concurrency 32 far more than at 1.
 
 #![allow(
     clippy::print_stdout,
@@ -158,28 +166,33 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use civicgraph::audit::AuditLog;
+use civicgraph::auth::{DEMO_CITIZEN_HEADER, Principal};
 use civicgraph::config::{Vars, load_project};
 use civicgraph::connectors::{Arguments, Connectors, build_connectors};
+use civicgraph::consent::ConsentLedger;
 use civicgraph::demo::agencies::{account_json, person_json};
 use civicgraph::demo::data::{MAX_POPULATION, citizen_id};
 use civicgraph::demo::dmv::SOAP_PATH;
 use civicgraph::demo::{Population, SimulatedAgencies};
-use civicgraph::graph::{Graph, Outcome};
+use civicgraph::graph::{Graph, Outcome, RequestContext, TrustServices};
 use civicgraph::identity::{CitizenId, Crosswalk};
 use civicgraph::server::{Gateway, RunningGateway};
+use civicgraph::signing::SigningKey;
 use civicgraph::store::Store;
 use direct::{Agencies, DmvOperation, Mainframe, Payments, Summary};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
 
-/// The citizen query of the first scenario: registry + tax.
-const CITIZEN_QUERY: &str = "query Citizen($id: ID!) { citizen(id: $id) { id name birthDate \
+/// The citizen query of the first scenario: registry + tax. Every query is the signed-in
+/// citizen's own record (`me`), the one caller the shipped schema lets read all of it.
+const CITIZEN_QUERY: &str = "query Citizen { me { id name birthDate \
                              address { street city postalCode } taxAccount { balance filingStatus \
                              assessments { year assessed paid } } } }";
 
 /// The three-agency citizen query: registry + tax + motor vehicles + unemployment insurance.
-const THREE_AGENCY_QUERY: &str = "query Citizen($id: ID!) { citizen(id: $id) { id name birthDate \
+const THREE_AGENCY_QUERY: &str = "query Citizen { me { id name birthDate \
      address { street city postalCode } taxAccount { balance filingStatus \
      assessments { year assessed paid } } driverLicense { number class status expiresOn \
      restrictions } vehicles { vin plate make model year } unemploymentClaims { claimId status \
@@ -187,7 +200,7 @@ const THREE_AGENCY_QUERY: &str = "query Citizen($id: ID!) { citizen(id: $id) { i
 
 /// The four-agency citizen query: the three-agency one, plus the benefit cases from the
 /// benefits mainframe (online, over TCP) and the payments from its nightly extract.
-const FOUR_AGENCY_QUERY: &str = "query Citizen($id: ID!) { citizen(id: $id) { id name birthDate \
+const FOUR_AGENCY_QUERY: &str = "query Citizen { me { id name birthDate \
      address { street city postalCode } taxAccount { balance filingStatus \
      assessments { year assessed paid } } driverLicense { number class status expiresOn \
      restrictions } vehicles { vin plate make model year } unemploymentClaims { claimId status \
@@ -479,9 +492,13 @@ struct Servers {
     gateway: RunningGateway,
     /// The gateway's identity crosswalk (its store), with every citizen linked.
     crosswalk: Crosswalk,
+    /// The gateway's consent ledger and audit trail (its store), for the breakdown's graph.
+    ledger: ConsentLedger,
+    audit: AuditLog,
     /// The read-only URL of the unemployment insurance database.
     ui_url: String,
-    /// Keeps the unemployment insurance database's directory until the servers stop.
+    /// Keeps the directory of the unemployment insurance database, the gateway's signing key
+    /// and its audit checkpoints until the servers stop.
     ui_directory: tempfile::TempDir,
     config_path: PathBuf,
     vars: Vars,
@@ -518,19 +535,42 @@ impl Servers {
                 agencies.benefits_extract_dir.display().to_string(),
             )
             .set("UI_DATABASE_URL", &ui_url)
-            .set("CIVICGRAPH_STORAGE_URL", "sqlite::memory:");
-        let (gateway, crosswalk) = match start_gateway(&config_path, &vars, &population).await {
-            Ok(started) => started,
-            Err(error) => {
-                agencies.shutdown().await;
-                return Err(error);
-            }
-        };
+            .set("CIVICGRAPH_STORAGE_URL", "sqlite::memory:")
+            // Each request acts as the citizen it reads (`X-Demo-Citizen`), as in the demo.
+            .set("CIVICGRAPH_DEMO_HEADERS", "true")
+            // The key that signs audit checkpoints, and the checkpoints, stay out of the
+            // repository.
+            .set(
+                "CIVICGRAPH_SIGNING_KEY",
+                ui_directory
+                    .path()
+                    .join("signing-key.pem")
+                    .display()
+                    .to_string(),
+            )
+            .set(
+                "CIVICGRAPH_AUDIT_CHECKPOINTS",
+                ui_directory
+                    .path()
+                    .join("audit-checkpoints.jsonl")
+                    .display()
+                    .to_string(),
+            );
+        let (gateway, crosswalk, ledger, audit) =
+            match start_gateway(&config_path, &vars, &population).await {
+                Ok(started) => started,
+                Err(error) => {
+                    agencies.shutdown().await;
+                    return Err(error);
+                }
+            };
         Ok(Self {
             population,
             agencies,
             gateway,
             crosswalk,
+            ledger,
+            audit,
             ui_url,
             ui_directory,
             config_path,
@@ -571,15 +611,17 @@ impl Servers {
 }
 
 /// Loads the gateway, links every citizen's agency keys in its crosswalk, binds and serves.
+/// Returns it with its crosswalk, consent ledger and audit trail.
 async fn start_gateway(
     config_path: &Path,
     vars: &Vars,
     population: &Population,
-) -> Result<(RunningGateway, Crosswalk)> {
+) -> Result<(RunningGateway, Crosswalk, ConsentLedger, AuditLog)> {
     let gateway = Gateway::load(config_path, vars)
         .await
         .with_context(|| format!("cannot load the gateway from {}", config_path.display()))?;
     let crosswalk = gateway.crosswalk();
+    let (ledger, audit) = (gateway.consent_ledger(), gateway.audit_log());
     civicgraph::demo::link_population(&crosswalk, population)
         .await
         .context("cannot link the citizens in the gateway's identity crosswalk")?;
@@ -588,7 +630,7 @@ async fn start_gateway(
         .bind()
         .await
         .context("cannot bind the gateway")?;
-    Ok((gateway.spawn(), crosswalk))
+    Ok((gateway.spawn(), crosswalk, ledger, audit))
 }
 
 /// The servers under test and the client that drives them.
@@ -637,17 +679,18 @@ impl Target {
         }
     }
 
-    /// (b) The same citizen through the gateway; returns the `data.citizen` it got.
+    /// (b) The same citizen through the gateway, asking as that citizen (`X-Demo-Citizen`)
+    /// for their own record; returns the `data.me` it got.
     async fn gateway(&self, scenario: Scenario, id: &str) -> Result<Value> {
-        let body =
-            serde_json::to_vec(&json!({ "query": scenario.query(), "variables": { "id": id } }))
-                .context("cannot encode the GraphQL request")?;
+        let body = serde_json::to_vec(&json!({ "query": scenario.query() }))
+            .context("cannot encode the GraphQL request")?;
         let response = self
             .agencies
             .client
             .post(&self.graphql_url)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/graphql-response+json")
+            .header(DEMO_CITIZEN_HEADER, id)
             .body(body)
             .send()
             .await
@@ -663,7 +706,7 @@ impl Target {
             bail!("the gateway answered {status} for {id}: {answer}");
         }
         let citizen = answer
-            .pointer_mut("/data/citizen")
+            .pointer_mut("/data/me")
             .map(Value::take)
             .unwrap_or(Value::Null);
         ensure!(
@@ -1549,7 +1592,8 @@ impl BackendCall {
 /// What the breakdown calls in-process besides the two HTTP paths.
 struct Probes {
     /// The graph built the way `civicgraph check` builds it (its own connectors and pools,
-    /// calling the same agencies, no HTTP server in front), given the gateway's crosswalk.
+    /// calling the same agencies, no HTTP server in front), given the gateway's crosswalk,
+    /// consent ledger and audit trail.
     graph: Graph,
     /// The gateway's crosswalk, every citizen linked.
     crosswalk: Crosswalk,
@@ -1586,10 +1630,27 @@ impl Probes {
             .context("cannot open a store for the breakdown's connectors")?;
         checked.connectors.attach(&store).await;
         connectors.attach(&store).await;
+        // The gateway's consent ledger and audit trail, as `Gateway::load` gives its graph:
+        // every request's protected reads are appended to the gateway's audit chain before the
+        // response is returned, so (2) pays for the audit as the handler does.
+        let signing_key = checked.root.join(&checked.config.trust.signing_key);
+        let services = TrustServices {
+            ledger: servers.ledger.clone(),
+            audit: servers.audit.clone(),
+            signing: SigningKey::load(&signing_key).with_context(|| {
+                format!(
+                    "cannot read the gateway's signing key {}",
+                    signing_key.display()
+                )
+            })?,
+        };
         let population = servers.population.as_ref();
         let people = population.people();
         Ok(Self {
-            graph: checked.graph.with_crosswalk(servers.crosswalk.clone()),
+            graph: checked
+                .graph
+                .with_crosswalk(servers.crosswalk.clone())
+                .with_trust_services(services),
             crosswalk: servers.crosswalk.clone(),
             connectors,
             tins: people
@@ -1691,9 +1752,13 @@ async fn breakdown(
     let query = scenario.query();
     let document = async_graphql::parser::parse_query(query)
         .context("the benchmark's query does not parse")?;
-    let request = |id: &str| {
-        async_graphql::Request::new(query)
-            .variables(async_graphql::Variables::from_json(json!({ "id": id })))
+    // As the handler builds it for a citizen asking for their own record.
+    let context = |id: &str, i: usize| -> Result<RequestContext> {
+        Ok(RequestContext {
+            principal: Principal::Citizen(CitizenId::parse(id).context("a citizen id")?),
+            purpose: None,
+            request_id: format!("load-breakdown-{i}"),
+        })
     };
 
     let (citizens, who) = scenario.probe_citizens(&target.agencies.population);
@@ -1730,13 +1795,10 @@ async fn breakdown(
                 // resolves (the backend calls through the connectors) and completes; then (4)
                 // serialise the response.
                 1 => {
+                    let context = context(&id, i)?;
                     let started = Instant::now();
                     let outcome = graph
-                        .execute(
-                            request(&id),
-                            &document,
-                            civicgraph::auth::Principal::Anonymous,
-                        )
+                        .execute(async_graphql::Request::new(query), &document, context)
                         .await;
                     b.graph_execute.push(measured, elapsed(started));
                     let response = match outcome {
@@ -1827,7 +1889,7 @@ fn print_breakdown(settings: &Settings, scenario: Scenario, b: &Breakdown) {
         ),
         (
             "(2) execute",
-            "`Graph::execute(request, &document)` as the handler calls it: document clone + crosswalk lookup + validate + resolve + the backend calls through the connectors + completion",
+            "`Graph::execute(request, &document, context)` as the handler calls it for the citizen: document clone + crosswalk lookup + validate + resolve + the backend calls through the connectors + the audit append + completion",
             &b.graph_execute,
         ),
         ("(3) backend calls", direct_calls.as_str(), &b.backends),
@@ -1930,8 +1992,8 @@ fn print_breakdown(settings: &Settings, scenario: Scenario, b: &Breakdown) {
     println!();
     println!(
         "- executor overhead as the handler runs it = (2) − (3) = {execute:.1} − {backends:.1} = **{executor:.1} µs** \
-         (crosswalk lookup, validation, resolvers, the connectors' own work and scheduling of the calls, \
-         completion; the parse is served from the document cache, uncached it would add (1) = {parse:.1} µs)"
+         (crosswalk lookup, validation, field policy, resolvers, the connectors' own work and scheduling of the calls, \
+         the audit append, completion; the parse is served from the document cache, uncached it would add (1) = {parse:.1} µs)"
     );
     println!(
         "  - crosswalk lookup (3x): {crosswalk:.1} µs, on the critical path (the agency calls wait for the keys)"
@@ -1962,7 +2024,8 @@ fn print_breakdown(settings: &Settings, scenario: Scenario, b: &Breakdown) {
         );
     }
     println!(
-        "  - the rest, GraphQL itself (validation, resolvers, completion, the request scope) ≈ (2) − (3x) − calls = \
+        "  - the rest, GraphQL itself (validation, field policy, resolvers, completion, the request scope) and the \
+         audit append ≈ (2) − (3x) − calls = \
          {execute:.1} − {crosswalk:.1} − {calls:.1} = **{graphql:.1} µs**"
     );
     println!(
@@ -1973,7 +2036,7 @@ fn print_breakdown(settings: &Settings, scenario: Scenario, b: &Breakdown) {
     if http > 0.0 {
         println!(
             "- shares of one gateway request over HTTP ({http:.1} µs): backend calls through the \
-             connectors {:.0}%, crosswalk {:.0}%, GraphQL {:.0}%, HTTP + serialisation {:.0}% (parse: cached)",
+             connectors {:.0}%, crosswalk {:.0}%, GraphQL + audit {:.0}%, HTTP + serialisation {:.0}% (parse: cached)",
             calls / http * 100.0,
             crosswalk / http * 100.0,
             graphql / http * 100.0,

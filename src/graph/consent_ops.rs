@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use super::identity_ops::coded;
+use super::identity_ops::{coded, text};
 use super::scope::RequestScope;
 use crate::audit::{Decision, StoredRecord};
 use crate::config::TrustConfig;
@@ -236,16 +236,6 @@ fn optional_time(
         Some(_) => Err(coded(
             ErrorCode::BadUserInput,
             format!("`{name}` must be an RFC 3339 time"),
-        )),
-    }
-}
-
-fn text<'a>(args: &'a Arguments, name: &str) -> Result<&'a str, async_graphql::Error> {
-    match args.get(name) {
-        Some(Value::String(text)) => Ok(text),
-        _ => Err(coded(
-            ErrorCode::BadUserInput,
-            format!("`{name}` must be a string"),
         )),
     }
 }

@@ -63,7 +63,8 @@ pub(crate) async fn call(
     }
 }
 
-fn text<'a>(args: &'a Arguments, name: &str) -> Result<&'a str, async_graphql::Error> {
+/// The string argument `name`, or `BAD_USER_INPUT` naming it.
+pub(crate) fn text<'a>(args: &'a Arguments, name: &str) -> Result<&'a str, async_graphql::Error> {
     match args.get(name) {
         Some(Value::String(text)) => Ok(text),
         _ => Err(coded(

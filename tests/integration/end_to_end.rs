@@ -1,6 +1,7 @@
 //! The shipped configuration (`civicgraph.toml`, `schema/`, `connectors/`) in front of the
 //! simulated agencies: what a newcomer running `civicgraph demo` sees.
 
+use civicgraph::auth::{DEMO_CITIZEN_HEADER, DEMO_OPERATOR_HEADER};
 use civicgraph::demo::agencies::{account_json, person_json};
 use civicgraph::demo::{self, DemoOptions, Population};
 use indexmap::IndexMap;
@@ -9,7 +10,8 @@ use serde_json::{Value, json};
 
 use crate::support::{DEMO_SEED, repo_config, start_demo};
 
-/// What `FIRST_QUERY` must return, built from the agencies' own serialisation.
+/// What `FIRST_QUERY` must return to C0000001 (its `me` is their own record, every personal
+/// field allowed), built from the agencies' own serialisation.
 fn first_query_answer(population: &Population) -> Value {
     let person = population
         .person("C0000001")
@@ -91,7 +93,7 @@ fn first_query_answer(population: &Population) -> Value {
             })
         })
         .collect();
-    json!({"data": {"citizen": {
+    json!({"data": {"me": {
         "id": "C0000001",
         "name": p["full_name"],
         "birthDate": p["birth_date"],
@@ -124,14 +126,15 @@ fn first_query_answer(population: &Population) -> Value {
 async fn first_query_joins_registry_tax_motor_vehicles_and_unemployment() {
     let demo = start_demo(20).await;
 
-    let answer = demo.post(demo::FIRST_QUERY).await;
+    let answer = demo.post_as_citizen("C0000001", demo::FIRST_QUERY).await;
 
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(answer.body, first_query_answer(&demo.population));
 }
 
 /// `demo::start` with the unemployment-insurance agency in an SQLite file (`None`) or in the
-/// server database at `ui_database_url`: the first query answers, and the demo stops cleanly.
+/// server database at `ui_database_url`: the first query, sent with the citizen token the demo
+/// mints (as its first GraphiQL tab sends it), answers, and the demo stops cleanly.
 async fn demo_serves_the_first_query(ui_database_url: Option<String>) {
     let state = tempfile::tempdir().expect("a directory for the demo's state");
     let running = demo::start(&DemoOptions {
@@ -145,8 +148,18 @@ async fn demo_serves_the_first_query(ui_database_url: Option<String>) {
     .await
     .expect("the demo starts");
     let client = crate::support::GatewayClient::new(running.gateway.addr);
+    let personas = running
+        .personas
+        .clone()
+        .expect("the shipped configuration has the local development issuer");
+    assert_eq!(personas.citizen_id, "C0000001");
 
-    let answer = client.post(demo::FIRST_QUERY).await;
+    let answer = client
+        .post_with(
+            json!({ "query": demo::FIRST_QUERY }),
+            &[("authorization", &format!("Bearer {}", personas.citizen))],
+        )
+        .await;
 
     assert_eq!(
         answer.body,
@@ -185,8 +198,9 @@ async fn response_keys_follow_the_query_order_even_when_a_backend_field_finishes
     let demo = start_demo(5).await;
 
     let answer = demo
-        .post(
-            r#"{ citizen(id: "C0000001") {
+        .post_as_citizen(
+            "C0000001",
+            r#"{ me {
                   taxAccount { filingStatus balance }
                   name
                   id
@@ -202,7 +216,7 @@ async fn response_keys_follow_the_query_order_even_when_a_backend_field_finishes
         json!([[
             "data",
             [[
-                "citizen",
+                "me",
                 [
                     ["taxAccount", [["filingStatus", null], ["balance", null]]],
                     ["name", null],
@@ -220,6 +234,7 @@ async fn response_keys_follow_the_query_order_even_when_a_backend_field_finishes
 async fn citizens_pages_follow_the_end_cursor_until_the_last_page() {
     let demo = start_demo(7).await;
 
+    // Listing citizens is for operators and agencies with `citizen:list`; ids are not personal.
     let mut pages = Vec::new();
     let mut after = Value::Null;
     loop {
@@ -232,7 +247,7 @@ async fn citizens_pages_follow_the_end_cursor_until_the_last_page() {
                     } }",
                     "variables": {"after": after},
                 }),
-                &[],
+                &[(DEMO_OPERATOR_HEADER, "ops")],
             )
             .await;
         let page = answer.body["data"]["citizens"].clone();
@@ -265,8 +280,12 @@ async fn citizens_pages_follow_the_end_cursor_until_the_last_page() {
 async fn an_unknown_citizen_is_null_without_errors() {
     let demo = start_demo(5).await;
 
+    // An operator may look citizens up (and would be refused their personal fields).
     let answer = demo
-        .post(r#"{ citizen(id: "C9999999") { id name taxAccount { balance } } }"#)
+        .post_as_operator(
+            "ops",
+            r#"{ citizen(id: "C9999999") { id name taxAccount { balance } } }"#,
+        )
         .await;
 
     assert_eq!(
@@ -286,15 +305,12 @@ async fn a_minor_has_a_null_tax_account_without_errors() {
         .expect("200 synthetic citizens include a minor");
 
     let answer = demo
-        .post(&format!(
-            r#"{{ citizen(id: "{}") {{ id taxAccount {{ balance }} }} }}"#,
-            minor.id
-        ))
+        .post_as_citizen(&minor.id, "{ me { id taxAccount { balance } } }")
         .await;
 
     assert_eq!(
         answer.body,
-        json!({"data": {"citizen": {"id": minor.id, "taxAccount": null}}})
+        json!({"data": {"me": {"id": minor.id, "taxAccount": null}}})
     );
 }
 
@@ -308,43 +324,59 @@ async fn aliases_fragments_and_variables_shape_the_answer() {
     );
     let one_account = population.account_of(one).expect("C0000001 has an account");
 
-    let answer = demo
+    // A citizen reads only their own record, so each of the two asks for it in turn, with the
+    // same document: `operationName` picks the operation, and the second one's variable is
+    // what `@include` reads.
+    let document = r#"
+        query One {
+          first: me {
+            ...Who
+            tax: taxAccount { owed: balance }
+          }
+        }
+        query Two($whereabouts: Boolean!) {
+          second: me {
+            ... on Citizen { givenName familyName }
+            where: address @include(if: $whereabouts) { town: city }
+          }
+        }
+        fragment Who on Citizen { id fullName: name }
+    "#;
+    let first = demo
+        .post_with(
+            json!({"query": document, "operationName": "One"}),
+            &[(DEMO_CITIZEN_HEADER, "C0000001")],
+        )
+        .await;
+    let second = demo
         .post_with(
             json!({
-                "query": r#"
-                    query Two($second: ID!) {
-                      first: citizen(id: "C0000001") {
-                        ...Who
-                        tax: taxAccount { owed: balance }
-                      }
-                      second: citizen(id: $second) {
-                        ... on Citizen { givenName familyName }
-                        where: address { town: city }
-                      }
-                    }
-                    fragment Who on Citizen { id fullName: name }
-                "#,
-                "variables": {"second": "C0000002"},
+                "query": document,
+                "variables": {"whereabouts": true},
                 "operationName": "Two",
             }),
-            &[],
+            &[(DEMO_CITIZEN_HEADER, "C0000002")],
         )
         .await;
 
     assert_eq!(
-        answer.body,
-        json!({"data": {
-            "first": {
-                "id": "C0000001",
-                "fullName": one.full_name,
-                "tax": {"owed": account_json(one_account)["balance"]},
-            },
-            "second": {
-                "givenName": two.given_name,
-                "familyName": two.family_name,
-                "where": {"town": two.address.city},
-            },
-        }})
+        (first.body, second.body),
+        (
+            json!({"data": {
+                "first": {
+                    "id": "C0000001",
+                    "fullName": one.full_name,
+                    "tax": {"owed": account_json(one_account)["balance"]},
+                },
+            }}),
+            json!({"data": {
+                "second": {
+                    "givenName": two.given_name,
+                    "familyName": two.family_name,
+                    "where": {"town": two.address.city},
+                },
+            }})
+        )
     );
 }
 
@@ -358,8 +390,9 @@ async fn date_date_time_and_money_values_are_passed_through_as_served() {
     );
 
     let answer = demo
-        .post(
-            r#"{ citizen(id: "C0000001") {
+        .post_as_citizen(
+            "C0000001",
+            r#"{ me {
                   birthDate updatedAt
                   taxAccount { balance updatedAt assessments { assessed paid assessedOn } }
                 } }"#,
@@ -374,7 +407,7 @@ async fn date_date_time_and_money_values_are_passed_through_as_served() {
         .collect();
     assert_eq!(
         answer.body,
-        json!({"data": {"citizen": {
+        json!({"data": {"me": {
             "birthDate": p["birth_date"],
             "updatedAt": p["updated_at"],
             "taxAccount": {
@@ -417,13 +450,10 @@ async fn a_citizen_absent_from_the_agencies_gets_nulls_and_no_errors() {
         .iter()
         .find(|p| p.age() < 16)
         .expect("200 people include a child");
-    let query = format!(
-        r#"{{ citizen(id: "{}") {{ id taxAccount {{ balance }} driverLicense {{ number }} vehicles {{ plate }} unemploymentClaims {{ status }} }} }}"#,
-        child.id
-    );
-    let answer = demo.post(&query).await;
+    let query = "{ me { id taxAccount { balance } driverLicense { number } vehicles { plate } unemploymentClaims { status } } }";
+    let answer = demo.post_as_citizen(&child.id, query).await;
     assert_eq!(
         answer.body,
-        json!({"data": {"citizen": {"id": child.id, "taxAccount": null, "driverLicense": null, "vehicles": null, "unemploymentClaims": null}}})
+        json!({"data": {"me": {"id": child.id, "taxAccount": null, "driverLicense": null, "vehicles": null, "unemploymentClaims": null}}})
     );
 }

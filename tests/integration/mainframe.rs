@@ -575,13 +575,15 @@ async fn the_demo_citizen_query_joins_benefit_cases_and_payments() {
         .clone();
     let case_number = person.case_number.clone().expect("C0000001 has a case");
     let benefits = demo.population.benefits();
+    // C0000001 reads their own record, every personal field allowed.
     let answer = demo
-        .post(
-            r#"{ citizen(id: "C0000001") { name taxAccount { balance } benefitCases { program caseStatus monthlyAmount payMethod card { last4 } deposit { accountLast4 } check { mailCode } } benefitPayments { issuedOn amount status } } }"#,
+        .post_as_citizen(
+            "C0000001",
+            r#"{ me { name taxAccount { balance } benefitCases { program caseStatus monthlyAmount payMethod card { last4 } deposit { accountLast4 } check { mailCode } } benefitPayments { issuedOn amount status } } }"#,
         )
         .await;
     assert_eq!(answer.body.get("errors"), None, "{}", answer.body);
-    let cases = answer.body["data"]["citizen"]["benefitCases"]
+    let cases = answer.body["data"]["me"]["benefitCases"]
         .as_array()
         .cloned()
         .unwrap_or_default();
@@ -596,7 +598,7 @@ async fn the_demo_citizen_query_joins_benefit_cases_and_payments() {
         assert_eq!(got["monthlyAmount"], format!("{:.2}", case.monthly_amount));
         assert_eq!(got["program"], case.program.graphql());
     }
-    let payments = answer.body["data"]["citizen"]["benefitPayments"]
+    let payments = answer.body["data"]["me"]["benefitPayments"]
         .as_array()
         .cloned()
         .unwrap_or_default();

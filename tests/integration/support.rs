@@ -18,6 +18,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use civicgraph::auth::{DEMO_CITIZEN_HEADER, DEMO_OPERATOR_HEADER};
 use civicgraph::config::{Diagnostics, Vars};
 use civicgraph::demo::{Population, SimulatedAgencies};
 use civicgraph::server::{Checked, Gateway, RunningGateway};
@@ -494,6 +495,26 @@ impl GatewayClient {
         self.post_with(json!({ "query": query }), &[]).await
     }
 
+    /// `POST /graphql` with `{"query": query}` as the citizen `citizen_id` (the demo header
+    /// `X-Demo-Citizen`, which the gateway must have switched on).
+    pub(crate) async fn post_as_citizen(&self, citizen_id: &str, query: &str) -> Answer {
+        self.post_with(
+            json!({ "query": query }),
+            &[(DEMO_CITIZEN_HEADER, citizen_id)],
+        )
+        .await
+    }
+
+    /// `POST /graphql` with `{"query": query}` as the operator `operator` (the demo header
+    /// `X-Demo-Operator`, which the gateway must have switched on).
+    pub(crate) async fn post_as_operator(&self, operator: &str, query: &str) -> Answer {
+        self.post_with(
+            json!({ "query": query }),
+            &[(DEMO_OPERATOR_HEADER, operator)],
+        )
+        .await
+    }
+
     /// `POST /graphql` with a JSON body; `headers` are added to (or replace)
     /// `Content-Type: application/json`.
     pub(crate) async fn post_with(&self, body: Value, headers: &[(&str, &str)]) -> Answer {
@@ -637,6 +658,8 @@ pub(crate) struct DemoStack {
     pub(crate) population: Arc<Population>,
     _gateway: RunningGateway,
     _agencies: SimulatedAgencies,
+    /// The UI database, the gateway's signing key and its audit checkpoints, so that no test
+    /// writes into the repository's `.civicgraph/`.
     _ui_database: tempfile::TempDir,
 }
 
@@ -649,7 +672,9 @@ impl std::ops::Deref for DemoStack {
 
 /// Starts the simulated agencies (seed [`DEMO_SEED`]): registry, tax, motor vehicles over
 /// SOAP and unemployment insurance in an SQLite file; then the shipped gateway in front of
-/// them with the citizens linked in its identity crosswalk, as `civicgraph demo` does.
+/// them with the citizens linked in its identity crosswalk, as `civicgraph demo` does. The demo
+/// headers are on, so a test acts as a citizen with [`GatewayClient::post_as_citizen`] or as an
+/// operator with [`GatewayClient::post_as_operator`].
 pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
     let population = Arc::new(Population::generate(citizens, DEMO_SEED));
     let agencies = SimulatedAgencies::start(Arc::clone(&population))
@@ -682,6 +707,23 @@ pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
         (
             "CIVICGRAPH_STORAGE_URL".to_string(),
             "sqlite::memory:".to_string(),
+        ),
+        ("CIVICGRAPH_DEMO_HEADERS".to_string(), "true".to_string()),
+        (
+            "CIVICGRAPH_SIGNING_KEY".to_string(),
+            ui_database
+                .path()
+                .join("signing-key.pem")
+                .display()
+                .to_string(),
+        ),
+        (
+            "CIVICGRAPH_AUDIT_CHECKPOINTS".to_string(),
+            ui_database
+                .path()
+                .join("audit-checkpoints.jsonl")
+                .display()
+                .to_string(),
         ),
     ]));
     let gateway = match Gateway::load(&repo_config(), &vars).await {
