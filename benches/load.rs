@@ -1637,6 +1637,7 @@ impl Probes {
         let services = TrustServices {
             ledger: servers.ledger.clone(),
             audit: servers.audit.clone(),
+            writer: civicgraph::audit::AuditWriter::spawn(servers.audit.clone()),
             signing: SigningKey::load(&signing_key).with_context(|| {
                 format!(
                     "cannot read the gateway's signing key {}",

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::audit::{AuditLog, Checkpointer};
+use crate::audit::{AuditLog, AuditWriter, Checkpointer};
 use crate::auth::TokenValidator;
 use crate::config::{Diagnostics, GatewayConfig, Vars, load_project};
 use crate::connectors::{Connectors, build_connectors};
@@ -145,6 +145,7 @@ impl Gateway {
         let services = TrustServices {
             ledger: ConsentLedger::new(store.clone(), Arc::clone(checked.graph.trust())),
             audit: audit.clone(),
+            writer: AuditWriter::spawn(audit.clone()),
             signing: key.clone(),
         };
         let graph = checked

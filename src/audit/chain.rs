@@ -502,9 +502,10 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::audit::testing::{TestDb, citizen, on_both, record};
+    use crate::audit::testing::{AuditStore, citizen, record};
     use crate::audit::verify::verify;
     use crate::signing::SigningKey;
+    use crate::store::testing::{TestStore, on_both_stores};
 
     #[test]
     fn the_hash_encoding_is_pinned() {
@@ -578,7 +579,18 @@ mod tests {
         const { assert!(ROWS_PER_INSERT * BINDS_PER_ROW <= 999) };
     }
 
-    async fn batches_extend_one_linked_chain(db: &TestDb) {
+    on_both_stores!(
+        sqlite "audit.db",
+        postgres &["audit_records"];
+        batches_extend_one_linked_chain,
+        times_keep_microseconds_and_drop_nanoseconds,
+        concurrent_appends_make_one_contiguous_chain,
+        triggers_refuse_update_and_delete,
+        citizens_page_through_their_own_records_newest_first,
+        a_locked_store_times_out_and_writes_nothing,
+    );
+
+    async fn batches_extend_one_linked_chain(db: &TestStore) {
         let log = db.log(Duration::from_secs(5));
         assert_eq!(log.head().await.unwrap(), ChainHead::genesis());
         assert_eq!(log.append(Vec::new()).await.unwrap(), ChainHead::genesis());
@@ -629,12 +641,8 @@ mod tests {
             "a record reads back exactly"
         );
     }
-    on_both!(
-        batches_extend_one_linked_chain,
-        super::batches_extend_one_linked_chain
-    );
 
-    async fn times_keep_microseconds_and_drop_nanoseconds(db: &TestDb) {
+    async fn times_keep_microseconds_and_drop_nanoseconds(db: &TestStore) {
         let log = db.log(Duration::from_secs(5));
         let mut fine = record("C0000001", 1);
         fine.at += chrono::Duration::nanoseconds(789);
@@ -654,12 +662,8 @@ mod tests {
             .unwrap();
         assert_eq!(report.problem, None);
     }
-    on_both!(
-        times_keep_microseconds_and_drop_nanoseconds,
-        super::times_keep_microseconds_and_drop_nanoseconds
-    );
 
-    async fn concurrent_appends_make_one_contiguous_chain(db: &TestDb) {
+    async fn concurrent_appends_make_one_contiguous_chain(db: &TestStore) {
         let log = db.log(Duration::from_secs(30));
         let tasks: Vec<_> = (0..8u32)
             .map(|task| {
@@ -692,12 +696,8 @@ mod tests {
         assert_eq!(report.records, expected);
         assert_eq!(report.head, head);
     }
-    on_both!(
-        concurrent_appends_make_one_contiguous_chain,
-        super::concurrent_appends_make_one_contiguous_chain
-    );
 
-    async fn triggers_refuse_update_and_delete(db: &TestDb) {
+    async fn triggers_refuse_update_and_delete(db: &TestStore) {
         let log = db.log(Duration::from_secs(5));
         log.append(vec![record("C0000001", 1), record("C0000001", 2)])
             .await
@@ -733,12 +733,8 @@ mod tests {
             .unwrap();
         assert_eq!(records[1].record, record("C0000001", 1), "nothing changed");
     }
-    on_both!(
-        triggers_refuse_update_and_delete,
-        super::triggers_refuse_update_and_delete
-    );
 
-    async fn citizens_page_through_their_own_records_newest_first(db: &TestDb) {
+    async fn citizens_page_through_their_own_records_newest_first(db: &TestStore) {
         let log = db.log(Duration::from_secs(5));
         // Ada's records are seqs 1, 3, 5, 7, 9; Bob's are 2, 4, 6, 8, 10.
         let records = (1..=10)
@@ -767,12 +763,8 @@ mod tests {
             .unwrap();
         assert_eq!((seqs(&page), more), (vec![], false));
     }
-    on_both!(
-        citizens_page_through_their_own_records_newest_first,
-        super::citizens_page_through_their_own_records_newest_first
-    );
 
-    async fn a_locked_store_times_out_and_writes_nothing(db: &TestDb) {
+    async fn a_locked_store_times_out_and_writes_nothing(db: &TestStore) {
         let log = db.log(Duration::from_millis(300));
         log.append(vec![record("C0000001", 1)]).await.unwrap();
         let before = log.head().await.unwrap();
@@ -820,13 +812,9 @@ mod tests {
         let after = patient.append(vec![record("C0000001", 4)]).await.unwrap();
         assert_eq!(after.seq, 2);
     }
-    on_both!(
-        a_locked_store_times_out_and_writes_nothing,
-        super::a_locked_store_times_out_and_writes_nothing
-    );
 
     /// `cargo test --release --lib audit::chain::tests::append_cost -- --ignored --nocapture`
-    async fn append_cost(db: &TestDb) {
+    async fn append_cost(db: &TestStore) {
         let log = db.log(Duration::from_secs(30));
         let started = Instant::now();
         for n in 0..1_000 {
@@ -865,7 +853,7 @@ mod tests {
         #[tokio::test]
         #[ignore = "a measurement, not a check"]
         async fn sqlite() {
-            let db = crate::audit::testing::TestDb::sqlite().await;
+            let db = crate::store::testing::TestStore::sqlite("audit.db").await;
             super::append_cost(&db).await;
             db.close().await;
         }
@@ -873,7 +861,7 @@ mod tests {
         #[tokio::test]
         #[ignore = "a measurement, not a check"]
         async fn postgres() {
-            if let Some(db) = crate::audit::testing::TestDb::postgres().await {
+            if let Some(db) = crate::store::testing::TestStore::postgres(&["audit_records"]).await {
                 super::append_cost(&db).await;
                 db.close().await;
             }

@@ -242,7 +242,8 @@ async fn tick(log: &AuditLog, key: &SigningKey, path: &Path, file: &mut Option<C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::testing::{TestDb, on_both, record};
+    use crate::audit::testing::{AuditStore, record};
+    use crate::store::testing::{TestStore, on_both_stores};
 
     fn lines(path: &Path) -> Vec<String> {
         std::fs::read_to_string(path)
@@ -262,7 +263,14 @@ mod tests {
             .collect()
     }
 
-    async fn checkpoints_are_written_only_when_the_head_moved(db: &TestDb) {
+    on_both_stores!(
+        sqlite "audit.db",
+        postgres &["audit_records"];
+        checkpoints_are_written_only_when_the_head_moved,
+        the_checkpointer_writes_on_ticks_and_at_shutdown,
+    );
+
+    async fn checkpoints_are_written_only_when_the_head_moved(db: &TestStore) {
         let log = db.log(Duration::from_secs(5));
         let key = SigningKey::load_or_create(&db.dir.path().join("key.pem")).unwrap();
         let path = db.dir.path().join("audit/checkpoints.jsonl");
@@ -316,7 +324,7 @@ mod tests {
         );
     }
 
-    async fn the_checkpointer_writes_on_ticks_and_at_shutdown(db: &TestDb) {
+    async fn the_checkpointer_writes_on_ticks_and_at_shutdown(db: &TestStore) {
         let log = db.log(Duration::from_secs(5));
         let key = SigningKey::load_or_create(&db.dir.path().join("key.pem")).unwrap();
         let path = db.dir.path().join("checkpoints.jsonl");
@@ -377,13 +385,4 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-
-    on_both!(
-        checkpoints_are_written_only_when_the_head_moved,
-        super::checkpoints_are_written_only_when_the_head_moved
-    );
-    on_both!(
-        the_checkpointer_writes_on_ticks_and_at_shutdown,
-        super::the_checkpointer_writes_on_ticks_and_at_shutdown
-    );
 }

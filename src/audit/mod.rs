@@ -15,6 +15,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod verify;
+pub mod writer;
 
 pub use chain::{
     AuditError, AuditLog, AuditRecord, ChainHead, Decision, GENESIS_HASH, ParseDecisionError,
@@ -22,9 +23,10 @@ pub use chain::{
 };
 pub use checkpoint::{CHECKPOINT_TYPE, CheckpointClaims, Checkpointer, write_checkpoint};
 pub use verify::{ChainProblem, VerifyReport, verify};
+pub use writer::{AppendError, AuditWriter};
 
-/// Stores for the audit tests: an SQLite file in a temporary directory, or (when
-/// `CIVICGRAPH_TEST_POSTGRES_URL` is set) a PostgreSQL schema of the test's own.
+/// What the audit tests add to a [`TestStore`](crate::store::testing::TestStore), and the
+/// records they write.
 #[cfg(test)]
 pub(crate) mod testing {
     use std::collections::BTreeSet;
@@ -33,106 +35,23 @@ pub(crate) mod testing {
     use chrono::{DateTime, TimeZone, Utc};
 
     use super::{AuditLog, AuditRecord, Decision};
-    use crate::config::StorageConfig;
     use crate::identity::CitizenId;
-    use crate::store::{Store, on_pool};
+    use crate::store::testing::TestStore;
 
-    /// One test's database, and what a test needs to attack it.
-    pub(crate) struct TestDb {
-        pub(crate) store: Store,
-        /// Holds the SQLite file, the checkpoint files and the signing key.
-        pub(crate) dir: tempfile::TempDir,
-        /// The URL the store was opened with (for a second, independent pool).
-        pub(crate) url: String,
-        postgres: Option<(sqlx::PgPool, String)>,
+    /// The audit chain on a test store, and what an attacker with schema rights does to it.
+    pub(crate) trait AuditStore {
+        fn log(&self, timeout: Duration) -> AuditLog;
+        /// What an attacker with schema rights does first.
+        async fn drop_triggers(&self);
+        async fn count_records(&self) -> i64;
     }
 
-    impl TestDb {
-        pub(crate) async fn sqlite() -> Self {
-            let dir = tempfile::tempdir().expect("temporary directory");
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("audit.db").display()
-            );
-            let store = Store::connect(&StorageConfig {
-                url: url.clone(),
-                max_connections: 4,
-            })
-            .await
-            .expect("SQLite file store");
-            Self {
-                store,
-                dir,
-                url,
-                postgres: None,
-            }
-        }
-
-        /// `None` (and a note on stderr) when no PostgreSQL is configured.
-        pub(crate) async fn postgres() -> Option<Self> {
-            let Ok(url) = std::env::var("CIVICGRAPH_TEST_POSTGRES_URL") else {
-                eprintln!("skipped: CIVICGRAPH_TEST_POSTGRES_URL is not set");
-                return None;
-            };
-            let schema = format!("cg_{}", uuid::Uuid::new_v4().simple());
-            let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&admin)
-                .await
-                .expect("create schema");
-            let separator = if url.contains('?') { '&' } else { '?' };
-            let url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
-            let store = Store::connect(&StorageConfig {
-                url: url.clone(),
-                max_connections: 4,
-            })
-            .await
-            .expect("store in its own schema");
-            let Store::Postgres(pool) = &store else {
-                unreachable!("a postgres:// URL opens PostgreSQL")
-            };
-            let (current,): (String,) = sqlx::query_as("SELECT current_schema()")
-                .fetch_one(pool)
-                .await
-                .expect("current_schema");
-            assert_eq!(
-                current, schema,
-                "the store's connections use the test schema"
-            );
-            let (tables,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM information_schema.tables \
-                 WHERE table_schema = $1 AND table_name = 'audit_records'",
-            )
-            .bind(&schema)
-            .fetch_one(&admin)
-            .await
-            .expect("catalogue");
-            assert_eq!(tables, 1, "the migrations ran in the test schema");
-            Some(Self {
-                store,
-                dir: tempfile::tempdir().expect("temporary directory"),
-                url,
-                postgres: Some((admin, schema)),
-            })
-        }
-
-        pub(crate) fn log(&self, timeout: Duration) -> AuditLog {
+    impl AuditStore for TestStore {
+        fn log(&self, timeout: Duration) -> AuditLog {
             AuditLog::new(self.store.clone(), timeout)
         }
 
-        pub(crate) fn is_postgres(&self) -> bool {
-            self.postgres.is_some()
-        }
-
-        /// Runs administrator SQL (several statements allowed) on the store.
-        pub(crate) async fn execute(&self, sql: &str) {
-            on_pool!(&self.store, pool => {
-                sqlx::raw_sql(sql).execute(pool).await.expect("administrator SQL");
-            });
-        }
-
-        /// What an attacker with schema rights does first.
-        pub(crate) async fn drop_triggers(&self) {
+        async fn drop_triggers(&self) {
             if self.is_postgres() {
                 self.execute(
                     "DROP TRIGGER audit_records_append_only ON audit_records; \
@@ -150,51 +69,10 @@ pub(crate) mod testing {
             }
         }
 
-        pub(crate) async fn count_records(&self) -> i64 {
-            on_pool!(&self.store, pool => {
-                let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM audit_records")
-                    .fetch_one(pool)
-                    .await
-                    .expect("count");
-                count
-            })
-        }
-
-        pub(crate) async fn close(self) {
-            self.store.close().await;
-            if let Some((admin, schema)) = self.postgres {
-                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .execute(&admin)
-                    .await
-                    .expect("drop schema");
-                admin.close().await;
-            }
+        async fn count_records(&self) -> i64 {
+            self.count("audit_records").await
         }
     }
-
-    /// Runs one async test body on an SQLite file and, when configured, on PostgreSQL:
-    /// `on_both!(name, body_fn)` makes `name::sqlite` and `name::postgres`.
-    macro_rules! on_both {
-        ($name:ident, $body:path) => {
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn sqlite() {
-                    let db = $crate::audit::testing::TestDb::sqlite().await;
-                    $body(&db).await;
-                    db.close().await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn postgres() {
-                    if let Some(db) = $crate::audit::testing::TestDb::postgres().await {
-                        $body(&db).await;
-                        db.close().await;
-                    }
-                }
-            }
-        };
-    }
-    pub(crate) use on_both;
 
     pub(crate) fn citizen(id: &str) -> CitizenId {
         CitizenId::parse(id).expect("valid citizen id")

@@ -474,11 +474,12 @@ mod tests {
     use super::*;
     use crate::audit::chain::AuditLog;
     use crate::audit::checkpoint::write_checkpoint;
-    use crate::audit::testing::{TestDb, on_both, record};
+    use crate::audit::testing::{AuditStore, record};
     use crate::signing::SigningKey;
+    use crate::store::testing::{TestStore, on_both_stores};
 
     /// A chain of six records, and a checkpoint at 3 and at 6.
-    async fn six(db: &TestDb) -> (AuditLog, SigningKey, PathBuf) {
+    async fn six(db: &TestStore) -> (AuditLog, SigningKey, PathBuf) {
         let log = db.log(Duration::from_secs(5));
         let key = SigningKey::load_or_create(&db.dir.path().join("key.pem")).unwrap();
         let path = db.dir.path().join("checkpoints.jsonl");
@@ -494,14 +495,28 @@ mod tests {
         (log, key, path)
     }
 
-    async fn problem(db: &TestDb, key: &SigningKey, path: &Path) -> Option<ChainProblem> {
+    async fn problem(db: &TestStore, key: &SigningKey, path: &Path) -> Option<ChainProblem> {
         verify(&db.store, path, key.verifier())
             .await
             .unwrap()
             .problem
     }
 
-    async fn an_untouched_chain_and_its_checkpoints_verify(db: &TestDb) {
+    on_both_stores!(
+        sqlite "audit.db",
+        postgres &["audit_records"];
+        an_untouched_chain_and_its_checkpoints_verify,
+        an_edited_record_is_named,
+        an_unreadable_record_is_an_edited_record,
+        a_deleted_record_is_named,
+        a_replaced_record_breaks_the_next_link,
+        a_cut_tail_with_a_rewound_head_is_caught_only_by_a_checkpoint,
+        a_head_that_disagrees_with_the_chain_is_named,
+        altered_and_foreign_checkpoint_lines_are_named,
+        a_long_chain_is_walked_page_by_page,
+    );
+
+    async fn an_untouched_chain_and_its_checkpoints_verify(db: &TestStore) {
         let (log, key, path) = six(db).await;
         let report = verify(&db.store, &path, key.verifier()).await.unwrap();
         assert_eq!(
@@ -523,12 +538,8 @@ mod tests {
         .unwrap();
         assert_eq!((report.checkpoints, report.problem), (0, None));
     }
-    on_both!(
-        an_untouched_chain_and_its_checkpoints_verify,
-        super::an_untouched_chain_and_its_checkpoints_verify
-    );
 
-    async fn an_edited_record_is_named(db: &TestDb) {
+    async fn an_edited_record_is_named(db: &TestStore) {
         let (_, key, path) = six(db).await;
         db.drop_triggers().await;
         db.execute("UPDATE audit_records SET purpose = 'fraud-investigation' WHERE seq = 4")
@@ -541,9 +552,8 @@ mod tests {
             "record 4 does not match its hash: it was changed after it was written"
         );
     }
-    on_both!(an_edited_record_is_named, super::an_edited_record_is_named);
 
-    async fn an_unreadable_record_is_an_edited_record(db: &TestDb) {
+    async fn an_unreadable_record_is_an_edited_record(db: &TestStore) {
         let (_, key, path) = six(db).await;
         db.drop_triggers().await;
         db.execute("UPDATE audit_records SET categories = 'not json' WHERE seq = 2")
@@ -553,12 +563,8 @@ mod tests {
             Some(ChainProblem::EditedRecord { seq: 2 })
         );
     }
-    on_both!(
-        an_unreadable_record_is_an_edited_record,
-        super::an_unreadable_record_is_an_edited_record
-    );
 
-    async fn a_deleted_record_is_named(db: &TestDb) {
+    async fn a_deleted_record_is_named(db: &TestStore) {
         let (_, key, path) = six(db).await;
         db.drop_triggers().await;
         db.execute("DELETE FROM audit_records WHERE seq = 4").await;
@@ -572,9 +578,8 @@ mod tests {
         );
         assert_eq!(report.records, 5, "the walk still counts every record");
     }
-    on_both!(a_deleted_record_is_named, super::a_deleted_record_is_named);
 
-    async fn a_replaced_record_breaks_the_next_link(db: &TestDb) {
+    async fn a_replaced_record_breaks_the_next_link(db: &TestStore) {
         let (_, key, path) = six(db).await;
         db.drop_triggers().await;
         db.execute("UPDATE audit_records SET prev_hash = hash WHERE seq = 3")
@@ -584,12 +589,8 @@ mod tests {
             Some(ChainProblem::BrokenLink { seq: 3 })
         );
     }
-    on_both!(
-        a_replaced_record_breaks_the_next_link,
-        super::a_replaced_record_breaks_the_next_link
-    );
 
-    async fn a_cut_tail_with_a_rewound_head_is_caught_only_by_a_checkpoint(db: &TestDb) {
+    async fn a_cut_tail_with_a_rewound_head_is_caught_only_by_a_checkpoint(db: &TestStore) {
         let (log, key, path) = six(db).await;
         db.drop_triggers().await;
         // Cut records 5 and 6 and rewind the head so the rest is a perfect chain.
@@ -618,12 +619,8 @@ mod tests {
         );
         assert_eq!(found.record(), Some(5));
     }
-    on_both!(
-        a_cut_tail_with_a_rewound_head_is_caught_only_by_a_checkpoint,
-        super::a_cut_tail_with_a_rewound_head_is_caught_only_by_a_checkpoint
-    );
 
-    async fn a_head_that_disagrees_with_the_chain_is_named(db: &TestDb) {
+    async fn a_head_that_disagrees_with_the_chain_is_named(db: &TestStore) {
         let (_, key, path) = six(db).await;
         db.drop_triggers().await;
         db.execute("UPDATE audit_head SET last_seq = 5 WHERE id = 1")
@@ -657,12 +654,8 @@ mod tests {
             })
         );
     }
-    on_both!(
-        a_head_that_disagrees_with_the_chain_is_named,
-        super::a_head_that_disagrees_with_the_chain_is_named
-    );
 
-    async fn altered_and_foreign_checkpoint_lines_are_named(db: &TestDb) {
+    async fn altered_and_foreign_checkpoint_lines_are_named(db: &TestStore) {
         let (log, key, path) = six(db).await;
         let original = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = original.lines().collect();
@@ -734,12 +727,8 @@ mod tests {
         let report = verify(&db.store, &path, key.verifier()).await.unwrap();
         assert_eq!(report.checkpoints, 4);
     }
-    on_both!(
-        altered_and_foreign_checkpoint_lines_are_named,
-        super::altered_and_foreign_checkpoint_lines_are_named
-    );
 
-    async fn a_long_chain_is_walked_page_by_page(db: &TestDb) {
+    async fn a_long_chain_is_walked_page_by_page(db: &TestStore) {
         let log = db.log(Duration::from_secs(30));
         let key = SigningKey::load_or_create(&db.dir.path().join("key.pem")).unwrap();
         let path = db.dir.path().join("checkpoints.jsonl");
@@ -769,8 +758,4 @@ mod tests {
             })
         );
     }
-    on_both!(
-        a_long_chain_is_walked_page_by_page,
-        super::a_long_chain_is_walked_page_by_page
-    );
 }

@@ -716,7 +716,7 @@ fn newest_first(rows: Vec<Row>) -> Result<Vec<Consent>, LedgerError> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::config::StorageConfig;
+    use crate::store::testing::{TestStore, on_both_stores};
     use chrono::TimeZone;
 
     /// The catalogues every consent test speaks in.
@@ -771,135 +771,20 @@ pub(super) mod tests {
         }
     }
 
-    /// A store of its own: an SQLite file in a temporary directory, or a fresh PostgreSQL
-    /// schema that `finish` drops.
-    struct TestDb {
-        store: Store,
-        _dir: Option<tempfile::TempDir>,
-        postgres: Option<(sqlx::PgPool, String)>,
+    /// The ledger on a test store.
+    trait LedgerStore {
+        fn ledger(&self) -> ConsentLedger;
     }
 
-    impl TestDb {
-        async fn sqlite() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("consents.db");
-            let store = Store::connect(&StorageConfig {
-                url: format!("sqlite://{}?mode=rwc", path.display()),
-                max_connections: 4,
-            })
-            .await
-            .expect("SQLite file store");
-            Self {
-                store,
-                _dir: Some(dir),
-                postgres: None,
-            }
-        }
-
-        async fn postgres() -> Option<Self> {
-            let Ok(url) = std::env::var("CIVICGRAPH_TEST_POSTGRES_URL") else {
-                eprintln!("skipped: CIVICGRAPH_TEST_POSTGRES_URL is not set");
-                return None;
-            };
-            let schema = format!("cg_{}", uuid::Uuid::new_v4().simple());
-            let admin = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&url)
-                .await
-                .expect("PostgreSQL from CIVICGRAPH_TEST_POSTGRES_URL");
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&admin)
-                .await
-                .expect("create schema");
-            let separator = if url.contains('?') { '&' } else { '?' };
-            let store = Store::connect(&StorageConfig {
-                url: format!("{url}{separator}options=-c%20search_path%3D{schema}"),
-                max_connections: 4,
-            })
-            .await
-            .expect("store in its own schema");
-            // The store really is in the schema: its connections default to it and the
-            // migrations created the ledger's tables there.
-            let Store::Postgres(pool) = &store else {
-                panic!("a postgres:// URL opens PostgreSQL")
-            };
-            let (current,): (String,) = sqlx::query_as("SELECT current_schema()")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            assert_eq!(current, schema);
-            let (tables,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 \
-                 AND table_name IN ('consents', 'consent_events')",
-            )
-            .bind(&schema)
-            .fetch_one(&admin)
-            .await
-            .unwrap();
-            assert_eq!(tables, 2);
-            Some(Self {
-                store,
-                _dir: None,
-                postgres: Some((admin, schema)),
-            })
-        }
-
+    impl LedgerStore for TestStore {
         fn ledger(&self) -> ConsentLedger {
             ConsentLedger::new(self.store.clone(), Arc::new(trust()))
         }
-
-        /// Rows in `table`, read past the ledger.
-        async fn count(&self, table: &str) -> i64 {
-            let sql = format!("SELECT count(*) FROM {table}");
-            let (n,): (i64,) = on_pool!(&self.store, pool => {
-                sqlx::query_as(&sql).fetch_one(pool).await.unwrap()
-            });
-            n
-        }
-
-        /// Runs a statement past the ledger, to damage a row.
-        async fn execute(&self, sql: &str) {
-            on_pool!(&self.store, pool => {
-                sqlx::query(sql).execute(pool).await.unwrap();
-            });
-        }
-
-        async fn finish(self) {
-            self.store.close().await;
-            if let Some((admin, schema)) = self.postgres {
-                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .execute(&admin)
-                    .await
-                    .expect("drop schema");
-                admin.close().await;
-            }
-        }
-    }
-
-    /// Each body runs on an SQLite file and, when configured, on PostgreSQL.
-    macro_rules! on_both_stores {
-        ($($test:ident),* $(,)?) => {$(
-            mod $test {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let db = super::TestDb::sqlite().await;
-                    super::$test(&db).await;
-                    db.finish().await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let Some(db) = super::TestDb::postgres().await else {
-                        return;
-                    };
-                    super::$test(&db).await;
-                    db.finish().await;
-                }
-            }
-        )*};
     }
 
     on_both_stores!(
+        sqlite "consents.db",
+        postgres &["consents", "consent_events"];
         grant_reads_back_every_field,
         invalid_grants_write_nothing,
         state_changes_follow_the_lifecycle_and_are_recorded,
@@ -910,7 +795,7 @@ pub(super) mod tests {
         a_malformed_row_is_reported_as_corrupt,
     );
 
-    async fn grant_reads_back_every_field(db: &TestDb) {
+    async fn grant_reads_back_every_field(db: &TestStore) {
         let ledger = db.ledger();
         let micros = |t: DateTime<Utc>| t.trunc_subsecs(6);
         let consent = ledger.grant(alice_to_dmv(), t0()).await.unwrap();
@@ -975,7 +860,7 @@ pub(super) mod tests {
         assert_eq!(ledger.list(&citizen("C0000002")).await.unwrap(), vec![]);
     }
 
-    async fn invalid_grants_write_nothing(db: &TestDb) {
+    async fn invalid_grants_write_nothing(db: &TestStore) {
         let ledger = db.ledger();
         let many: BTreeSet<String> = (0..33).map(|i| format!("c{i}")).collect();
         let cases: Vec<(&str, NewConsent, &[&str])> = vec![
@@ -1094,7 +979,7 @@ pub(super) mod tests {
         ledger.grant(longest, t0()).await.unwrap();
     }
 
-    async fn state_changes_follow_the_lifecycle_and_are_recorded(db: &TestDb) {
+    async fn state_changes_follow_the_lifecycle_and_are_recorded(db: &TestStore) {
         let ledger = db.ledger();
         let alice = citizen("C0000001");
         let consent = ledger.grant(alice_to_dmv(), t0()).await.unwrap();
@@ -1158,7 +1043,7 @@ pub(super) mod tests {
         assert_eq!(db.count("consent_events").await, 4 + 3);
     }
 
-    async fn another_citizens_handle_is_not_found(db: &TestDb) {
+    async fn another_citizens_handle_is_not_found(db: &TestStore) {
         let ledger = db.ledger();
         let (alice, bob) = (citizen("C0000001"), citizen("C0000002"));
         let consent = ledger.grant(alice_to_dmv(), t0()).await.unwrap();
@@ -1193,7 +1078,7 @@ pub(super) mod tests {
         assert_eq!(db.count("consent_events").await, 1);
     }
 
-    async fn live_keeps_only_current_active_consents_for_the_grantee_and_purpose(db: &TestDb) {
+    async fn live_keeps_only_current_active_consents_for_the_grantee_and_purpose(db: &TestStore) {
         let ledger = db.ledger();
         let alice = citizen("C0000001");
         let live = ledger.grant(alice_to_dmv(), t0()).await.unwrap();
@@ -1257,7 +1142,7 @@ pub(super) mod tests {
         );
     }
 
-    async fn still_live_drops_revoked_and_paused_handles(db: &TestDb) {
+    async fn still_live_drops_revoked_and_paused_handles(db: &TestStore) {
         let ledger = db.ledger();
         let alice = citizen("C0000001");
         let a = ledger.grant(alice_to_dmv(), t0()).await.unwrap().handle;
@@ -1294,7 +1179,7 @@ pub(super) mod tests {
         );
     }
 
-    async fn racing_revokes_give_one_success_and_one_conflict(db: &TestDb) {
+    async fn racing_revokes_give_one_success_and_one_conflict(db: &TestStore) {
         let ledger = db.ledger();
         let alice = citizen("C0000001");
         for _ in 0..10 {
@@ -1325,7 +1210,7 @@ pub(super) mod tests {
         }
     }
 
-    async fn a_malformed_row_is_reported_as_corrupt(db: &TestDb) {
+    async fn a_malformed_row_is_reported_as_corrupt(db: &TestStore) {
         let ledger = db.ledger();
         let alice = citizen("C0000001");
         let consent = ledger.grant(alice_to_dmv(), t0()).await.unwrap();
@@ -1353,7 +1238,7 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn sqlite_time_that_does_not_parse_is_corrupt() {
-        let db = TestDb::sqlite().await;
+        let db = TestStore::sqlite("consents.db").await;
         let ledger = db.ledger();
         let alice = citizen("C0000001");
         let consent = ledger.grant(alice_to_dmv(), t0()).await.unwrap();
@@ -1364,12 +1249,12 @@ pub(super) mod tests {
             "a stored consent is malformed: column `valid_until` cannot be read back",
             "names the column, not the value"
         );
-        db.finish().await;
+        db.close().await;
     }
 
     #[tokio::test]
     async fn sqlite_lookups_use_the_citizen_index() {
-        let db = TestDb::sqlite().await;
+        let db = TestStore::sqlite("consents.db").await;
         let Store::Sqlite(pool) = &db.store else {
             unreachable!()
         };
@@ -1389,7 +1274,7 @@ pub(super) mod tests {
                 "{sql}: {plan:?}"
             );
         }
-        db.finish().await;
+        db.close().await;
     }
 
     #[test]

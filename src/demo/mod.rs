@@ -249,6 +249,11 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
             state.checkpoints.display().to_string(),
         )
         .set("CIVICGRAPH_AUDIT_CHECKPOINT_S", "5")
+        .set(
+            "CIVICGRAPH_SIGNING_KEY",
+            state.signing_key.display().to_string(),
+        )
+        .set("CIVICGRAPH_DEV_KEY", state.dev_key.display().to_string())
         // The local development issuer: the personas below are real signed tokens.
         .set("CIVICGRAPH_DEV_TOKENS", "true")
         // Lets GraphiQL users also act with a plain header.
@@ -305,19 +310,25 @@ pub struct DemoState {
     pub storage_url: String,
     /// The audit checkpoint file.
     pub checkpoints: PathBuf,
+    /// The key signing receipts and checkpoints: `.civicgraph/` beside the configuration (so
+    /// `civicgraph consent verify` finds it), or inside an explicit `state_dir`.
+    pub signing_key: PathBuf,
+    /// The local development issuer's key, placed like `signing_key` (so tokens minted by
+    /// `civicgraph token` in another terminal work against the demo).
+    pub dev_key: PathBuf,
 }
 
 impl DemoState {
     fn prepare(options: &DemoOptions) -> Result<Self, StartDemoError> {
-        let dir = match &options.state_dir {
-            Some(dir) => dir.clone(),
-            None => options
-                .config
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."))
-                .join(".civicgraph")
-                .join("demo"),
+        let beside_config = options
+            .config
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .join(".civicgraph");
+        let (dir, keys) = match &options.state_dir {
+            Some(dir) => (dir.clone(), dir.clone()),
+            None => (beside_config.join("demo"), beside_config),
         };
         std::fs::create_dir_all(&dir).map_err(StartDemoError::State)?;
         let dir = dir.canonicalize().map_err(StartDemoError::State)?;
@@ -337,6 +348,8 @@ impl DemoState {
         Ok(Self {
             storage_url: format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display()),
             checkpoints: dir.join("audit-checkpoints.jsonl"),
+            signing_key: keys.join("signing-key.pem"),
+            dev_key: keys.join("dev-issuer-key.pem"),
             dir,
         })
     }

@@ -9,7 +9,8 @@
 //! Resolvers therefore record their own error (with its path) and return `null`; a non-null
 //! field returns [`PROPAGATE_NULL`] instead, which this pass removes after turning the nearest
 //! nullable ancestor into `null`. One walk over the response, guided by the document and the
-//! SDL's types, does ordering, missing fields and propagation together.
+//! SDL's types, does ordering, missing fields and propagation together. Selections left out by
+//! `@skip(if: true)` / `@include(if: false)` are left out here too, not filled in as `null`.
 
 use std::collections::HashMap;
 
@@ -63,6 +64,7 @@ impl TypeIndex {
         response: &mut async_graphql::Response,
         document: &ExecutableDocument,
         operation_name: Option<&str>,
+        variables: &async_graphql::Variables,
     ) {
         response.errors.retain(|e| e.message != PROPAGATE_NULL);
         let operation = match (&document.operations, operation_name) {
@@ -84,9 +86,20 @@ impl TypeIndex {
         if response.data == Value::Null {
             response.data = Value::Object(IndexMap::new());
         }
+        let defaults = operation
+            .node
+            .variable_definitions
+            .iter()
+            .filter_map(|d| {
+                let default = d.node.default_value.as_ref()?;
+                Some((d.node.name.node.clone(), default.node.clone()))
+            })
+            .collect();
         let walk = Walk {
             index: self,
             document,
+            variables,
+            defaults,
         };
         let selections = [&operation.node.selection_set.node];
         if let Value::Object(map) = &mut response.data
@@ -103,6 +116,9 @@ struct NullPropagates;
 struct Walk<'a> {
     index: &'a TypeIndex,
     document: &'a ExecutableDocument,
+    variables: &'a async_graphql::Variables,
+    /// The operation's variable defaults, for variables the request left out.
+    defaults: HashMap<async_graphql::Name, Value>,
 }
 
 /// The fields one selection asks of one object type, in response order; computed once per
@@ -212,6 +228,14 @@ impl<'a> Walk<'a> {
         visited: &mut Vec<&'a str>,
     ) {
         for selection in &set.items {
+            let directives = match &selection.node {
+                Selection::Field(field) => &field.node.directives,
+                Selection::FragmentSpread(spread) => &spread.node.directives,
+                Selection::InlineFragment(fragment) => &fragment.node.directives,
+            };
+            if !self.included(directives) {
+                continue;
+            }
             match &selection.node {
                 Selection::Field(field) => {
                     let key = field.node.response_key().node.as_str();
@@ -247,8 +271,31 @@ impl<'a> Walk<'a> {
             }
         }
     }
-}
 
+    /// Whether `@skip` / `@include` keep a selection (the executor evaluated them the same way,
+    /// after validation made sure `if` is a Boolean).
+    fn included(
+        &self,
+        directives: &[async_graphql::Positioned<async_graphql::parser::types::Directive>],
+    ) -> bool {
+        directives.iter().all(|directive| {
+            let condition = directive.node.get_argument("if").map(|value| {
+                let resolved = value.node.clone().into_const_with(|name| {
+                    self.variables
+                        .get(&name)
+                        .or_else(|| self.defaults.get(&name))
+                        .cloned()
+                        .ok_or(())
+                });
+                matches!(resolved, Ok(Value::Boolean(true)))
+            });
+            !matches!(
+                (directive.node.name.node.as_str(), condition),
+                ("skip", Some(true)) | ("include", Some(false))
+            )
+        })
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,8 +315,29 @@ mod tests {
     fn complete(query: &str, data: serde_json::Value) -> String {
         let document = parse_query(query).unwrap();
         let mut response = async_graphql::Response::new(Value::from_json(data).unwrap());
-        index().complete(&mut response, &document, None);
+        index().complete(&mut response, &document, None, &Default::default());
         serde_json::to_string(&response.data).unwrap()
+    }
+
+    #[test]
+    fn skipped_and_excluded_selections_stay_out() {
+        // The executor left `y`, `b` and the fragment's `x` out; none may come back as null,
+        // and a skipped non-null field must not null its parent.
+        let out = complete(
+            "query($no: Boolean = false) { a { x @skip(if: true) y @include(if: $no) } b @include(if: false) c { ... on C @skip(if: true) { z } } }",
+            serde_json::json!({"a": {}, "c": [{}]}),
+        );
+        assert_eq!(out, r#"{"a":{},"c":[{}]}"#);
+        let document = parse_query("query($yes: Boolean!) { b @skip(if: $yes) a { y } }").unwrap();
+        let mut response = async_graphql::Response::new(
+            Value::from_json(serde_json::json!({"a": {"y": 1}})).unwrap(),
+        );
+        let variables = async_graphql::Variables::from_json(serde_json::json!({"yes": true}));
+        index().complete(&mut response, &document, None, &variables);
+        assert_eq!(
+            serde_json::to_string(&response.data).unwrap(),
+            r#"{"a":{"y":1}}"#
+        );
     }
 
     #[test]
@@ -305,7 +373,7 @@ mod tests {
         response
             .errors
             .push(async_graphql::ServerError::new(PROPAGATE_NULL, None));
-        index().complete(&mut response, &document, None);
+        index().complete(&mut response, &document, None, &Default::default());
         assert!(response.errors.is_empty());
         assert_eq!(
             serde_json::to_string(&response.data).unwrap(),

@@ -68,7 +68,7 @@ pub(crate) async fn settle(scope: &RequestScope, deliver: bool) -> Vec<Withheld>
     }
 
     let records = records(scope, &reads);
-    if let Err(error) = services.audit.append(records).await {
+    if let Err(error) = services.writer.append(records).await {
         tracing::error!(%error, "Audit trail unavailable: withholding personal data.");
         let allowed: Vec<Read> = reads
             .into_iter()

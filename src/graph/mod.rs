@@ -25,7 +25,7 @@ use async_graphql::parser::types::ExecutableDocument;
 
 use async_graphql::dynamic::Schema;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, AuditWriter};
 use crate::config::{Diagnostic, OnDenied, SourceFile, TrustConfig};
 use crate::consent::ConsentLedger;
 use crate::error::ErrorCode;
@@ -54,8 +54,11 @@ pub struct GraphOptions {
 pub struct TrustServices {
     /// The authoritative consent ledger, read on every request that needs a consent.
     pub ledger: ConsentLedger,
-    /// The hash-chained audit trail every protected read is written to.
+    /// The hash-chained audit trail, read for citizens' access logs.
     pub audit: AuditLog,
+    /// Writes every protected read to `audit`, grouping concurrent requests' records into one
+    /// transaction.
+    pub writer: AuditWriter,
     /// Signs consent receipts.
     pub signing: SigningKey,
 }
@@ -116,6 +119,7 @@ impl Graph {
         context: RequestContext,
     ) -> Outcome {
         let operation_name = request.operation_name.clone();
+        let variables = request.variables.clone();
         let call_context = crate::connectors::context::CallContext {
             purpose: context.purpose.clone(),
             request_id: Some(context.request_id.clone()).filter(|id| !id.is_empty()),
@@ -160,8 +164,12 @@ impl Graph {
         if !executed {
             return Outcome::Rejected(response.errors);
         }
-        self.types
-            .complete(&mut response, document, operation_name.as_deref());
+        self.types.complete(
+            &mut response,
+            document,
+            operation_name.as_deref(),
+            &variables,
+        );
         Outcome::Executed(response)
     }
 }

@@ -261,6 +261,7 @@ mod tests {
     use super::*;
     use crate::config::StorageConfig;
     use crate::identity::{ClaimantId, LicenseNumber, Tin};
+    use crate::store::testing::TestStore;
 
     async fn sqlite() -> Crosswalk {
         let store = Store::connect(&StorageConfig {
@@ -270,29 +271,6 @@ mod tests {
         .await
         .expect("in-memory store");
         Crosswalk::new(store)
-    }
-
-    /// A crosswalk in a fresh PostgreSQL schema of its own, so parallel tests never meet.
-    async fn postgres() -> Option<Crosswalk> {
-        let Ok(url) = std::env::var("CIVICGRAPH_TEST_POSTGRES_URL") else {
-            eprintln!("skipped: CIVICGRAPH_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let schema = format!("cg_identity_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&admin)
-            .await
-            .expect("create schema");
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
-        let store = Store::connect(&StorageConfig {
-            url,
-            max_connections: 4,
-        })
-        .await
-        .expect("store in its own schema");
-        Some(Crosswalk::new(store))
     }
 
     fn citizen(id: &str) -> CitizenId {
@@ -388,8 +366,9 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_links_round_trip() {
-        if let Some(crosswalk) = postgres().await {
-            links_round_trip(crosswalk).await;
+        if let Some(db) = TestStore::postgres(&["identity_links"]).await {
+            links_round_trip(Crosswalk::new(db.store.clone())).await;
+            db.close().await;
         }
     }
 }

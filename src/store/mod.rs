@@ -16,6 +16,9 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::config::StorageConfig;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 /// Why the store could not be opened or reached.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -537,3 +537,30 @@ async fn a_request_in_flight_completes_when_shutdown_starts() {
         )
     );
 }
+
+#[tokio::test]
+async fn skipped_fields_are_left_out_not_answered_as_null() {
+    let (gateway, _registry, tax) = gateway().await;
+    let answer = gateway
+        .post_with(
+            json!({
+                "query": r#"query($skip: Boolean!) {
+                    citizen(id: "C0000001") { name @skip(if: $skip) id taxAccount @include(if: false) { tin } }
+                }"#,
+                "variables": {"skip": true},
+            }),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        answer.body,
+        json!({"data": {"citizen": {"id": "C0000001"}}}),
+        "{}",
+        answer.text
+    );
+    assert_eq!(
+        tax.calls(ACCOUNT_ROUTE),
+        0,
+        "an excluded field's backend is not called"
+    );
+}
