@@ -152,6 +152,43 @@ pub struct Caller<'a> {
     pub purpose: Option<&'a str>,
 }
 
+/// The denial that holds whoever the field turns out to be about and whatever the ledger
+/// says: the caller's kind and scopes alone refuse it. `None` when only the citizen the data is
+/// about, or their consents, can decide. `on_denied = "reject"` uses it to refuse an operation
+/// before anything runs.
+pub fn certain_denial(policy: &FieldPolicy, principal: &Principal) -> Option<Denial> {
+    let forbidden = |reason: &str| Some(Denial::Forbidden(reason.to_string()));
+    let missing = |scopes: &ScopeRule| {
+        Some(Denial::Forbidden(format!(
+            "This field needs the scope {}.",
+            scopes.describe()
+        )))
+    };
+    match (policy, principal) {
+        (FieldPolicy::Public, _) => None,
+        (FieldPolicy::Restricted { .. }, Principal::Anonymous) => {
+            forbidden("This field needs a signed-in caller.")
+        }
+        (FieldPolicy::Restricted { .. }, Principal::Citizen(_)) => {
+            forbidden("Citizens read their own record through `me`, not by id.")
+        }
+        (FieldPolicy::Restricted { .. }, Principal::Operator { .. }) => None,
+        (FieldPolicy::Personal { .. }, Principal::Anonymous) => {
+            forbidden("Personal data needs a signed-in caller.")
+        }
+        (FieldPolicy::Personal { .. }, Principal::Operator { .. }) => {
+            forbidden("Operators run the gateway; they do not read citizens' personal data.")
+        }
+        (FieldPolicy::Personal { .. }, Principal::Citizen(_)) => None,
+        (
+            FieldPolicy::Restricted { scopes } | FieldPolicy::Personal { scopes, .. },
+            Principal::Agency(client),
+        ) => (!scopes.allows(&client.scopes))
+            .then(|| missing(scopes))
+            .flatten(),
+    }
+}
+
 /// Decides what can be decided without the ledger. `subject` is the citizen whose data the
 /// field holds (`None` when the gateway cannot tell, which only ever denies).
 pub fn decide(
@@ -160,71 +197,54 @@ pub fn decide(
     subject: Option<&CitizenId>,
     trust: &TrustConfig,
 ) -> Pending {
+    if let Some(denial) = certain_denial(policy, caller.principal) {
+        return Pending::Decided(Access::Denied(denial));
+    }
     let forbidden =
         |reason: &str| Pending::Decided(Access::Denied(Denial::Forbidden(reason.into())));
-    match policy {
-        FieldPolicy::Public => Pending::Decided(Access::Allowed(Basis::Public)),
-        FieldPolicy::Restricted { scopes } => match caller.principal {
-            Principal::Anonymous => forbidden("This field needs a signed-in caller."),
-            Principal::Citizen(_) => {
-                forbidden("Citizens read their own record through `me`, not by id.")
-            }
-            Principal::Operator { .. } => Pending::Decided(Access::Allowed(Basis::Role)),
-            Principal::Agency(client) => {
-                if scopes.allows(&client.scopes) {
-                    Pending::Decided(Access::Allowed(Basis::Role))
-                } else {
-                    Pending::Decided(Access::Denied(Denial::Forbidden(format!(
-                        "This field needs the scope {}.",
-                        scopes.describe()
-                    ))))
-                }
-            }
+    let FieldPolicy::Personal {
+        category, owner, ..
+    } = policy
+    else {
+        // Public fields, and restricted ones the caller's role and scopes already allow.
+        let basis = if matches!(policy, FieldPolicy::Public) {
+            Basis::Public
+        } else {
+            Basis::Role
+        };
+        return Pending::Decided(Access::Allowed(basis));
+    };
+    match caller.principal {
+        Principal::Citizen(me) => match subject {
+            Some(subject) if subject == me => Pending::Decided(Access::Allowed(Basis::OwnRecord)),
+            _ => forbidden("A citizen may read only their own record."),
         },
-        FieldPolicy::Personal {
-            category,
-            owner,
-            scopes,
-        } => match caller.principal {
-            Principal::Anonymous => forbidden("Personal data needs a signed-in caller."),
-            Principal::Operator { .. } => {
-                forbidden("Operators run the gateway; they do not read citizens' personal data.")
+        Principal::Agency(client) => {
+            if subject.is_none() {
+                return forbidden("The gateway cannot tell whose data this is.");
             }
-            Principal::Citizen(me) => match subject {
-                Some(subject) if subject == me => {
-                    Pending::Decided(Access::Allowed(Basis::OwnRecord))
-                }
-                _ => forbidden("A citizen may read only their own record."),
-            },
-            Principal::Agency(client) => {
-                if !scopes.allows(&client.scopes) {
-                    return Pending::Decided(Access::Denied(Denial::Forbidden(format!(
-                        "This field needs the scope {}.",
-                        scopes.describe()
-                    ))));
-                }
-                if subject.is_none() {
-                    return forbidden("The gateway cannot tell whose data this is.");
-                }
-                if owner.as_deref() == Some(client.agency.as_str())
-                    && let Some(basis) = trust
-                        .agencies
-                        .get(&client.agency)
-                        .and_then(|a| a.legal_basis.as_ref())
-                {
-                    return Pending::Decided(Access::Allowed(Basis::LegalBasis(
-                        basis.get_ref().clone(),
-                    )));
-                }
-                match caller.purpose {
-                    Some(purpose) => Pending::NeedsConsent {
-                        category: category.clone(),
-                        purpose: purpose.to_string(),
-                    },
-                    None => forbidden("Agency requests must state a purpose."),
-                }
+            if owner.as_deref() == Some(client.agency.as_str())
+                && let Some(basis) = trust
+                    .agencies
+                    .get(&client.agency)
+                    .and_then(|a| a.legal_basis.as_ref())
+            {
+                return Pending::Decided(Access::Allowed(Basis::LegalBasis(
+                    basis.get_ref().clone(),
+                )));
             }
-        },
+            match caller.purpose {
+                Some(purpose) => Pending::NeedsConsent {
+                    category: category.clone(),
+                    purpose: purpose.to_string(),
+                },
+                None => forbidden("Agency requests must state a purpose."),
+            }
+        }
+        // `certain_denial` refused these already.
+        Principal::Anonymous | Principal::Operator { .. } => {
+            forbidden("Personal data needs a signed-in caller.")
+        }
     }
 }
 
@@ -365,6 +385,31 @@ mod tests {
             decide(&license(), caller, Some(&citizen("C0000001")), &trust),
             Pending::Decided(Access::Denied(Denial::Forbidden(_)))
         ));
+    }
+
+    #[test]
+    fn certain_denials_need_neither_the_subject_nor_the_ledger() {
+        let citizen = Principal::Citizen(citizen("C0000001"));
+        let operator = Principal::Operator { name: "ops".into() };
+        let lookup = FieldPolicy::Restricted {
+            scopes: ScopeRule(vec![BTreeSet::from(["citizen:lookup".to_string()])]),
+        };
+        // Only the caller's kind and scopes: known before anything runs.
+        assert!(certain_denial(&license(), &Principal::Anonymous).is_some());
+        assert!(certain_denial(&license(), &operator).is_some());
+        assert!(certain_denial(&license(), &agency("tax", &["tax:read"])).is_some());
+        assert!(certain_denial(&lookup, &citizen).is_some());
+        // Whose data it is, or a consent, decides these: not certain.
+        assert_eq!(certain_denial(&license(), &citizen), None);
+        assert_eq!(
+            certain_denial(&license(), &agency("tax", &["dmv:read"])),
+            None
+        );
+        assert_eq!(certain_denial(&lookup, &operator), None);
+        assert_eq!(
+            certain_denial(&FieldPolicy::Public, &Principal::Anonymous),
+            None
+        );
     }
 
     #[test]

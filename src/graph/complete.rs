@@ -58,6 +58,20 @@ impl TypeIndex {
         }
     }
 
+    /// The root object type of an operation type (`None` for subscriptions, or no mutation).
+    pub(crate) fn root(&self, ty: OperationType) -> Option<&str> {
+        match ty {
+            OperationType::Query => Some(&self.query),
+            OperationType::Mutation => self.mutation.as_deref(),
+            OperationType::Subscription => None,
+        }
+    }
+
+    /// The declared type of `type_name.field`, if both exist.
+    pub(crate) fn field_type(&self, type_name: &str, field: &str) -> Option<&SdlType> {
+        self.objects.get(type_name)?.get(field)
+    }
+
     /// Completes `response` in place for the operation that ran.
     pub(crate) fn complete(
         &self,

@@ -13,6 +13,7 @@ mod directives;
 mod documents;
 mod guard;
 mod identity_ops;
+mod precheck;
 mod scalars;
 mod scope;
 mod sdl;
@@ -71,6 +72,7 @@ pub struct Graph {
     /// What `civicgraph check` prints.
     pub summary: GraphSummary,
     types: Arc<complete::TypeIndex>,
+    guards: Arc<guard::Guards>,
     crosswalk: Option<Crosswalk>,
     trust: Arc<TrustConfig>,
     services: Option<TrustServices>,
@@ -119,6 +121,18 @@ impl Graph {
         context: RequestContext,
     ) -> Outcome {
         let operation_name = request.operation_name.clone();
+        if self.trust.on_denied == OnDenied::Reject {
+            let denials = precheck::certain_denials(
+                &self.types,
+                &self.guards,
+                document,
+                operation_name.as_deref(),
+                &context.principal,
+            );
+            if !denials.is_empty() {
+                return Outcome::Denied(denials);
+            }
+        }
         let variables = request.variables.clone();
         let call_context = crate::connectors::context::CallContext {
             purpose: context.purpose.clone(),
@@ -321,6 +335,7 @@ pub fn build_graph(
         schema,
         summary,
         types: Arc::new(complete::TypeIndex::new(&system)),
+        guards: Arc::new(guards),
         crosswalk: None,
         trust: Arc::clone(&options.trust),
         services: None,

@@ -97,7 +97,7 @@ struct World {
     dir: tempfile::TempDir,
     gateway: TestGateway,
     dmv: RunningAgency,
-    _registry: RunningAgency,
+    registry: RunningAgency,
     config: GatewayConfig,
     config_path: PathBuf,
     ledger: ConsentLedger,
@@ -245,7 +245,7 @@ impl World {
             dir,
             gateway,
             dmv,
-            _registry: registry,
+            registry,
             config,
             config_path,
             storage_url,
@@ -1326,6 +1326,30 @@ async fn the_reject_option_refuses_the_whole_operation_without_calling_the_backe
     assert_eq!(
         answer.body["errors"][0]["extensions"]["code"],
         json!("FORBIDDEN")
+    );
+    assert_eq!(
+        answer.body["errors"][0]["path"],
+        json!(["citizen", "license"])
+    );
+    assert_eq!(world.license_calls(), 0);
+    assert!(
+        world.registry.requests().is_empty(),
+        "refused before anything ran: not even the fields it may read reached a backend"
+    );
+    // What only the ledger can decide is refused after execution, still with no data.
+    let consentless = world.token(&agency("benefits", LOOKUP_DMV, PURPOSE));
+    let refused = world
+        .ask(
+            Some(&consentless),
+            &format!(r#"{{ citizen(id: "{ADA}") {{ id license {{ number }} }} }}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(refused.body.get("data").is_none(), "{}", refused.text);
+    assert_eq!(
+        refused.body["errors"][0]["extensions"]["code"],
+        json!("CONSENT_REQUIRED")
     );
     assert_eq!(world.license_calls(), 0);
     // An operation asking only for what the caller may read is answered as usual.
