@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use civicgraph::audit;
-use civicgraph::config::{Diagnostics, GatewayConfig, TomlFile, Vars};
+use civicgraph::config::{Vars, load_gateway_config};
 use civicgraph::connectors::mainframe::Copybook;
 use civicgraph::consent::receipt;
 use civicgraph::demo::{self, DemoOptions};
@@ -218,7 +218,13 @@ pub(crate) fn main() -> ExitCode {
 /// `civicgraph token …`: the token alone on stdout, so `TOKEN=$(civicgraph token …)` works.
 fn token(config: &Path, ttl_minutes: u32, persona: TokenPersona) -> ExitCode {
     use civicgraph::auth::dev_tokens::{self, Persona};
-    let (project, _) = civicgraph::config::load_project(config, &Vars::from_env());
+    let (gateway, root) = match load_gateway_config(config, &Vars::from_env()) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let persona = match persona {
         TokenPersona::Citizen { citizen_id } => {
             match civicgraph::identity::CitizenId::parse(citizen_id.trim()) {
@@ -236,7 +242,7 @@ fn token(config: &Path, ttl_minutes: u32, persona: TokenPersona) -> ExitCode {
             agency,
         } => {
             let agency =
-                agency.or_else(|| dev_tokens::agency_of_client(&client_id, &project.gateway.trust));
+                agency.or_else(|| dev_tokens::agency_of_client(&client_id, &gateway.trust));
             let Some(agency) = agency else {
                 eprintln!(
                     "error: `{client_id}` does not start with an agency code; pass --agency <CODE>"
@@ -257,13 +263,7 @@ fn token(config: &Path, ttl_minutes: u32, persona: TokenPersona) -> ExitCode {
         TokenPersona::Operator { name } => Persona::Operator { name },
     };
     let ttl = chrono::Duration::minutes(i64::from(ttl_minutes.max(1)));
-    match dev_tokens::mint(
-        &project.gateway,
-        &project.root,
-        &persona,
-        chrono::Utc::now(),
-        ttl,
-    ) {
+    match dev_tokens::mint(&gateway, &root, &persona, chrono::Utc::now(), ttl) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS
@@ -303,14 +303,7 @@ async fn audit_verify(config: &std::path::Path) -> ExitCode {
 }
 
 async fn verify_audit_chain(config_path: &std::path::Path) -> anyhow::Result<bool> {
-    use civicgraph::config::{Diagnostics, GatewayConfig, TomlFile};
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("cannot read `{}`", config_path.display()))?;
-    let config: GatewayConfig = TomlFile::from_text(config_path, &text, &Vars::from_env())
-        .map_err(Diagnostics)?
-        .parse()
-        .map_err(|diagnostic| Diagnostics(vec![diagnostic]))?;
-    let root = config_path.parent().unwrap_or(std::path::Path::new(""));
+    let (config, root) = load_gateway_config(config_path, &Vars::from_env())?;
     let checkpoints = root.join(&config.audit.checkpoint_file);
     // Verifying must never make a key: a new one would call every checkpoint forged.
     // Errors are flattened to their text, which already includes their source's.
@@ -395,11 +388,7 @@ fn verify_receipt(config: &Path, receipt: Option<&Path>) -> ExitCode {
 /// The signing key `[trust] signing_key` names, relative to the configuration file. Only an
 /// existing key: verifying must never make one.
 fn receipt_key(config: &Path) -> anyhow::Result<SigningKey> {
-    let text = std::fs::read_to_string(config)
-        .with_context(|| format!("cannot read {}", config.display()))?;
-    let file = TomlFile::from_text(config, &text, &Vars::from_env()).map_err(Diagnostics)?;
-    let gateway: GatewayConfig = file.parse().map_err(|d| Diagnostics(vec![d]))?;
-    let root = config.parent().unwrap_or(Path::new(""));
+    let (gateway, root) = load_gateway_config(config, &Vars::from_env())?;
     let path = root.join(&gateway.trust.signing_key);
     match SigningKey::load(&path) {
         Err(SigningError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {

@@ -122,6 +122,16 @@ impl ErrorCode {
     }
 }
 
+/// `text` with its first letter upper-case: error types display lower-case phrases (Rust's
+/// convention), while messages shown to people start a sentence.
+pub(crate) fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

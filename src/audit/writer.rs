@@ -115,6 +115,7 @@ mod tests {
     use crate::config::StorageConfig;
     use crate::identity::CitizenId;
     use crate::store::Store;
+    use crate::store::testing::TestStore;
 
     fn record(n: usize) -> AuditRecord {
         AuditRecord {
@@ -133,14 +134,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_transactions_and_every_record_lands_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&StorageConfig {
-            url: format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display()),
-            max_connections: 2,
-        })
-        .await
-        .unwrap();
-        let log = AuditLog::new(store.clone(), Duration::from_secs(5));
+        let db = TestStore::sqlite("audit.db").await;
+        let log = AuditLog::new(db.store.clone(), Duration::from_secs(5));
         let writer = AuditWriter::spawn(log.clone());
         let appends = (0..200).map(|n| {
             let writer = writer.clone();
@@ -164,19 +159,18 @@ mod tests {
             50,
             "two records per request among the newest 100"
         );
-        store.close().await;
+        db.close().await;
     }
 
     #[tokio::test]
     async fn a_locked_store_fails_every_waiter_within_the_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
-        let config = StorageConfig {
-            url: url.clone(),
-            max_connections: 2,
-        };
-        let store = Store::connect(&config).await.unwrap();
-        let locker = Store::connect(&config).await.unwrap();
+        let db = TestStore::sqlite("audit.db").await;
+        let locker = Store::connect(&StorageConfig {
+            url: db.url.clone(),
+            max_connections: 1,
+        })
+        .await
+        .unwrap();
         let Store::Sqlite(pool) = &locker else {
             unreachable!("an sqlite URL")
         };
@@ -185,7 +179,8 @@ mod tests {
             .execute(&mut *lock)
             .await
             .unwrap();
-        let writer = AuditWriter::spawn(AuditLog::new(store.clone(), Duration::from_millis(200)));
+        let writer =
+            AuditWriter::spawn(AuditLog::new(db.store.clone(), Duration::from_millis(200)));
         let started = std::time::Instant::now();
         let (a, b) = tokio::join!(
             writer.append(vec![record(1)]),

@@ -226,6 +226,29 @@ fn file_stem(path: &Path) -> Option<String> {
     path.file_stem().map(|s| s.to_string_lossy().into_owned())
 }
 
+/// `civicgraph.toml` alone, with the directory its relative paths start from: for the tools
+/// that need the gateway's settings (keys, store, catalogues) but not its graph, such as
+/// `civicgraph token`, `consent verify` and `audit verify`.
+pub fn load_gateway_config(
+    config_path: &Path,
+    vars: &Vars,
+) -> Result<(GatewayConfig, PathBuf), Diagnostics> {
+    let root = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    match read_toml_file(config_path, vars).map_err(Diagnostics)? {
+        Some(file) => {
+            let gateway = file.parse().map_err(|d| Diagnostics(vec![d]))?;
+            Ok((gateway, root))
+        }
+        None => Err(Diagnostics(vec![Diagnostic::file(
+            config_path,
+            "this file does not exist; pass --config",
+        )])),
+    }
+}
+
 /// Reads and interpolates a TOML file; `Ok(None)` when it does not exist.
 fn read_toml_file(path: &Path, vars: &Vars) -> Result<Option<TomlFile>, Vec<Diagnostic>> {
     let text = match std::fs::read_to_string(path) {

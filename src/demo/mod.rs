@@ -380,8 +380,9 @@ impl Personas {
         population: &Population,
     ) -> Result<Option<Self>, StartDemoError> {
         use crate::auth::dev_tokens::{MintError, Persona, dev_issuer, mint};
-        let (project, _) = crate::config::load_project(config, vars);
-        match dev_issuer(&project.gateway) {
+        let (gateway, root) = crate::config::load_gateway_config(config, vars)
+            .map_err(|e| StartDemoError::Tokens(e.to_string()))?;
+        match dev_issuer(&gateway) {
             Err(MintError::NoDevIssuer) => return Ok(None),
             Err(error) => return Err(StartDemoError::Tokens(error.to_string())),
             Ok(_) => {}
@@ -396,7 +397,7 @@ impl Personas {
         let now = chrono::Utc::now();
         let ttl = chrono::Duration::hours(12);
         let token = |persona: &Persona| {
-            mint(&project.gateway, &project.root, persona, now, ttl)
+            mint(&gateway, &root, persona, now, ttl)
                 .map_err(|e| StartDemoError::Tokens(e.to_string()))
         };
         let scopes = [

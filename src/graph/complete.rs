@@ -81,12 +81,7 @@ impl TypeIndex {
         variables: &async_graphql::Variables,
     ) {
         response.errors.retain(|e| e.message != PROPAGATE_NULL);
-        let operation = match (&document.operations, operation_name) {
-            (DocumentOperations::Single(op), _) => Some(op),
-            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-            (DocumentOperations::Multiple(ops), None) => ops.values().next(),
-        };
-        let Some(operation) = operation else {
+        let Some(operation) = selected_operation(document, operation_name) else {
             return;
         };
         let root = match operation.node.ty {
@@ -121,6 +116,18 @@ impl TypeIndex {
         {
             response.data = Value::Null;
         }
+    }
+}
+
+/// The operation a request runs: the named one, else the document's first.
+pub(crate) fn selected_operation<'d>(
+    document: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'d async_graphql::Positioned<async_graphql::parser::types::OperationDefinition>> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) => ops.values().next(),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::config::TrustConfig;
 use crate::connectors::Arguments;
 use crate::consent::receipt::{self, ReceiptAction};
 use crate::consent::{Consent, LedgerError, NewConsent};
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, capitalised};
 use crate::identity::CitizenId;
 
 /// How many access-log entries a page may hold.
@@ -370,14 +370,6 @@ fn join_words(words: &[&str]) -> String {
         [] => "data".to_string(),
         [one] => one.to_string(),
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    }
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 

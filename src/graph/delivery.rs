@@ -55,7 +55,10 @@ pub(crate) async fn settle(scope: &RequestScope, deliver: bool) -> Vec<Withheld>
         .collect();
     if !handles.is_empty() {
         match services.ledger.still_live(&handles, Utc::now()).await {
-            Ok(live) => revoke_in_flight(&mut reads, &live, &mut withheld),
+            Ok(live) => {
+                let purpose = scope.context.purpose.as_deref().unwrap_or_default();
+                revoke_in_flight(&mut reads, &live, purpose, &mut withheld);
+            }
             Err(error) => {
                 tracing::error!(%error, "Consent ledger unavailable while confirming consents.");
                 let (lost, kept): (Vec<Read>, Vec<Read>) = reads
@@ -80,7 +83,12 @@ pub(crate) async fn settle(scope: &RequestScope, deliver: bool) -> Vec<Withheld>
 }
 
 /// Reads allowed by a consent that is no longer live become `CONSENT_REQUIRED`.
-fn revoke_in_flight(reads: &mut [Read], live: &HashSet<String>, withheld: &mut Vec<Withheld>) {
+fn revoke_in_flight(
+    reads: &mut [Read],
+    live: &HashSet<String>,
+    purpose: &str,
+    withheld: &mut Vec<Withheld>,
+) {
     for read in reads {
         let Access::Allowed(Basis::Consent(handle)) = &read.access else {
             continue;
@@ -90,7 +98,7 @@ fn revoke_in_flight(reads: &mut [Read], live: &HashSet<String>, withheld: &mut V
         }
         let denial = Denial::ConsentRequired {
             category: read.category.clone(),
-            purpose: String::new(),
+            purpose: purpose.to_string(),
         };
         read.access = Access::Denied(denial);
         withheld.push(Withheld {

@@ -6,12 +6,10 @@
 //! and `Graph::execute` refuses the operation then, after the fact. Selections are taken as
 //! written, `@skip`/`@include` included: asking is enough to be refused.
 
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, Selection, SelectionSet,
-};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ErrorExtensions, PathSegment, ServerError};
 
-use super::complete::TypeIndex;
+use super::complete::{TypeIndex, selected_operation};
 use super::guard::Guards;
 use super::sdl::named_type;
 use crate::auth::Principal;
@@ -27,12 +25,7 @@ pub(crate) fn certain_denials(
     operation_name: Option<&str>,
     principal: &Principal,
 ) -> Vec<ServerError> {
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) => ops.values().next(),
-    };
-    let Some(operation) = operation else {
+    let Some(operation) = selected_operation(document, operation_name) else {
         return Vec::new();
     };
     let Some(root) = types.root(operation.node.ty) else {

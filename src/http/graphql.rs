@@ -366,7 +366,11 @@ async fn caller(
                         PurposeError::Unknown => ErrorCode::UnknownPurpose,
                         PurposeError::NotAllowed => ErrorCode::PurposeNotAllowed,
                     };
-                    let message = format!("{}{}.", capitalise(&error.to_string()), allowed(client));
+                    let message = format!(
+                        "{}{}.",
+                        crate::error::capitalised(&error.to_string()),
+                        allowed(client)
+                    );
                     return Err(request_error(format, code, &message));
                 }
             }
@@ -392,14 +396,6 @@ fn allowed(client: &crate::auth::AgencyClient) -> String {
     } else {
         let names: Vec<String> = client.purposes.iter().map(|p| format!("`{p}`")).collect();
         format!("; the token allows {}", names.join(", "))
-    }
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 
