@@ -39,6 +39,35 @@ impl ConnectorConfig {
         }
     }
 
+    /// How the gateway shields this backend: the shield keys of the file, with the
+    /// connector's own deadline (a mainframe's `[online] timeout_ms`; extracts are local).
+    pub fn shield(&self) -> super::ShieldConfig {
+        macro_rules! keys {
+            ($config:expr) => {
+                super::ShieldKeys {
+                    max_concurrency: $config.max_concurrency,
+                    queue_timeout_ms: $config.queue_timeout_ms,
+                    cache: $config.cache.clone(),
+                    retry: $config.retry.clone(),
+                    breaker: $config.breaker.clone(),
+                    maintenance: $config.maintenance.clone(),
+                }
+            };
+        }
+        match self {
+            Self::Rest(rest) => super::ShieldConfig::from_keys(&keys!(rest), rest.timeout_ms),
+            Self::Soap(soap) => super::ShieldConfig::from_keys(&keys!(soap), soap.timeout_ms),
+            Self::Sql(sql) => super::ShieldConfig::from_keys(&keys!(sql), sql.timeout_ms),
+            Self::Mainframe(mainframe) => {
+                let timeout_ms = mainframe
+                    .online
+                    .as_ref()
+                    .map_or(2_000, |online| online.get_ref().timeout_ms);
+                super::ShieldConfig::from_keys(&keys!(mainframe), timeout_ms)
+            }
+        }
+    }
+
     /// The agency key the backend knows a person by, if it declares one.
     pub fn identifier(&self) -> Option<&Spanned<KeyKind>> {
         match self {
@@ -88,6 +117,25 @@ pub struct RestConfig {
     /// Static credentials for the backend.
     #[serde(default)]
     pub auth: Option<RestAuth>,
+    /// The most calls in flight to this backend at once (default 32); never exceeded.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// How long a call waits for a free slot before failing fast with `BACKEND_BUSY`
+    /// (default 50).
+    #[serde(default)]
+    pub queue_timeout_ms: Option<u64>,
+    /// Answers kept for reuse, per operation; absent caches nothing.
+    #[serde(default)]
+    pub cache: Option<super::CacheConfig>,
+    /// Retries of failed reads (never of writes).
+    #[serde(default)]
+    pub retry: super::RetryConfig,
+    /// When the circuit opens and how it closes.
+    #[serde(default)]
+    pub breaker: super::BreakerConfig,
+    /// Daily windows when the backend must not be called (stale answers are served instead).
+    #[serde(default)]
+    pub maintenance: Vec<super::MaintenanceWindow>,
     /// The calls this backend offers, by name.
     pub operations: BTreeMap<Spanned<String>, RestOperation>,
 }

@@ -45,6 +45,25 @@ pub struct MainframeConfig {
     /// Batch access: extract files loaded into the gateway's store.
     #[serde(default)]
     pub extract: Option<Spanned<ExtractConfig>>,
+    /// The most calls in flight to this backend at once (default 32); never exceeded.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// How long a call waits for a free slot before failing fast with `BACKEND_BUSY`
+    /// (default 50).
+    #[serde(default)]
+    pub queue_timeout_ms: Option<u64>,
+    /// Answers kept for reuse, per operation; absent caches nothing.
+    #[serde(default)]
+    pub cache: Option<super::CacheConfig>,
+    /// Retries of failed reads (never of writes).
+    #[serde(default)]
+    pub retry: super::RetryConfig,
+    /// When the circuit opens and how it closes.
+    #[serde(default)]
+    pub breaker: super::BreakerConfig,
+    /// Daily windows when the backend must not be called (stale answers are served instead).
+    #[serde(default)]
+    pub maintenance: Vec<super::MaintenanceWindow>,
     /// The calls this backend offers, by name.
     pub operations: BTreeMap<Spanned<String>, MainframeOperation>,
 }

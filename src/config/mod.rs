@@ -8,6 +8,7 @@ mod connector;
 mod gateway;
 mod interpolate;
 mod mainframe;
+mod shield;
 mod soap;
 mod source;
 mod sql;
@@ -30,6 +31,10 @@ pub use interpolate::{Interpolated, Vars, interpolate_toml};
 pub use mainframe::{
     EncodingConfig, ExtractConfig, FieldConfig, MainframeConfig, MainframeOperation, OnlineConfig,
     StatusConfig, TransactionConfig,
+};
+pub use shield::{
+    BreakerConfig, CacheConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_QUEUE_TIMEOUT_MS,
+    MaintenanceWindow, RetryConfig, ShieldConfig, ShieldKeys,
 };
 pub use soap::{PasswordType, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
 pub use source::{Diagnostic, Diagnostics, Location, SourceFile};

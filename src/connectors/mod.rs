@@ -59,6 +59,28 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// Calls `operation` once for many values of its batch key (see [`BatchSpec`]): one
+    /// backend call where the operation declares a batch form. `args` differ only in the
+    /// batch key's value and number at most [`BatchSpec::max`]; the answer has one [`Reply`]
+    /// per entry of `args`, in the same order, equal to what [`Connector::call_with_freshness`]
+    /// answers for that entry alone (`value: None` for a key the backend does not know).
+    ///
+    /// Operations without a batch form never reach this; the default makes one call per
+    /// entry, concurrently, so a connector kind without batching stays correct.
+    fn call_batch<'a>(
+        &'a self,
+        operation: &'a str,
+        args: &'a [Arguments],
+    ) -> BoxFuture<'a, Result<Vec<Reply>, CallError>> {
+        Box::pin(async move {
+            futures::future::try_join_all(
+                args.iter()
+                    .map(|args| self.call_with_freshness(operation, args)),
+            )
+            .await
+        })
+    }
+
     /// Hands the connector the gateway's store, once, before serving starts. Connectors that
     /// keep data there (extract files) load it and start their background work; the future
     /// completes after the first load so the first request already sees data.
@@ -159,6 +181,20 @@ pub struct OperationSpec {
     pub page: Option<PageConfig>,
     /// The operation's description from the connector file.
     pub description: Option<String>,
+    /// The operation's batch form, when the backend can answer many keys in one call.
+    pub batch: Option<BatchSpec>,
+}
+
+/// An operation's batch form: the backend answers many values of one placeholder (a TIN, a
+/// case number) in one call (a REST batch path, SQL `= ANY`, a SOAP list operation, a
+/// mainframe multi-key transaction). The graph collects the keys a list of parents asks for
+/// and makes one [`Connector::call_batch`] per `max` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSpec {
+    /// The placeholder whose values vary across one batch, e.g. `tin`.
+    pub key: String,
+    /// The most keys in one call; more are split into several calls.
+    pub max: usize,
 }
 
 impl OperationSpec {
@@ -243,6 +279,7 @@ fn built_in_operation(
         location: location.clone(),
         page: None,
         description: Some(description.to_string()),
+        batch: None,
     }
 }
 

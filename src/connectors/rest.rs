@@ -356,6 +356,7 @@ fn compile_operation(
         location: file.location(&op.path.span()),
         page: op.page.clone(),
         description: op.description.clone(),
+        batch: None,
     };
     let compiled = CompiledOperation {
         method: op.method.as_reqwest(),

@@ -265,6 +265,7 @@ impl SoapConnector {
                         location: file.location(&name.span()),
                         page: None,
                         description: op.description.clone(),
+                        batch: None,
                     };
                     operations.insert(name.get_ref().clone(), compiled);
                     specs.insert(name.get_ref().clone(), spec);

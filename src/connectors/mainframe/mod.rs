@@ -411,6 +411,7 @@ pub(super) fn operation_spec(
         location: file.location(&name.span()),
         page: None,
         description,
+        batch: None,
     }
 }
 

@@ -204,6 +204,7 @@ impl SqlConnector {
                                 location: file.location(&name.span()),
                                 page: None,
                                 description: op.description.clone(),
+                                batch: None,
                             },
                         );
                         operations.insert(
