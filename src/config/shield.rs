@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn malformed_windows_say_what_is_wrong_and_where() {
         for (text, expected) in [
-            (r#"{ daily = "0100-0300" }"#, "is not `HH:MM-HH:MM`"),
+            (r#"{ daily = "01:00 to 03:00" }"#, "is not `HH:MM-HH:MM`"),
             (r#"{ daily = "25:00-03:00" }"#, "is not a time of day"),
             (r#"{ daily = "01:00-01:00" }"#, "is empty"),
             (
