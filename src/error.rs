@@ -17,6 +17,12 @@ pub enum ErrorCode {
     BackendFault,
     /// The backend answered, but not with something the connector can use.
     BackendBadResponse,
+    /// The backend already has `max_concurrency` calls in flight and no slot freed within
+    /// `queue_timeout_ms`: the call was not made. `extensions.retryAfter` says when to retry.
+    BackendBusy,
+    /// A write to a backend timed out, so whether it happened is unknown; it is never retried
+    /// by the gateway. Retry with the same `Idempotency-Key` if the backend honours one.
+    OutcomeUnknown,
     /// An argument value cannot be sent to the backend (e.g. an object where a path needs text).
     BadUserInput,
     /// The HTTP request is not a well-formed GraphQL request (bad JSON, no `query`).
@@ -68,6 +74,8 @@ impl ErrorCode {
             Self::BackendTimeout => "BACKEND_TIMEOUT",
             Self::BackendBadResponse => "BACKEND_BAD_RESPONSE",
             Self::BackendFault => "BACKEND_FAULT",
+            Self::BackendBusy => "BACKEND_BUSY",
+            Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
             Self::BadUserInput => "BAD_USER_INPUT",
             Self::BadRequest => "BAD_REQUEST",
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
@@ -109,7 +117,8 @@ impl ErrorCode {
             Self::BackendUnavailable | Self::BackendBadResponse | Self::BackendFault => {
                 StatusCode::BAD_GATEWAY
             }
-            Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::BackendTimeout | Self::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
+            Self::BackendBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::ConsentRequired | Self::PurposeNotAllowed => {
                 StatusCode::FORBIDDEN

@@ -28,6 +28,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cache_tier;
 pub mod config;
 pub mod connectors;
 pub mod consent;
@@ -36,6 +37,8 @@ pub mod error;
 pub mod graph;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod server;
+pub mod shield;
 pub mod signing;
 pub mod store;

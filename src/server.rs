@@ -18,11 +18,12 @@ use std::sync::Arc;
 use crate::audit::{AuditLog, AuditWriter, Checkpointer};
 use crate::auth::TokenValidator;
 use crate::config::{Diagnostics, GatewayConfig, Vars, load_project};
-use crate::connectors::{Connectors, build_connectors};
+use crate::connectors::{Connectors, build_shielded_connectors};
 use crate::consent::ConsentLedger;
 use crate::graph::{Graph, GraphOptions, GraphSummary, TrustServices, build_graph};
 use crate::http::{AppState, app};
 use crate::identity::Crosswalk;
+use crate::shield::ShieldHub;
 use crate::signing::{SigningError, SigningKey};
 use crate::store::{Store, StoreError};
 
@@ -38,6 +39,10 @@ pub enum StartGatewayError {
     /// The signing key for receipts and checkpoints could not be read or made.
     #[error(transparent)]
     Signing(#[from] SigningError),
+    /// `[cache] redis_url` is not a Redis URL (Redis being down is not an error: the tier
+    /// then misses until it is back).
+    #[error("civicgraph.toml [cache] redis_url: {0}")]
+    CacheTier(crate::cache_tier::CacheTierError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -66,7 +71,8 @@ pub struct Checked {
 /// Loads and validates everything, opening nothing: what `civicgraph check` runs.
 pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
     let (project, mut diagnostics) = load_project(config_path, vars);
-    let (connectors, mut connector_problems) = build_connectors(&project.connectors);
+    let hub = ShieldHub::new(project.gateway.shield.enabled);
+    let (connectors, mut connector_problems) = build_shielded_connectors(&project.connectors, hub);
     diagnostics.append(&mut connector_problems);
     // A connector that parsed but did not build is already reported; its fields must not
     // also be called "unknown connector".
@@ -138,6 +144,26 @@ impl Gateway {
             SigningKey::load_or_create(&checked.root.join(&checked.config.trust.signing_key))?;
         let store = Store::connect(&checked.config.storage).await?;
         checked.connectors.attach(&store).await;
+        if let Some(url) = checked
+            .config
+            .cache
+            .redis_url
+            .as_ref()
+            .filter(|url| !url.expose().is_empty())
+        {
+            let tier = crate::cache_tier::RedisTier::new(
+                url.expose(),
+                checked
+                    .config
+                    .cache
+                    .redis_secret
+                    .as_ref()
+                    .map(|secret| secret.expose().as_bytes()),
+                Duration::from_millis(checked.config.cache.redis_timeout_ms.max(1)),
+            )
+            .map_err(StartGatewayError::CacheTier)?;
+            checked.connectors.hub().set_redis(tier);
+        }
         let audit = AuditLog::new(
             store.clone(),
             Duration::from_millis(checked.config.audit.timeout_ms.max(1)),

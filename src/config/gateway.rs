@@ -20,6 +20,50 @@ pub struct GatewayConfig {
     pub trust: super::trust::TrustConfig,
     /// The audit trail's checkpoints and write timeout (`[audit]`).
     pub audit: super::trust::AuditConfig,
+    /// The shield around every backend (`[shield]`); per-backend limits live in connector files.
+    pub shield: ShieldSettings,
+    /// The cache tier shared by every instance (`[cache]`).
+    pub cache: CacheTierConfig,
+}
+
+/// `[shield]`: gateway-wide shield settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShieldSettings {
+    /// Turning this off sends every call straight to its backend: no cache, coalescing,
+    /// limits, breaker or retries. Only for measuring what the shield buys (the surge
+    /// benchmark); never in production.
+    pub enabled: bool,
+}
+
+impl Default for ShieldSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `[cache]`: the optional Redis tier behind every connector's in-memory cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheTierConfig {
+    /// `redis://…`; empty or absent keeps caches in memory only. It may hold a password, so
+    /// it is never logged.
+    pub redis_url: Option<super::Secret>,
+    /// A secret shared by every instance that signs each entry (HMAC-SHA256), so an entry
+    /// written by anything else is never served; without one, entries carry a checksum only.
+    pub redis_secret: Option<super::Secret>,
+    /// The longest a Redis command may take before it counts as a miss.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for CacheTierConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            redis_secret: None,
+            redis_timeout_ms: 50,
+        }
+    }
 }
 
 /// How callers are identified.

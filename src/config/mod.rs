@@ -24,8 +24,8 @@ pub use connector::{
     RestOperation, Returns, Secret,
 };
 pub use gateway::{
-    AuthConfig, GatewayConfig, IssuerConfig, IssuerRole, KeysConfig, PathsConfig, ServerConfig,
-    StorageConfig,
+    AuthConfig, CacheTierConfig, GatewayConfig, IssuerConfig, IssuerRole, KeysConfig, PathsConfig,
+    ServerConfig, ShieldSettings, StorageConfig,
 };
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
 pub use mainframe::{

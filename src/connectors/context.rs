@@ -32,6 +32,12 @@ pub async fn scope<F: Future>(context: CallContext, future: F) -> F::Output {
     CURRENT.scope(context, future).await
 }
 
+/// The context of the request being served now, to carry into work that outlives one
+/// resolver (a backend call other requests join).
+pub fn current() -> Option<CallContext> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
 /// The headers to add to a backend request made now: none outside a request.
 pub fn outbound_headers() -> Vec<(&'static str, String)> {
     CURRENT

@@ -24,6 +24,7 @@ use serde_json::Value;
 use crate::config::{ConnectorConfig, Diagnostic, LoadedConnector, Location, PageConfig};
 use crate::error::ErrorCode;
 use crate::identity::KeyKind;
+use crate::shield::{Shield, ShieldHub};
 use crate::store::Store;
 
 pub use mainframe::MainframeConnector;
@@ -220,17 +221,46 @@ pub struct ConnectorSpec {
     pub operations: BTreeMap<String, OperationSpec>,
 }
 
-/// The built connectors, by name; what the graph's resolvers call.
-#[derive(Debug, Clone, Default)]
+/// The built connectors, by name, each behind its shield: what the graph's resolvers call.
+#[derive(Debug, Clone)]
 pub struct Connectors {
     by_name: HashMap<String, Arc<dyn Connector>>,
+    shields: HashMap<String, Shield>,
     specs: BTreeMap<String, ConnectorSpec>,
+    hub: Arc<ShieldHub>,
+}
+
+impl Default for Connectors {
+    fn default() -> Self {
+        Self {
+            by_name: HashMap::new(),
+            shields: HashMap::new(),
+            specs: BTreeMap::new(),
+            hub: ShieldHub::new(true),
+        }
+    }
 }
 
 impl Connectors {
-    /// The runtime connector called `name`.
+    /// The bare connector called `name`, for tests and tools that talk to one backend
+    /// directly; the graph only ever calls [`Connectors::shield`].
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Connector>> {
         self.by_name.get(name)
+    }
+
+    /// The connector called `name` behind its shield: the one way the graph reaches it.
+    pub fn shield(&self, name: &str) -> Option<&Shield> {
+        self.shields.get(name)
+    }
+
+    /// Every shield, by connector name.
+    pub fn shields(&self) -> impl Iterator<Item = &Shield> {
+        self.shields.values()
+    }
+
+    /// What the shields share: metrics, the Redis tier, consent generations.
+    pub fn hub(&self) -> &Arc<ShieldHub> {
+        &self.hub
     }
 
     /// The static description of every connector.
@@ -371,9 +401,22 @@ fn identity_spec() -> ConnectorSpec {
     }
 }
 
-/// Builds every connector, collecting every problem (bad URL, malformed template).
+/// Builds every connector, collecting every problem (bad URL, malformed template), each
+/// behind a shield with its file's limits (shielding on).
 pub fn build_connectors(loaded: &[LoadedConnector]) -> (Connectors, Vec<Diagnostic>) {
-    let mut connectors = Connectors::default();
+    build_shielded_connectors(loaded, ShieldHub::new(true))
+}
+
+/// [`build_connectors`] with the shields sharing `hub` (the gateway's, which knows whether
+/// shielding is on).
+pub fn build_shielded_connectors(
+    loaded: &[LoadedConnector],
+    hub: Arc<ShieldHub>,
+) -> (Connectors, Vec<Diagnostic>) {
+    let mut connectors = Connectors {
+        hub,
+        ..Connectors::default()
+    };
     connectors
         .specs
         .insert(IDENTITY_CONNECTOR.to_string(), identity_spec());
@@ -397,6 +440,16 @@ pub fn build_connectors(loaded: &[LoadedConnector]) -> (Connectors, Vec<Diagnost
         match built {
             Ok((runtime, mut spec)) => {
                 spec.identifier = connector.config.identifier().map(|k| *k.get_ref());
+                let shield = Shield::new(
+                    &name,
+                    Arc::clone(&runtime),
+                    connector.config.shield(),
+                    spec.operations
+                        .iter()
+                        .map(|(operation, op)| (operation.clone(), op.batch.clone())),
+                    Arc::clone(&connectors.hub),
+                );
+                connectors.shields.insert(name.clone(), shield);
                 connectors.by_name.insert(name.clone(), runtime);
                 connectors.specs.insert(name, spec);
             }

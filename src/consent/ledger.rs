@@ -6,7 +6,7 @@
 //! never leaves a change without its history. Times are compared in Rust ([`Consent::status`]),
 //! never as stored text, so SQLite and PostgreSQL answer the same.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
@@ -382,6 +382,44 @@ impl ConsentLedger {
         let mut consents = newest_first(rows)?;
         consents.retain(|consent| consent.is_live(now));
         Ok(consents)
+    }
+
+    /// [`ConsentLedger::live`] for many citizens in one query per 500 of them (a list of
+    /// citizens costs one read, not one per citizen). Citizens with none are absent.
+    pub async fn live_many(
+        &self,
+        citizens: &[CitizenId],
+        grantee: &str,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<CitizenId, Vec<Consent>>, LedgerError> {
+        let wanted: BTreeSet<&str> = citizens.iter().map(CitizenId::as_str).collect();
+        let wanted: Vec<&str> = wanted.into_iter().collect();
+        let mut live: HashMap<CitizenId, Vec<Consent>> = HashMap::new();
+        for chunk in wanted.chunks(HANDLES_PER_QUERY) {
+            let placeholders: Vec<String> = (3..chunk.len() + 3).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT {} FROM consents WHERE grantee = $1 AND purpose = $2 \
+                 AND state = 'active' AND citizen_id IN ({})",
+                columns!(),
+                placeholders.join(", ")
+            );
+            let rows: Vec<Row> = on_pool!(&self.store, pool => {
+                let mut query = sqlx::query_as(&sql).bind(grantee).bind(purpose);
+                for citizen in chunk {
+                    query = query.bind(*citizen);
+                }
+                query.fetch_all(pool).await.map_err(read_error(columns!()))?
+            });
+            for consent in newest_first(rows)? {
+                if consent.is_live(now) {
+                    live.entry(consent.citizen.clone())
+                        .or_default()
+                        .push(consent);
+                }
+            }
+        }
+        Ok(live)
     }
 
     /// Of `handles`, those still live at `now` (one query for up to 500 distinct handles).

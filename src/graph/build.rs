@@ -25,12 +25,11 @@ use super::scope::{LinksError, Read, RequestScope};
 use super::sdl::{InputDef, TypeDefKind, TypeSystem, deprecation};
 use crate::auth::Principal;
 use crate::config::PageConfig;
-use crate::connectors::{
-    Arguments, CONSENT_CONNECTOR, CallError, Connector, Connectors, IDENTITY_CONNECTOR,
-};
+use crate::connectors::{Arguments, CONSENT_CONNECTOR, CallError, Connectors, IDENTITY_CONNECTOR};
 use crate::consent::policy::{self, Access, Caller, Denial, FieldPolicy, Pending};
 use crate::error::ErrorCode;
 use crate::identity::CitizenId;
+use crate::shield::{CacheScope, CallKind, Shield, ShieldError};
 
 static NULL: Value = Value::Null;
 
@@ -94,13 +93,19 @@ pub(crate) fn build_schema(
                             } else if binding.connector == CONSENT_CONNECTOR {
                                 Target::Consent
                             } else {
-                                match connectors.get(&binding.connector) {
-                                    Some(connector) => Target::Backend(Arc::clone(connector)),
+                                match connectors.shield(&binding.connector) {
+                                    Some(shield) => Target::Backend(shield.clone()),
                                     None => continue,
                                 }
                             };
+                            let kind = if system.mutation.as_deref() == Some(ty.name.as_str()) {
+                                CallKind::Write
+                            } else {
+                                CallKind::Read
+                            };
                             let call = Arc::new(BoundCall {
                                 binding: binding.clone(),
+                                kind,
                                 target,
                                 shape: Shape::clone(&shape),
                                 guard,
@@ -257,8 +262,8 @@ fn fail<'a>(
 /// Who serves a bound field.
 #[derive(Debug)]
 enum Target {
-    /// A backend, through its connector.
-    Backend(Arc<dyn Connector>),
+    /// A backend, through its shield.
+    Backend(Shield),
     /// The gateway's own identity crosswalk.
     Identity,
     /// The gateway's consent ledger and audit trail.
@@ -269,6 +274,8 @@ enum Target {
 #[derive(Debug)]
 struct BoundCall {
     binding: ConnectBinding,
+    /// Mutation fields write; everything else reads (and may be cached, batched, retried).
+    kind: CallKind,
     target: Target,
     shape: Shape,
     /// Who may read the field; checked before the backend is called.
@@ -362,24 +369,49 @@ impl BoundCall {
         };
         let (connector, operation) = (&self.binding.connector, &self.binding.operation);
         let result = match &self.target {
-            Target::Backend(backend) => match backend.call_with_freshness(operation, &args).await {
-                Ok(reply) => {
-                    if let (Some(as_of), Some(scope)) = (reply.as_of, scope) {
-                        scope.saw_copy(connector, as_of);
+            Target::Backend(shield) => {
+                let served = match scope {
+                    Some(scope) if self.kind == CallKind::Read && in_list(ctx) => {
+                        scope.batched(shield, operation, args).await
                     }
-                    reply.value
+                    Some(scope) => {
+                        shield
+                            .call(operation, &args, scope.cache_scope(), self.kind)
+                            .await
+                    }
+                    None => {
+                        shield
+                            .call(operation, &args, &CacheScope::Anonymous, self.kind)
+                            .await
+                    }
+                };
+                match served {
+                    Ok(served) => {
+                        if let Some(scope) = scope {
+                            if let Some(as_of) = served.reply.as_of {
+                                scope.saw_copy(connector, as_of);
+                            }
+                            if let Some(stale) = &served.stale {
+                                scope.saw_stale(connector, stale);
+                            }
+                        }
+                        match Arc::try_unwrap(served.reply) {
+                            Ok(reply) => reply.value,
+                            Err(shared) => shared.value.clone(),
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            connector = %connector,
+                            operation = %operation,
+                            code = %error.code(),
+                            %error,
+                            "Backend call failed."
+                        );
+                        return Err(shield_error(connector, &error));
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(
-                        connector = %connector,
-                        operation = %operation,
-                        code = %error.code(),
-                        %error,
-                        "Backend call failed."
-                    );
-                    return Err(backend_error(connector, &error));
-                }
-            },
+            }
             Target::Identity => {
                 let Some(scope) = scope else {
                     return Err(identity_ops::store_error(LinksError::NoStore));
@@ -528,6 +560,54 @@ fn backend_error(connector: &str, error: &CallError) -> async_graphql::Error {
             extensions.set("faultCode", fault_code.as_str());
         }
     })
+}
+
+/// A failed shielded call as the client sees it: the connector's own error, or why the
+/// shield did not call (busy, circuit open, maintenance, a write's unknown outcome), with
+/// `extensions.retryAfter` in seconds where waiting helps.
+fn shield_error(connector: &str, error: &ShieldError) -> async_graphql::Error {
+    if let Some(call) = error.call_error() {
+        return backend_error(connector, call);
+    }
+    let code = error.code();
+    let message = match error {
+        ShieldError::Busy { .. } => {
+            format!("The `{connector}` backend is busy; try again shortly.")
+        }
+        ShieldError::Open { .. } => format!(
+            "The `{connector}` backend is failing, so the gateway is not calling it for now."
+        ),
+        ShieldError::Maintenance { until, .. } => format!(
+            "The `{connector}` backend is in its maintenance window until {}.",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        ShieldError::OutcomeUnknown { .. } => format!(
+            "The `{connector}` backend did not confirm the change in time; it may or may not have happened."
+        ),
+        ShieldError::Call(_) => format!("The `{connector}` backend is unavailable."),
+    };
+    let retry_after = error.retry_after().map(|wait| wait.as_secs().max(1));
+    let connector = connector.to_string();
+    async_graphql::Error::new(message).extend_with(move |_, extensions| {
+        extensions.set("code", code.as_str());
+        extensions.set("connector", connector.as_str());
+        if let Some(seconds) = retry_after {
+            extensions.set("retryAfter", seconds);
+        }
+    })
+}
+
+/// Whether the field resolves inside a list (an ancestor is a list item), where its backend
+/// reads are collected into one batch with its siblings'.
+fn in_list(ctx: &ResolverContext<'_>) -> bool {
+    let mut node = ctx.path_node.as_ref();
+    while let Some(current) = node {
+        if matches!(current.segment, async_graphql::QueryPathSegment::Index(_)) {
+            return true;
+        }
+        node = current.parent;
+    }
+    false
 }
 
 fn bad_data_error(connector: Option<&str>) -> async_graphql::Error {

@@ -119,6 +119,13 @@ pub(crate) async fn call(
             };
             let consent = result.map_err(ledger_error)?;
             tracing::info!(handle = %consent.handle, operation, "Consent changed.");
+            if operation != "resume"
+                && let Some(hub) = &scope.hub
+            {
+                // What the agency read under this consent is not served from the caches
+                // again, and its loads in flight are not cached.
+                hub.consent_withdrawn(&consent.grantee);
+            }
             change(services, trust, &consent, action, now)
         }
         other => Err(coded(

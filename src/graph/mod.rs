@@ -6,6 +6,7 @@
 
 mod bind;
 mod build;
+mod collect;
 mod complete;
 mod consent_ops;
 mod delivery;
@@ -31,6 +32,7 @@ use crate::config::{Diagnostic, OnDenied, SourceFile, TrustConfig};
 use crate::consent::ConsentLedger;
 use crate::error::ErrorCode;
 use crate::identity::Crosswalk;
+use crate::shield::ShieldHub;
 use crate::signing::SigningKey;
 
 pub use documents::DocumentCache;
@@ -76,6 +78,7 @@ pub struct Graph {
     crosswalk: Option<Crosswalk>,
     trust: Arc<TrustConfig>,
     services: Option<TrustServices>,
+    shields: Arc<ShieldHub>,
 }
 
 /// How one operation ended.
@@ -103,6 +106,11 @@ impl Graph {
     pub fn with_trust_services(mut self, services: TrustServices) -> Self {
         self.services = Some(services);
         self
+    }
+
+    /// What the graph's shields share: metrics, the Redis tier, consent generations.
+    pub fn shields(&self) -> &Arc<ShieldHub> {
+        &self.shields
     }
 
     /// The catalogues the graph was checked against.
@@ -143,6 +151,7 @@ impl Graph {
             self.crosswalk.clone(),
             Arc::clone(&self.trust),
             self.services.clone(),
+            Some(Arc::clone(&self.shields)),
         ));
         let mut request = request.data(Arc::clone(&scope));
         request.set_parsed_query(document.clone());
@@ -339,5 +348,6 @@ pub fn build_graph(
         crosswalk: None,
         trust: Arc::clone(&options.trust),
         services: None,
+        shields: Arc::clone(connectors.hub()),
     })
 }

@@ -11,10 +11,13 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use super::TrustServices;
+use super::collect::Collector;
 use crate::auth::Principal;
 use crate::config::TrustConfig;
+use crate::connectors::Arguments;
 use crate::consent::policy::{Access, LiveConsent};
 use crate::identity::{CitizenId, Crosswalk, CrosswalkError, Links};
+use crate::shield::{CacheScope, CallKind, Served, Shield, ShieldError, ShieldHub, Staleness};
 
 /// Who asks, why, and which request this is.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +45,9 @@ pub(crate) struct Read {
 /// The live consents already read this request, per citizen.
 type ConsentCells = HashMap<CitizenId, Arc<OnceCell<Arc<[LiveConsent]>>>>;
 
+/// The backend reads of one operation collected across a list's items.
+type BackendCollector = Collector<Arguments, Result<Served, ShieldError>>;
+
 /// Per-request state, inserted into the async-graphql request data.
 #[derive(Debug)]
 pub(crate) struct RequestScope {
@@ -54,6 +60,15 @@ pub(crate) struct RequestScope {
     reads: Mutex<Vec<Read>>,
     /// The oldest as-of time of each connector that answered from a copy.
     freshness: Mutex<BTreeMap<String, DateTime<Utc>>>,
+    /// The stalest answer each connector's shield served when the backend could not answer.
+    stale: Mutex<BTreeMap<String, Staleness>>,
+    /// Whose answers this request may share in the shields' caches.
+    cache_scope: CacheScope,
+    /// What the shields share (consent withdrawals reach the caches through it).
+    pub(crate) hub: Option<Arc<ShieldHub>>,
+    link_rounds: Collector<CitizenId, Option<Links>>,
+    consent_rounds: Collector<CitizenId, Option<Arc<[LiveConsent]>>>,
+    backend_rounds: Mutex<HashMap<(String, String), Arc<BackendCollector>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -68,8 +83,15 @@ impl RequestScope {
         crosswalk: Option<Crosswalk>,
         trust: Arc<TrustConfig>,
         services: Option<TrustServices>,
+        hub: Option<Arc<ShieldHub>>,
     ) -> Self {
         Self {
+            cache_scope: CacheScope::of(&context.principal, context.purpose.as_deref()),
+            hub,
+            stale: Mutex::new(BTreeMap::new()),
+            link_rounds: Collector::default(),
+            consent_rounds: Collector::default(),
+            backend_rounds: Mutex::new(HashMap::new()),
             context,
             crosswalk,
             trust,
@@ -118,19 +140,34 @@ impl RequestScope {
             return Ok(Arc::from(Vec::new()));
         };
         let cell = Arc::clone(lock(&self.consents).entry(citizen.clone()).or_default());
+        let ledger = &services.ledger;
+        let agency = client.agency.as_str();
         cell.get_or_try_init(|| async {
-            let live = services
-                .ledger
-                .live(citizen, &client.agency, purpose, Utc::now())
-                .await?;
-            Ok(live
-                .into_iter()
-                .map(|consent| LiveConsent {
-                    handle: consent.handle,
-                    categories: consent.categories,
+            let collected = self
+                .consent_rounds
+                .ask(citizen.clone(), |citizens| async move {
+                    match ledger
+                        .live_many(&citizens, agency, purpose, Utc::now())
+                        .await
+                    {
+                        Ok(mut live) => citizens
+                            .iter()
+                            .map(|citizen| {
+                                Some(live_consents(live.remove(citizen).unwrap_or_default()))
+                            })
+                            .collect(),
+                        // Each asker reads alone, and reports its own error.
+                        Err(_) => citizens.iter().map(|_| None).collect(),
+                    }
                 })
-                .collect::<Vec<_>>()
-                .into())
+                .await
+                .flatten();
+            match collected {
+                Some(live) => Ok(live),
+                None => Ok(live_consents(
+                    ledger.live(citizen, agency, purpose, Utc::now()).await?,
+                )),
+            }
         })
         .await
         .cloned()
@@ -145,22 +182,43 @@ impl RequestScope {
             .or_insert(as_of);
     }
 
-    /// `extensions.freshness`: `{"<connector>": {"asOf": "<RFC 3339>"}}`, or `None` when every
+    /// `extensions.freshness`: per connector that did not answer live, `{"asOf": …}` for a
+    /// copy (an extract) and `{"stale": true, "fetchedAt": …, "ageSeconds": …, "reason": …}`
+    /// for a cached answer served because the backend could not answer. `None` when every
     /// answer was live.
     pub(crate) fn freshness(&self) -> Option<serde_json::Value> {
-        let seen = lock(&self.freshness);
-        if seen.is_empty() {
+        let copies = lock(&self.freshness);
+        let stale = lock(&self.stale);
+        if copies.is_empty() && stale.is_empty() {
             return None;
         }
-        let entries = seen.iter().map(|(connector, as_of)| {
-            (
+        let mut entries = serde_json::Map::new();
+        for (connector, as_of) in copies.iter() {
+            entries.insert(
                 connector.clone(),
                 serde_json::json!({
                     "asOf": as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 }),
-            )
-        });
-        Some(serde_json::Value::Object(entries.collect()))
+            );
+        }
+        for (connector, staleness) in stale.iter() {
+            let entry = entries
+                .entry(connector.clone())
+                .or_insert_with(|| serde_json::json!({}));
+            if let serde_json::Value::Object(fields) = entry {
+                fields.insert("stale".into(), true.into());
+                fields.insert(
+                    "fetchedAt".into(),
+                    staleness
+                        .fetched_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        .into(),
+                );
+                fields.insert("ageSeconds".into(), staleness.age.as_secs().into());
+                fields.insert("reason".into(), staleness.reason.as_str().into());
+            }
+        }
+        Some(serde_json::Value::Object(entries))
     }
 
     /// The citizen's links, fetched at most once per request however many fields ask
@@ -170,11 +228,82 @@ impl RequestScope {
             return Err(LinksError::NoStore);
         };
         let cell = Arc::clone(lock(&self.links).entry(citizen.clone()).or_default());
-        cell.get_or_try_init(|| crosswalk.links(citizen))
-            .await
-            .cloned()
-            .map_err(LinksError::Crosswalk)
+        cell.get_or_try_init(|| async {
+            let collected = self
+                .link_rounds
+                .ask(citizen.clone(), |citizens| async move {
+                    match crosswalk.links_many(&citizens).await {
+                        Ok(mut links) => citizens
+                            .iter()
+                            .map(|citizen| links.remove(citizen))
+                            .collect(),
+                        Err(_) => citizens.iter().map(|_| None).collect(),
+                    }
+                })
+                .await
+                .flatten();
+            match collected {
+                Some(links) => Ok(links),
+                None => crosswalk.links(citizen).await,
+            }
+        })
+        .await
+        .cloned()
+        .map_err(LinksError::Crosswalk)
     }
+
+    /// Whose answers this request may share in the caches.
+    pub(crate) fn cache_scope(&self) -> &CacheScope {
+        &self.cache_scope
+    }
+
+    /// Remembers that `connector` answered with a stale copy; the stalest wins.
+    pub(crate) fn saw_stale(&self, connector: &str, staleness: &Staleness) {
+        let mut seen = lock(&self.stale);
+        match seen.get(connector) {
+            Some(known) if known.age >= staleness.age => {}
+            _ => {
+                seen.insert(connector.to_string(), staleness.clone());
+            }
+        }
+    }
+
+    /// Reads `args` of `shield`'s `operation` together with the same reads of the other
+    /// items of a list: one batched call for all (see [`Shield::call_many`]). When the round
+    /// is lost (its leader was dropped), reads alone.
+    pub(crate) async fn batched(
+        &self,
+        shield: &Shield,
+        operation: &str,
+        args: Arguments,
+    ) -> Result<Served, ShieldError> {
+        let collector = Arc::clone(
+            lock(&self.backend_rounds)
+                .entry((shield.name().to_string(), operation.to_string()))
+                .or_default(),
+        );
+        let scope = &self.cache_scope;
+        let answer = collector
+            .ask(args.clone(), |all| async move {
+                shield.call_many(operation, &all, scope).await
+            })
+            .await;
+        match answer {
+            Some(answer) => answer,
+            None => shield.call(operation, &args, scope, CallKind::Read).await,
+        }
+    }
+}
+
+fn live_consents(consents: Vec<crate::consent::Consent>) -> Arc<[LiveConsent]> {
+    consents
+        .into_iter()
+        .map(|consent| LiveConsent {
+            handle: consent.handle,
+            categories: consent.categories,
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// Why the crosswalk could not answer.

@@ -467,12 +467,44 @@ async fn execute(
         errors: &response.errors,
         extensions: &response.extensions,
     };
+    let code_of = |error: &async_graphql::ServerError| -> Option<String> {
+        match error.extensions.as_ref().and_then(|e| e.get("code")) {
+            Some(GqlValue::String(code)) => Some(code.clone()),
+            _ => None,
+        }
+    };
+    let metrics = state.graph.shields().metrics();
+    for error in &response.errors {
+        if let Some(code) = code_of(error) {
+            metrics.response_error(&code);
+        }
+    }
+    // A backend shed load (its bulkhead was full): say when to come back, as a 503 would
+    // (BAD_INPUTS row 48); whatever did resolve is still in the body.
+    let busy_retry_after = response
+        .errors
+        .iter()
+        .filter(|error| code_of(error).as_deref() == Some(ErrorCode::BackendBusy.as_str()))
+        .map(
+            |error| match error.extensions.as_ref().and_then(|e| e.get("retryAfter")) {
+                Some(GqlValue::Number(seconds)) => seconds.as_u64().unwrap_or(1),
+                _ => 1,
+            },
+        )
+        .max();
+    if let Some(seconds) = busy_retry_after {
+        let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, format, &body);
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     // Personal data withheld because the audit trail is down: the instance cannot do its
     // job, which load balancers and clients should hear (public data is still in the body).
-    let audit_down = response.errors.iter().any(|error| {
-        error.extensions.as_ref().and_then(|e| e.get("code"))
-            == Some(&GqlValue::from(ErrorCode::AuditUnavailable.as_str()))
-    });
+    let audit_down = response
+        .errors
+        .iter()
+        .any(|error| code_of(error).as_deref() == Some(ErrorCode::AuditUnavailable.as_str()));
     if audit_down {
         let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, format, &body);
         response

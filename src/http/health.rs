@@ -1,4 +1,4 @@
-//! Liveness, readiness and the playground at `/`.
+//! Liveness, readiness, metrics and the playground at `/`.
 
 use std::time::Duration;
 
@@ -37,6 +37,21 @@ fn not_ready(store: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({"status": "not ready", "graph": "loaded", "store": store})),
+    )
+        .into_response()
+}
+
+/// `/metrics`: the shields' counters, gauges and histograms in Prometheus text format (cache
+/// hits, coalesced calls, calls in flight and queued per backend, breaker states, backend
+/// latency, errors by code). Names and codes only; never personal data.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.graph.shields().metrics().render();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::content_type(),
+        )],
+        body,
     )
         .into_response()
 }

@@ -1,4 +1,4 @@
-//! The HTTP surface: `/graphql` (POST, GET), GraphiQL, `/healthz`, `/readyz`.
+//! The HTTP surface: `/graphql` (POST, GET), GraphiQL, `/healthz`, `/readyz`, `/metrics`.
 //!
 //! `app(state)` builds the whole router so tests can drive it with `oneshot` and the server
 //! can wrap it with its listener; request ids and tracing are layered here, once.
@@ -118,6 +118,7 @@ pub fn app(state: AppState) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .with_state(state)
         .layer(layers)
 }

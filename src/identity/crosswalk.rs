@@ -1,6 +1,6 @@
 //! The crosswalk table in the gateway's store: which agency key belongs to which citizen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -93,6 +93,51 @@ impl Crosswalk {
             );
         }
         Ok(Links(links))
+    }
+
+    /// [`Crosswalk::links`] for many citizens in one query per 500 of them; every citizen
+    /// asked for has an entry (empty when they have no links).
+    pub async fn links_many(
+        &self,
+        citizens: &[CitizenId],
+    ) -> Result<HashMap<CitizenId, Links>, CrosswalkError> {
+        let mut all: HashMap<CitizenId, BTreeMap<KeyKind, Link>> = citizens
+            .iter()
+            .map(|citizen| (citizen.clone(), BTreeMap::new()))
+            .collect();
+        let wanted: Vec<&CitizenId> = all.keys().collect();
+        let mut found = Vec::new();
+        for chunk in wanted.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT citizen_id, kind, agency_key, linked_at, linked_by FROM identity_links \
+                 WHERE citizen_id IN ({})",
+                placeholders.join(", ")
+            );
+            let rows: Vec<(String, String, String, DateTime<Utc>, String)> = on_pool!(&self.store, pool => {
+                let mut query = sqlx::query_as(&sql);
+                for citizen in chunk {
+                    query = query.bind(citizen.as_str());
+                }
+                query.fetch_all(pool).await?
+            });
+            found.extend(rows);
+        }
+        for (citizen, kind, key, linked_at, linked_by) in found {
+            let citizen = CitizenId::parse(&citizen)?;
+            let kind = KeyKind::parse(&kind)?;
+            let link = Link {
+                citizen: citizen.clone(),
+                key: AnyKey::parse(kind, &key)?,
+                linked_at,
+                linked_by,
+            };
+            all.entry(citizen).or_default().insert(kind, link);
+        }
+        Ok(all
+            .into_iter()
+            .map(|(citizen, links)| (citizen, Links(links)))
+            .collect())
     }
 
     /// The citizen an agency key belongs to, for changes an agency reports by its own key.
