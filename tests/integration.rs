@@ -20,6 +20,7 @@
 //!   (the principal × category × consent matrix, revocation races, the audit store down).
 //! - `audit_cli`: `civicgraph audit verify` on an intact and on a tampered audit chain.
 //! - `consent_cli`: `civicgraph consent verify` on a real receipt, a tampered one and no key.
+//! - `shield`: caching, stale answers, shed load, invalidation and batching through the gateway.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -68,6 +69,9 @@ mod trust;
 
 #[path = "integration/consent_cli.rs"]
 mod consent_cli;
+
+#[path = "integration/shield.rs"]
+mod shield;
 
 /// The cargo-fuzz harness of the record decoder, so the seed corpus runs on every `cargo test`.
 #[path = "../fuzz/harness/decode_record.rs"]

@@ -409,7 +409,7 @@ mod tests {
         let diagnostic = parse_connector(&file).expect_err("misspelt key");
         assert_eq!(
             diagnostic.to_string(),
-            "connectors/tax.toml:4:1: unknown key `tmeout_ms`, expected one of `name`, `kind`, `description`, `identifier`, `base_url`, `timeout_ms`, `pool_max_idle`, `headers`, `auth`, `operations`"
+            "connectors/tax.toml:4:1: unknown key `tmeout_ms`, expected one of `name`, `kind`, `description`, `identifier`, `base_url`, `timeout_ms`, `pool_max_idle`, `headers`, `auth`, `max_concurrency`, `queue_timeout_ms`, `cache`, `retry`, `breaker`, `maintenance`, `operations`"
         );
     }
 

@@ -283,10 +283,31 @@ pub const IDENTITY_CONNECTOR: &str = "identity";
 /// consents and read who read their data. Its operations check their caller themselves.
 pub const CONSENT_CONNECTOR: &str = "consent";
 
+/// The built-in connector through which operators drop a backend's cached answers.
+pub const CACHE_CONNECTOR: &str = "cache";
+
 /// Whether `name` is a connector built into the gateway (no file, no backend), whose fields
 /// police their callers in the gateway's own code.
 pub fn is_built_in(name: &str) -> bool {
-    name == IDENTITY_CONNECTOR || name == CONSENT_CONNECTOR
+    name == IDENTITY_CONNECTOR || name == CONSENT_CONNECTOR || name == CACHE_CONNECTOR
+}
+
+fn cache_spec() -> ConnectorSpec {
+    let location = built_in_location(CACHE_CONNECTOR);
+    ConnectorSpec {
+        kind: "built-in",
+        identifier: None,
+        location: location.clone(),
+        operations: BTreeMap::from([(
+            "invalidate".to_string(),
+            built_in_operation(
+                &location,
+                &["connector"],
+                &["operation"],
+                "Drop a backend's cached answers, of one operation or all (operators only)",
+            ),
+        )]),
+    }
 }
 
 fn built_in_location(name: &str) -> Location {
@@ -423,6 +444,9 @@ pub fn build_shielded_connectors(
     connectors
         .specs
         .insert(CONSENT_CONNECTOR.to_string(), consent_spec());
+    connectors
+        .specs
+        .insert(CACHE_CONNECTOR.to_string(), cache_spec());
     let mut diagnostics = Vec::new();
     for connector in loaded {
         let name = connector.config.name().get_ref().clone();

@@ -16,6 +16,7 @@ use async_graphql::{ErrorExtensions, Value as GqlValue};
 use serde_json::Value;
 
 use super::bind::{Bindings, ConnectBinding, FieldSource};
+use super::cache_ops;
 use super::consent_ops;
 use super::directives::{ArgSource, SubjectSource};
 use super::guard::{FieldGuard, Guards};
@@ -25,7 +26,9 @@ use super::scope::{LinksError, Read, RequestScope};
 use super::sdl::{InputDef, TypeDefKind, TypeSystem, deprecation};
 use crate::auth::Principal;
 use crate::config::PageConfig;
-use crate::connectors::{Arguments, CONSENT_CONNECTOR, CallError, Connectors, IDENTITY_CONNECTOR};
+use crate::connectors::{
+    Arguments, CACHE_CONNECTOR, CONSENT_CONNECTOR, CallError, Connectors, IDENTITY_CONNECTOR,
+};
 use crate::consent::policy::{self, Access, Caller, Denial, FieldPolicy, Pending};
 use crate::error::ErrorCode;
 use crate::identity::CitizenId;
@@ -92,6 +95,8 @@ pub(crate) fn build_schema(
                                 Target::Identity
                             } else if binding.connector == CONSENT_CONNECTOR {
                                 Target::Consent
+                            } else if binding.connector == CACHE_CONNECTOR {
+                                Target::Cache(Box::new(connectors.clone()))
                             } else {
                                 match connectors.shield(&binding.connector) {
                                     Some(shield) => Target::Backend(shield.clone()),
@@ -268,6 +273,8 @@ enum Target {
     Identity,
     /// The gateway's consent ledger and audit trail.
     Consent,
+    /// The shields' caches (operators invalidating them).
+    Cache(Box<Connectors>),
 }
 
 /// A field bound to an operation, with the connector looked up once at build time.
@@ -423,6 +430,12 @@ impl BoundCall {
                     return Err(consent_ops::unavailable());
                 };
                 consent_ops::call(operation, &args, scope).await?
+            }
+            Target::Cache(connectors) => {
+                let Some(scope) = scope else {
+                    return Err(consent_ops::unavailable());
+                };
+                cache_ops::call(operation, &args, scope, connectors).await?
             }
         };
         let Some(value) = result else {

@@ -6,6 +6,7 @@
 
 mod bind;
 mod build;
+mod cache_ops;
 mod collect;
 mod complete;
 mod consent_ops;
