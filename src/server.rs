@@ -158,6 +158,7 @@ impl Gateway {
                     .cache
                     .redis_secret
                     .as_ref()
+                    .filter(|secret| !secret.expose().is_empty())
                     .map(|secret| secret.expose().as_bytes()),
                 Duration::from_millis(checked.config.cache.redis_timeout_ms.max(1)),
             )

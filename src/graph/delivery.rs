@@ -57,7 +57,15 @@ pub(crate) async fn settle(scope: &RequestScope, deliver: bool) -> Vec<Withheld>
         match services.ledger.still_live(&handles, Utc::now()).await {
             Ok(live) => {
                 let purpose = scope.context.purpose.as_deref().unwrap_or_default();
+                let before = withheld.len();
                 revoke_in_flight(&mut reads, &live, purpose, &mut withheld);
+                // A consent was withdrawn while this request's loads ran, perhaps on another
+                // instance: what they cached for the agency is dropped too.
+                if withheld.len() > before
+                    && let (Some(hub), Some(agency)) = (&scope.hub, scope.cache_scope().agency())
+                {
+                    hub.consent_withdrawn(agency);
+                }
             }
             Err(error) => {
                 tracing::error!(%error, "Consent ledger unavailable while confirming consents.");

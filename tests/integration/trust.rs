@@ -64,6 +64,8 @@ select = "/notice"
 const DMV_TOML: &str = r#"name = "dmv"
 kind = "rest"
 base_url = "${DMV_URL}"
+# Cached, so that consent decisions are shown to run before the cache.
+cache = { ttl_s = 600 }
 
 [operations.license]
 path = "/v1/licenses/{number}"
@@ -1193,6 +1195,31 @@ async fn a_revocation_during_a_backend_load_withholds_what_it_loaded() {
             Some("CONSENT_REQUIRED")
         );
         assert_eq!(world.license_calls(), 1);
+        // Consent given again: the load that raced the revocation was not kept in the cache
+        // (BAD_INPUTS row 40), so the backend is asked afresh.
+        let now = Utc::now();
+        world
+            .grant(
+                ADA,
+                "benefits",
+                &["dmv.license"],
+                PURPOSE,
+                (now, now + chrono::Duration::days(30)),
+                now,
+            )
+            .await;
+        let regranted = world.ask(Some(&token), &query, &[]).await;
+        assert_eq!(
+            regranted.body["data"]["citizen"]["license"]["number"],
+            json!("D1234567"),
+            "{}",
+            regranted.text
+        );
+        assert_eq!(
+            world.license_calls(),
+            2,
+            "not served from a cache written by the raced load"
+        );
         world.finish().await;
     }
 }
