@@ -656,11 +656,36 @@ pub(crate) fn repo_config() -> PathBuf {
 pub(crate) struct DemoStack {
     client: GatewayClient,
     pub(crate) population: Arc<Population>,
+    /// The gateway's consent ledger, for granting consents as citizens would.
+    pub(crate) ledger: civicgraph::consent::ConsentLedger,
+    /// What the development issuer needs to mint tokens for this stack.
+    vars: Vars,
     _gateway: RunningGateway,
     _agencies: SimulatedAgencies,
     /// The UI database, the gateway's signing key and its audit checkpoints, so that no test
     /// writes into the repository's `.civicgraph/`.
     _ui_database: tempfile::TempDir,
+}
+
+impl DemoStack {
+    /// A bearer token of the development issuer for an agency client of `agency`.
+    pub(crate) fn agency_token(&self, agency: &str, scopes: &[&str], purpose: &str) -> String {
+        let (config, root) = civicgraph::config::load_gateway_config(&repo_config(), &self.vars)
+            .unwrap_or_else(|problems| panic!("the shipped configuration: {problems}"));
+        civicgraph::auth::dev_tokens::mint(
+            &config,
+            &root,
+            &civicgraph::auth::dev_tokens::Persona::Agency {
+                client_id: format!("{agency}-test-client"),
+                agency: agency.to_string(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                purpose: purpose.to_string(),
+            },
+            chrono::Utc::now(),
+            chrono::Duration::minutes(10),
+        )
+        .expect("mint a development token")
+    }
 }
 
 impl std::ops::Deref for DemoStack {
@@ -709,6 +734,15 @@ pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
             "sqlite::memory:".to_string(),
         ),
         ("CIVICGRAPH_DEMO_HEADERS".to_string(), "true".to_string()),
+        ("CIVICGRAPH_DEV_TOKENS".to_string(), "true".to_string()),
+        (
+            "CIVICGRAPH_DEV_KEY".to_string(),
+            ui_database
+                .path()
+                .join("dev-issuer-key.pem")
+                .display()
+                .to_string(),
+        ),
         (
             "CIVICGRAPH_SIGNING_KEY".to_string(),
             ui_database
@@ -733,10 +767,13 @@ pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
     civicgraph::demo::link_population(&gateway.crosswalk(), &population)
         .await
         .expect("link the demo citizens");
+    let ledger = gateway.consent_ledger();
     let running = serve_on_loopback(gateway).await;
     DemoStack {
         client: GatewayClient::new(running.addr),
         population,
+        ledger,
+        vars,
         _gateway: running,
         _agencies: agencies,
         _ui_database: ui_database,
