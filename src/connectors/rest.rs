@@ -992,6 +992,170 @@ mod tests {
         );
     }
 
+    /// `line:column message` of every problem building `operations` (which start on line 4).
+    fn problems(operations: &str) -> Vec<String> {
+        let text = format!(
+            "name = \"tax\"\nkind = \"rest\"\nbase_url = \"http://127.0.0.1:9\"\n{operations}"
+        );
+        let file = TomlFile::from_text("tax.toml", &text, &Vars::default()).expect("valid toml");
+        let config: RestConfig = file.parse().expect("valid connector");
+        match RestConnector::build(&config, &file) {
+            Ok(_) => Vec::new(),
+            Err(diagnostics) => diagnostics
+                .into_iter()
+                .map(|d| {
+                    let at = d.location.expect("located");
+                    format!("{}:{} {}", at.line, at.column, d.message)
+                })
+                .collect(),
+        }
+    }
+
+    fn spec_of(operations: &str) -> ConnectorSpec {
+        let text = format!(
+            "name = \"tax\"\nkind = \"rest\"\nbase_url = \"http://127.0.0.1:9\"\n{operations}"
+        );
+        let file = TomlFile::from_text("tax.toml", &text, &Vars::default()).expect("valid toml");
+        let config: RestConfig = file.parse().expect("valid connector");
+        RestConnector::build(&config, &file).expect("builds").1
+    }
+
+    const ACCOUNT: &str = "[operations.account]\npath = \"/v1/taxpayers/{tin}/account\"\nselect = \"/account\"\n";
+
+    #[test]
+    fn a_batch_form_sets_the_batch_spec_with_its_key_and_max() {
+        let spec = spec_of(&format!(
+            "{ACCOUNT}batch = {{ path = \"/v1/taxpayers/accounts\", query = {{ tins = \"{{tin}}\" }}, items = \"/accounts\", match = \"/tin\" }}\n"
+        ));
+        assert_eq!(
+            spec.operations["account"].batch,
+            Some(BatchSpec {
+                key: "tin".to_string(),
+                max: DEFAULT_BATCH_MAX
+            })
+        );
+        // An explicit key, other placeholders shared by both calls, the key in the path, a
+        // table of its own.
+        let spec = spec_of(
+            "[operations.account]\npath = \"/v1/{agency}/taxpayers/{tin}\"\nquery = { year = \"{year}\" }\n\
+             [operations.account.batch]\nkey = \"tin\"\npath = \"/v1/{agency}/taxpayers/{tin}/all\"\n\
+             query = { year = \"{year}\" }\nitems = \"\"\nmatch = \"/tin\"\nmax = 7\n",
+        );
+        assert_eq!(
+            spec.operations["account"].batch,
+            Some(BatchSpec {
+                key: "tin".to_string(),
+                max: 7
+            })
+        );
+        assert_eq!(spec_of(ACCOUNT).operations["account"].batch, None);
+    }
+
+    #[test]
+    fn a_batch_on_a_write_a_page_or_a_strict_404_is_refused_at_the_batch() {
+        let batch = "batch = { path = \"/v1/all\", query = { tins = \"{tin}\" }, items = \"/a\", match = \"/tin\" }\n";
+        let found = problems(&format!(
+            "[operations.save]\nmethod = \"POST\"\npath = \"/v1/{{tin}}\"\n{batch}\
+             [operations.list]\npath = \"/v1/{{tin}}\"\npage = {{ items = \"/a\", next_cursor = \"/n\" }}\n{batch}\
+             [operations.strict]\npath = \"/v1/{{tin}}\"\nnot_found = \"error\"\n{batch}"
+        ));
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("7:9 ") && f.contains("only for `GET`")), "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("11:9 ") && f.contains("with `page`")), "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("15:9 ") && f.contains("`not_found = \"error\"`")), "{found:#?}");
+    }
+
+    #[test]
+    fn a_batch_that_does_not_use_its_key_is_refused() {
+        // An explicit key the batch templates never mention.
+        let found = problems(&format!(
+            "{ACCOUNT}batch = {{ key = \"tin\", path = \"/v1/accounts\", items = \"/a\", match = \"/tin\" }}\n"
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].starts_with("7:31 ") && found[0].contains("must use its key `{tin}`"), "{found:#?}");
+        assert!(found[1].starts_with("7:9 ") && found[1].contains("leaves out `{tin}`"), "{found:#?}");
+        // No placeholder at all.
+        let found = problems(&format!(
+            "{ACCOUNT}batch = {{ path = \"/v1/accounts\", items = \"/a\", match = \"/tin\" }}\n"
+        ));
+        assert!(found.iter().any(|f| f.starts_with("7:9 ") && f.contains("must use the key placeholder")), "{found:#?}");
+    }
+
+    #[test]
+    fn a_batch_key_must_be_a_placeholder_of_the_single_call() {
+        let found = problems(&format!(
+            "{ACCOUNT}batch = {{ key = \"ssn\", path = \"/v1/accounts\", query = {{ ssns = \"{{ssn}}\", tins = \"{{tin}}\" }}, items = \"/a\", match = \"/tin\" }}\n"
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("7:64 ") && f.contains("`{ssn}`, which is not a placeholder of the operation")), "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("7:17 ") && f.contains("`batch.key` `ssn` is not a placeholder")), "{found:#?}");
+    }
+
+    #[test]
+    fn a_batch_must_ask_what_the_single_call_asks() {
+        let single = "[operations.account]\npath = \"/v1/{agency}/taxpayers/{tin}\"\nquery = { year = \"{year}\" }\n";
+        // `{agency}` left out; `{year}` (nullable) in the path; two placeholders, no key.
+        let found = problems(&format!(
+            "{single}batch = {{ path = \"/v1/taxpayers/{{year}}\", query = {{ tins = \"{{tin}}\" }}, items = \"/a\", match = \"/tin\" }}\n"
+        ));
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("7:9 ") && f.contains("uses `{year}`, `{tin}`: name the one")), "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("7:18 ") && f.contains("`{year}` is a query placeholder of the single call")), "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("7:9 ") && f.contains("leaves out `{agency}`")), "{found:#?}");
+    }
+
+    #[test]
+    fn bad_batch_pointers_paths_and_max_are_reported_at_their_values() {
+        let found = problems(&format!(
+            "{ACCOUNT}[operations.account.batch]\npath = \"v1/accounts?x=1\"\nquery = {{ tins = \"{{tin}}\" }}\n\
+             items = \"accounts\"\nmatch = \"\"\nselect = \"/a~2b\"\nmax = 0\n"
+        ));
+        assert_eq!(found.len(), 6, "{found:#?}");
+        for (at, text) in [
+            ("8:8 ", "`batch.path` must start with `/`"),
+            ("8:8 ", "must not contain `?` or `#`"),
+            ("10:9 ", "`batch.items` must be a JSON pointer starting with `/`"),
+            ("11:9 ", "`batch.match` must be a JSON pointer to a value inside the item"),
+            ("12:10 ", "`~` must be written `~0`"),
+            ("13:7 ", "`batch.max` must be between 1 and 1000, not 0"),
+        ] {
+            assert!(found.iter().any(|f| f.starts_with(at) && f.contains(text)), "{at}{text}: {found:#?}");
+        }
+        let found = problems(&format!(
+            "{ACCOUNT}batch = {{ path = \"/v1/{{tin\", items = \"/a\", match = \"/tin\", max = 5000 }}\n"
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("7:23 ") && f.contains("`batch.path`: `{` is never closed")), "{found:#?}");
+        assert!(found.iter().any(|f| f.starts_with("7:66 ") && f.contains("not 5000")), "{found:#?}");
+    }
+
+    #[test]
+    fn a_misspelt_batch_key_is_reported_at_its_line() {
+        let text = format!(
+            "name = \"tax\"\nkind = \"rest\"\nbase_url = \"http://h\"\n{ACCOUNT}[operations.account.batch]\npath = \"/v1/a\"\nitems = \"/a\"\nmatch = \"/tin\"\nmax_keys = 5\n"
+        );
+        let file = TomlFile::from_text("tax.toml", &text, &Vars::default()).expect("valid toml");
+        let error = file.parse::<RestConfig>().expect_err("misspelt");
+        let at = error.location.as_ref().expect("located");
+        assert_eq!(at.line, 11, "{error}");
+        assert!(error.message.contains("unknown key `max_keys`"), "{error}");
+    }
+
+    #[test]
+    fn list_keys_are_text_without_commas() {
+        assert_eq!(list_text(&Value::from("123")), Some("123".to_string()));
+        assert_eq!(list_text(&Value::from(42)), Some("42".to_string()));
+        for refused in [
+            Value::from("a,b"),
+            Value::from(""),
+            Value::Null,
+            serde_json::json!(["a"]),
+            serde_json::json!({"a": 1}),
+        ] {
+            assert_eq!(list_text(&refused), None, "{refused}");
+        }
+    }
+
     #[tokio::test]
     async fn a_null_path_placeholder_skips_the_call() {
         let tax = connector("http://127.0.0.1:9");

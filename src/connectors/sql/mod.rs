@@ -1230,6 +1230,159 @@ mod tests {
         );
     }
 
+    /// The `claims` operation with a batch table (its lines start at 8).
+    fn batched(batch: &str) -> String {
+        format!(
+            "[operations.claims]\nquery = \"SELECT status FROM c WHERE claimant_id = :claimant_id AND y = :year\"\nparams = {{ claimant_id = \"text\", year = \"integer\" }}\n[operations.claims.batch]\n{batch}"
+        )
+    }
+
+    const BATCH: &str = "key = \"claimant_id\"\ncolumn = \"claimant_id\"\nquery = \"SELECT claimant_id, status FROM c WHERE claimant_id IN (:claimant_id) AND y = :year\"\n";
+
+    #[test]
+    fn a_batch_form_sets_the_batch_spec_on_every_database() {
+        for url in [
+            "postgres://u@127.0.0.1:1/db",
+            "mysql://root@127.0.0.1:1/db",
+            "sqlite::memory:",
+        ] {
+            let text = connector(url, &batched(&format!("{BATCH}max = 50\n")));
+            let file = TomlFile::from_text("ui.toml", &text, &Vars::default()).expect("toml");
+            let config: SqlConfig = file.parse().expect("a valid sql connector");
+            let (_, spec) = SqlConnector::build(&config, &file).expect("builds");
+            assert_eq!(
+                spec.operations["claims"].batch,
+                Some(BatchSpec {
+                    key: "claimant_id".to_string(),
+                    max: 50
+                }),
+                "{url}"
+            );
+        }
+        // PostgreSQL also takes `= ANY(:key)`.
+        let any = BATCH.replace("IN (:claimant_id)", "= ANY(:claimant_id)");
+        assert!(build(&connector("postgres://u@127.0.0.1:1/db", &batched(&any))).is_ok());
+    }
+
+    #[test]
+    fn a_batch_key_must_be_a_scalar_parameter_of_the_query() {
+        let errors = build(&connector(
+            "sqlite::memory:",
+            &batched(&BATCH.replace("key = \"claimant_id\"", "key = \"claimant\"")),
+        ))
+        .expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("9:7 "), "{errors:?}");
+        assert!(
+            errors[0].contains("`batch.key` `claimant` is not a parameter of the query (its parameters: `claimant_id`, `year`)"),
+            "{errors:?}"
+        );
+        let op = "[operations.by_ids]\nquery = \"SELECT id FROM c WHERE id IN (:ids)\"\nparams = { ids = \"[integer]\" }\nbatch = { key = \"ids\", column = \"id\", query = \"SELECT id FROM c WHERE id IN (:ids)\" }\n";
+        let errors = build(&connector("sqlite::memory:", op)).expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("8:17 "), "{errors:?}");
+        assert!(errors[0].contains("is a list parameter (`[integer]`)"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_batch_column_and_max_are_checked() {
+        let errors = build(&connector(
+            "sqlite::memory:",
+            &batched(&format!(
+                "{}max = 0\n",
+                BATCH.replace("column = \"claimant_id\"", "column = \" \"")
+            )),
+        ))
+        .expect_err("refused");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("10:10 ") && e.contains("`batch.column` must name")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("12:7 ") && e.contains("between 1 and 1000, not 0")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_query_must_use_the_key_as_a_set_and_the_same_params() {
+        // The key written as a scalar: MySQL and SQLite cannot bind a list there.
+        let scalar = BATCH.replace("IN (:claimant_id)", "= :claimant_id");
+        for url in ["mysql://root@127.0.0.1:1/db", "sqlite::memory:"] {
+            let errors = build(&connector(url, &batched(&scalar))).expect_err("refused");
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with("11:9 "), "{errors:?}");
+            assert!(
+                errors[0].contains("`batch.query`: the batch key `:claimant_id` must be written `IN (:claimant_id)`"),
+                "{errors:?}"
+            );
+        }
+        let errors = build(&connector("postgres://u@127.0.0.1:1/db", &batched(&scalar)))
+            .expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("11:9 ")
+                && errors[0].contains("is an array of keys here; write it `IN (:claimant_id)` or `= ANY(:claimant_id)`"),
+            "{errors:?}"
+        );
+        // A parameter left out, and one the single query does not have.
+        let other = BATCH.replace("AND y = :year", "AND z = :zone");
+        let mut errors = build(&connector("sqlite::memory:", &batched(&other))).expect_err("refused");
+        errors.sort();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("11:9 ") && errors[0].contains("`batch.query` uses placeholder `:zone`, not declared in `params`"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("7:41 ") && errors[1].contains("parameter `year` is never used in `batch.query`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_batch_key_is_reported_at_its_line() {
+        let text = connector("sqlite::memory:", &batched(&format!("{BATCH}colum = \"x\"\n")));
+        let file = TomlFile::from_text("ui.toml", &text, &Vars::default()).expect("toml");
+        let error = file.parse::<SqlConfig>().expect_err("misspelt");
+        assert_eq!(error.location.as_ref().map(|l| l.line), Some(12), "{error}");
+        assert!(error.message.contains("unknown key `colum`"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_null_keys_runs_no_query() {
+        // Nothing listens on port 1: any query would fail.
+        let connector = build(&connector("postgres://u@127.0.0.1:1/db", &batched(BATCH)))
+            .expect("builds");
+        let entry = |key: Value| {
+            Arguments::from([
+                ("claimant_id".to_string(), key),
+                ("year".to_string(), Value::from(2026)),
+            ])
+        };
+        let replies = connector
+            .call_batch("claims", &[entry(Value::Null), Arguments::new()])
+            .await
+            .expect("no query");
+        assert_eq!(replies.len(), 2);
+        assert!(replies.iter().all(|r| r.value.is_none()), "{replies:?}");
+        assert!(connector.call_batch("claims", &[]).await.expect("empty").is_empty());
+        // A key of the wrong type fails the batch as it fails the single call.
+        let wrong = Arguments::from([
+            ("claimant_id".to_string(), Value::from("C1")),
+            ("year".to_string(), Value::from("twenty")),
+        ]);
+        let error = connector
+            .call_batch("claims", &[entry(Value::from("C2")), wrong])
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&error, CallError::InvalidArgument { name, .. } if name == "year"),
+            "{error:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_null_argument_skips_the_query() {
         // Nothing listens on port 1: a query would fail, so `Ok(None)` proves none ran.

@@ -1056,6 +1056,51 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_key_binds_as_a_set_on_every_database() {
+        let params = [("who", "text"), ("n", "integer")];
+        let sql = "SELECT * FROM t WHERE who IN (:who) AND n = :n";
+        let values = [
+            Bound::List(
+                ScalarType::Text,
+                vec![Scalar::Text("a".into()), Scalar::Text("b".into())],
+            ),
+            Bound::Scalar(Scalar::Integer(1)),
+        ];
+        for dialect in [Dialect::MySql, Dialect::Sqlite] {
+            let query = CompiledQuery::compile_batch(sql, params, dialect, "who").expect("compiles");
+            assert_eq!(query.params()[0].1.to_string(), "[text]");
+            let (rendered, binds) = query.render(&values);
+            assert_eq!(rendered, "SELECT * FROM t WHERE who IN (?, ?) AND n = ?");
+            assert_eq!(binds.len(), 3);
+        }
+        let query =
+            CompiledQuery::compile_batch(sql, params, Dialect::Postgres, "who").expect("compiles");
+        assert_eq!(
+            query.render(&values).0,
+            "SELECT * FROM t WHERE who IN (SELECT unnest($1)) AND n = $2"
+        );
+        let any = "SELECT * FROM t WHERE who = any ( :who ) AND n = :n";
+        let query =
+            CompiledQuery::compile_batch(any, params, Dialect::Postgres, "who").expect("compiles");
+        assert_eq!(
+            query.render(&values).0,
+            "SELECT * FROM t WHERE who = any ( $1 ) AND n = $2"
+        );
+        // `many(:who)` is not `ANY(:who)`.
+        let found = CompiledQuery::compile_batch(
+            "SELECT * FROM t WHERE who = many(:who) AND n = :n",
+            params,
+            Dialect::Postgres,
+            "who",
+        )
+        .expect_err("refused");
+        assert!(
+            matches!(&found[..], [CompileProblem::Query(m)] if m.starts_with("`batch.query`: the batch key `:who` is an array")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn a_placeholder_without_a_param_is_named() {
         let found = problems(
             "SELECT * FROM t WHERE a = :a AND b = :b AND c = :c",
