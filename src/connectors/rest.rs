@@ -324,9 +324,10 @@ impl RestConnector {
             .required
             .iter()
             .all(|name| shared.get(name).is_some_and(|v| scalar_text(v).is_some()))
-            && batch.optional.iter().all(|name| {
-                given(shared, name).is_none_or(|value| scalar_text(&value).is_some())
-            })
+            && batch
+                .optional
+                .iter()
+                .all(|name| given(shared, name).is_none_or(|value| scalar_text(&value).is_some()))
             && args
                 .iter()
                 .all(|entry| others().all(|name| given(entry, name) == given(shared, name)));
@@ -679,7 +680,9 @@ fn pointer_problem(what: &str, pointer: &str, whole: bool) -> Option<String> {
     let example = "e.g. `/account`";
     if pointer.is_empty() {
         return (!whole).then(|| {
-            format!("`{what}` must be a JSON pointer to a value inside the item ({example}), not empty")
+            format!(
+                "`{what}` must be a JSON pointer to a value inside the item ({example}), not empty"
+            )
         });
     }
     if !pointer.starts_with('/') {
@@ -766,7 +769,10 @@ fn compile_batch(
             diagnostics.push(Diagnostic::at(file.location(&pointer.span()), message));
         }
     }
-    let max = config.max.as_ref().map_or(DEFAULT_BATCH_MAX, |max| *max.get_ref());
+    let max = config
+        .max
+        .as_ref()
+        .map_or(DEFAULT_BATCH_MAX, |max| *max.get_ref());
     if let Some(spanned) = &config.max
         && !(1..=MAX_BATCH_MAX).contains(&max)
     {
@@ -1020,7 +1026,8 @@ mod tests {
         RestConnector::build(&config, &file).expect("builds").1
     }
 
-    const ACCOUNT: &str = "[operations.account]\npath = \"/v1/taxpayers/{tin}/account\"\nselect = \"/account\"\n";
+    const ACCOUNT: &str =
+        "[operations.account]\npath = \"/v1/taxpayers/{tin}/account\"\nselect = \"/account\"\n";
 
     #[test]
     fn a_batch_form_sets_the_batch_spec_with_its_key_and_max() {
@@ -1060,9 +1067,24 @@ mod tests {
              [operations.strict]\npath = \"/v1/{{tin}}\"\nnot_found = \"error\"\n{batch}"
         ));
         assert_eq!(found.len(), 3, "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("7:9 ") && f.contains("only for `GET`")), "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("11:9 ") && f.contains("with `page`")), "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("15:9 ") && f.contains("`not_found = \"error\"`")), "{found:#?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:9 ") && f.contains("only for `GET`")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("11:9 ") && f.contains("with `page`")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("15:9 ") && f.contains("`not_found = \"error\"`")),
+            "{found:#?}"
+        );
     }
 
     #[test]
@@ -1072,13 +1094,24 @@ mod tests {
             "{ACCOUNT}batch = {{ key = \"tin\", path = \"/v1/accounts\", items = \"/a\", match = \"/tin\" }}\n"
         ));
         assert_eq!(found.len(), 2, "{found:#?}");
-        assert!(found[0].starts_with("7:31 ") && found[0].contains("must use its key `{tin}`"), "{found:#?}");
-        assert!(found[1].starts_with("7:9 ") && found[1].contains("leaves out `{tin}`"), "{found:#?}");
+        assert!(
+            found[0].starts_with("7:31 ") && found[0].contains("must use its key `{tin}`"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].starts_with("7:9 ") && found[1].contains("leaves out `{tin}`"),
+            "{found:#?}"
+        );
         // No placeholder at all.
         let found = problems(&format!(
             "{ACCOUNT}batch = {{ path = \"/v1/accounts\", items = \"/a\", match = \"/tin\" }}\n"
         ));
-        assert!(found.iter().any(|f| f.starts_with("7:9 ") && f.contains("must use the key placeholder")), "{found:#?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:9 ") && f.contains("must use the key placeholder")),
+            "{found:#?}"
+        );
     }
 
     #[test]
@@ -1087,8 +1120,18 @@ mod tests {
             "{ACCOUNT}batch = {{ key = \"ssn\", path = \"/v1/accounts\", query = {{ ssns = \"{{ssn}}\", tins = \"{{tin}}\" }}, items = \"/a\", match = \"/tin\" }}\n"
         ));
         assert_eq!(found.len(), 2, "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("7:64 ") && f.contains("`{ssn}`, which is not a placeholder of the operation")), "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("7:17 ") && f.contains("`batch.key` `ssn` is not a placeholder")), "{found:#?}");
+        assert!(
+            found.iter().any(|f| f.starts_with("7:64 ")
+                && f.contains("`{ssn}`, which is not a placeholder of the operation")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:17 ")
+                    && f.contains("`batch.key` `ssn` is not a placeholder")),
+            "{found:#?}"
+        );
     }
 
     #[test]
@@ -1099,9 +1142,23 @@ mod tests {
             "{single}batch = {{ path = \"/v1/taxpayers/{{year}}\", query = {{ tins = \"{{tin}}\" }}, items = \"/a\", match = \"/tin\" }}\n"
         ));
         assert_eq!(found.len(), 3, "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("7:9 ") && f.contains("uses `{year}`, `{tin}`: name the one")), "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("7:18 ") && f.contains("`{year}` is a query placeholder of the single call")), "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("7:9 ") && f.contains("leaves out `{agency}`")), "{found:#?}");
+        assert!(
+            found.iter().any(
+                |f| f.starts_with("7:9 ") && f.contains("uses `{year}`, `{tin}`: name the one")
+            ),
+            "{found:#?}"
+        );
+        assert!(
+            found.iter().any(|f| f.starts_with("7:18 ")
+                && f.contains("`{year}` is a query placeholder of the single call")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:9 ") && f.contains("leaves out `{agency}`")),
+            "{found:#?}"
+        );
     }
 
     #[test]
@@ -1114,19 +1171,38 @@ mod tests {
         for (at, text) in [
             ("8:8 ", "`batch.path` must start with `/`"),
             ("8:8 ", "must not contain `?` or `#`"),
-            ("10:9 ", "`batch.items` must be a JSON pointer starting with `/`"),
-            ("11:9 ", "`batch.match` must be a JSON pointer to a value inside the item"),
+            (
+                "10:9 ",
+                "`batch.items` must be a JSON pointer starting with `/`",
+            ),
+            (
+                "11:9 ",
+                "`batch.match` must be a JSON pointer to a value inside the item",
+            ),
             ("12:10 ", "`~` must be written `~0`"),
             ("13:7 ", "`batch.max` must be between 1 and 1000, not 0"),
         ] {
-            assert!(found.iter().any(|f| f.starts_with(at) && f.contains(text)), "{at}{text}: {found:#?}");
+            assert!(
+                found.iter().any(|f| f.starts_with(at) && f.contains(text)),
+                "{at}{text}: {found:#?}"
+            );
         }
         let found = problems(&format!(
             "{ACCOUNT}batch = {{ path = \"/v1/{{tin\", items = \"/a\", match = \"/tin\", max = 5000 }}\n"
         ));
         assert_eq!(found.len(), 2, "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("7:23 ") && f.contains("`batch.path`: `{` is never closed")), "{found:#?}");
-        assert!(found.iter().any(|f| f.starts_with("7:66 ") && f.contains("not 5000")), "{found:#?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:23 ") && f.contains("`batch.path`: `{` is never closed")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:66 ") && f.contains("not 5000")),
+            "{found:#?}"
+        );
     }
 
     #[test]

@@ -52,9 +52,12 @@
 //!   rows cannot be handed back exactly (a row's key is none of the keys asked for, as under
 //!   a case-insensitive collation, or there are more than 10 000 rows in all), every key of
 //!   that query is answered by the single query instead, so the answers stay those of the
-//!   single call. Under such a collation two keys differing only in case are still
-//!   grouped apart, where the single query would find both keys' rows for each: compare the
-//!   key column with a binary collation in `batch.query` when keys can differ so.
+//!   single call. Grouping is exact equality (after the key's type conversion), so when
+//!   the query compares keys more loosely (a case- or accent-insensitive collation, as
+//!   MySQL/MariaDB have by default, or `lower(…)`) and one batch holds two keys it takes for
+//!   equal (`ab` and `AB`), each gets only its exact rows where the single query would find
+//!   both keys' rows for either: compare the key with a binary collation in `batch.query`
+//!   (`claimant_id COLLATE utf8mb4_bin IN (…)`) when keys can differ so.
 //! - **Read-only** (`read_only = true`, the default): SQLite opens the file read-only;
 //!   PostgreSQL and MySQL/MariaDB set the session's transactions read-only on every new
 //!   connection. This is a guard against a wrong query, not a permission model: give the
@@ -248,7 +251,14 @@ impl SqlConnector {
                     Ok(query) => {
                         let problems = diagnostics.len();
                         let batch = op.batch.as_ref().and_then(|_| {
-                            compile_batch(op, &query, dialect, file, name.get_ref(), &mut diagnostics)
+                            compile_batch(
+                                op,
+                                &query,
+                                dialect,
+                                file,
+                                name.get_ref(),
+                                &mut diagnostics,
+                            )
                         });
                         if diagnostics.len() > problems {
                             continue;
@@ -765,12 +775,20 @@ fn compile_batch(
     let key_index = single.params().iter().position(|(name, _)| name == key);
     let key_type = match key_index.map(|index| single.params()[index].1) {
         None => {
-            let names: Vec<String> = single.params().iter().map(|(n, _)| format!("`{n}`")).collect();
+            let names: Vec<String> = single
+                .params()
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .collect();
             report(
                 batch.key.span(),
                 format!(
                     "`batch.key` `{key}` is not a parameter of the query (its parameters: {})",
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 ),
             );
             None
@@ -778,7 +796,9 @@ fn compile_batch(
         Some(ty) if ty.list => {
             report(
                 batch.key.span(),
-                format!("`batch.key` `{key}` is a list parameter (`{ty}`); a batch key is one value per entry"),
+                format!(
+                    "`batch.key` `{key}` is a list parameter (`{ty}`); a batch key is one value per entry"
+                ),
             );
             None
         }
@@ -791,7 +811,10 @@ fn compile_batch(
             "`batch.column` must name the result column that holds each row's key".to_string(),
         );
     }
-    let max = batch.max.as_ref().map_or(DEFAULT_BATCH_MAX, |max| *max.get_ref());
+    let max = batch
+        .max
+        .as_ref()
+        .map_or(DEFAULT_BATCH_MAX, |max| *max.get_ref());
     if let Some(spanned) = &batch.max
         && !(1..=MAX_BATCH_MAX).contains(&max)
     {
@@ -1281,7 +1304,10 @@ mod tests {
         let errors = build(&connector("sqlite::memory:", op)).expect_err("refused");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].starts_with("8:17 "), "{errors:?}");
-        assert!(errors[0].contains("is a list parameter (`[integer]`)"), "{errors:?}");
+        assert!(
+            errors[0].contains("is a list parameter (`[integer]`)"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -1296,11 +1322,15 @@ mod tests {
         .expect_err("refused");
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
-            errors.iter().any(|e| e.starts_with("10:10 ") && e.contains("`batch.column` must name")),
+            errors
+                .iter()
+                .any(|e| e.starts_with("10:10 ") && e.contains("`batch.column` must name")),
             "{errors:?}"
         );
         assert!(
-            errors.iter().any(|e| e.starts_with("12:7 ") && e.contains("between 1 and 1000, not 0")),
+            errors
+                .iter()
+                .any(|e| e.starts_with("12:7 ") && e.contains("between 1 and 1000, not 0")),
             "{errors:?}"
         );
     }
@@ -1328,22 +1358,29 @@ mod tests {
         );
         // A parameter left out, and one the single query does not have.
         let other = BATCH.replace("AND y = :year", "AND z = :zone");
-        let mut errors = build(&connector("sqlite::memory:", &batched(&other))).expect_err("refused");
+        let mut errors =
+            build(&connector("sqlite::memory:", &batched(&other))).expect_err("refused");
         errors.sort();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
-            errors[0].starts_with("11:9 ") && errors[0].contains("`batch.query` uses placeholder `:zone`, not declared in `params`"),
+            errors[0].starts_with("11:9 ")
+                && errors[0]
+                    .contains("`batch.query` uses placeholder `:zone`, not declared in `params`"),
             "{errors:?}"
         );
         assert!(
-            errors[1].starts_with("7:41 ") && errors[1].contains("parameter `year` is never used in `batch.query`"),
+            errors[1].starts_with("7:41 ")
+                && errors[1].contains("parameter `year` is never used in `batch.query`"),
             "{errors:?}"
         );
     }
 
     #[test]
     fn a_misspelt_batch_key_is_reported_at_its_line() {
-        let text = connector("sqlite::memory:", &batched(&format!("{BATCH}colum = \"x\"\n")));
+        let text = connector(
+            "sqlite::memory:",
+            &batched(&format!("{BATCH}colum = \"x\"\n")),
+        );
         let file = TomlFile::from_text("ui.toml", &text, &Vars::default()).expect("toml");
         let error = file.parse::<SqlConfig>().expect_err("misspelt");
         assert_eq!(error.location.as_ref().map(|l| l.line), Some(12), "{error}");
@@ -1353,8 +1390,8 @@ mod tests {
     #[tokio::test]
     async fn a_batch_of_null_keys_runs_no_query() {
         // Nothing listens on port 1: any query would fail.
-        let connector = build(&connector("postgres://u@127.0.0.1:1/db", &batched(BATCH)))
-            .expect("builds");
+        let connector =
+            build(&connector("postgres://u@127.0.0.1:1/db", &batched(BATCH))).expect("builds");
         let entry = |key: Value| {
             Arguments::from([
                 ("claimant_id".to_string(), key),
@@ -1367,7 +1404,13 @@ mod tests {
             .expect("no query");
         assert_eq!(replies.len(), 2);
         assert!(replies.iter().all(|r| r.value.is_none()), "{replies:?}");
-        assert!(connector.call_batch("claims", &[]).await.expect("empty").is_empty());
+        assert!(
+            connector
+                .call_batch("claims", &[])
+                .await
+                .expect("empty")
+                .is_empty()
+        );
         // A key of the wrong type fails the batch as it fails the single call.
         let wrong = Arguments::from([
             ("claimant_id".to_string(), Value::from("C1")),

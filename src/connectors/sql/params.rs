@@ -680,10 +680,7 @@ impl CompiledQuery {
                     ..
                 } => (name, in_list, in_any),
             };
-            if set_key == Some(name.as_str())
-                && dialect == Dialect::Postgres
-                && !in_list
-                && !in_any
+            if set_key == Some(name.as_str()) && dialect == Dialect::Postgres && !in_list && !in_any
             {
                 loose_key = true;
             }
@@ -1067,7 +1064,8 @@ mod tests {
             Bound::Scalar(Scalar::Integer(1)),
         ];
         for dialect in [Dialect::MySql, Dialect::Sqlite] {
-            let query = CompiledQuery::compile_batch(sql, params, dialect, "who").expect("compiles");
+            let query =
+                CompiledQuery::compile_batch(sql, params, dialect, "who").expect("compiles");
             assert_eq!(query.params()[0].1.to_string(), "[text]");
             let (rendered, binds) = query.render(&values);
             assert_eq!(rendered, "SELECT * FROM t WHERE who IN (?, ?) AND n = ?");
