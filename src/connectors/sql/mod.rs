@@ -271,9 +271,12 @@ impl SqlConnector {
                                 location: file.location(&name.span()),
                                 page: None,
                                 description: op.description.clone(),
-                                batch: batch.as_ref().map(|batch| BatchSpec {
-                                    key: query.params()[batch.key_index].0.clone(),
-                                    max: batch.max,
+                                batch: batch.as_ref().and_then(|batch| {
+                                    let (key, _) = query.params().get(batch.key_index)?;
+                                    Some(BatchSpec {
+                                        key: key.clone(),
+                                        max: batch.max,
+                                    })
                                 }),
                             },
                         );
