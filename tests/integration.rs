@@ -46,6 +46,9 @@ mod identity;
 #[path = "integration/sql.rs"]
 mod sql;
 
+#[path = "integration/batch_rest_sql.rs"]
+mod batch_rest_sql;
+
 #[path = "integration/soap.rs"]
 mod soap;
 

@@ -193,7 +193,65 @@ pub struct RestOperation {
     /// Set when the operation returns one page of a list.
     #[serde(default)]
     pub page: Option<PageConfig>,
+    /// The backend's call for many keys at once, so a list of parents costs one request
+    /// instead of one per parent; absent, every key is its own call.
+    #[serde(default)]
+    pub batch: Option<Spanned<RestBatch>>,
 }
+
+/// The batch form of a `GET` operation: one call that answers many values of one of its
+/// placeholders (the key), for example
+///
+/// ```toml
+/// [operations.account]
+/// path = "/v1/taxpayers/{tin}/account"
+/// select = "/account"
+/// batch = { path = "/v1/taxpayers/accounts", query = { tins = "{tin}" }, items = "/accounts", match = "/tin", max = 100 }
+/// ```
+///
+/// The key placeholder in `path` or `query` expands to the batch's distinct keys joined
+/// with `,`, each percent-encoded (`/v1/taxpayers/accounts?tins=123,456`); every other
+/// placeholder takes its one value, as in the single call. The answer's items are matched
+/// back to keys by the value at `match` in each item, so their order does not matter and a
+/// key with no item reads `null`, as a 404 does for the single call. A key that cannot be
+/// told apart inside a comma-joined list (one that contains `,`, or is empty, null, a list
+/// or an object) is answered by the single call instead, so every key gets exactly the
+/// answer it would get alone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestBatch {
+    /// The placeholder whose values vary across one batch, e.g. `tin`; it must be one of
+    /// the single call's placeholders. It may be left out when the batch's `path` and
+    /// `query` have exactly one placeholder, which is then the key.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// Path after `base_url` for the batch call; no `?` (parameters go in `query`).
+    pub path: Spanned<String>,
+    /// Query parameters of the batch call; one whose placeholders are all null is left out.
+    #[serde(default)]
+    pub query: BTreeMap<String, Spanned<String>>,
+    /// JSON pointer (RFC 6901) to the array of items in the answer, e.g. `/accounts`
+    /// (`""` when the answer is the array itself).
+    pub items: Spanned<String>,
+    /// JSON pointer inside an item to the key it answers, e.g. `/tin`; the item belongs to
+    /// the key whose text equals that value (a string, number or boolean).
+    #[serde(rename = "match")]
+    pub key_at: Spanned<String>,
+    /// JSON pointer inside an item to what the single call's `select` answers; absent, the
+    /// item itself. A null there reads `null`, as for the single call.
+    #[serde(default)]
+    pub select: Option<Spanned<String>>,
+    /// The most keys in one call (default 100, at most 1000); the backend's own limit.
+    #[serde(default)]
+    pub max: Option<Spanned<usize>>,
+}
+
+/// Keys in one batch call when the connector file does not say (`batch.max`).
+pub const DEFAULT_BATCH_MAX: usize = 100;
+
+/// The most keys a connector file may allow in one batch call: a longer URL or `IN` list
+/// would be refused by the backends anyway, or cost more than separate calls.
+pub const MAX_BATCH_MAX: usize = 1000;
 
 /// Methods a REST operation may use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

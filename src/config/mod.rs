@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use connector::{
-    CONNECTOR_KINDS, ConnectorConfig, HttpMethod, NotFound, PageConfig, RestAuth, RestConfig,
-    RestOperation, Returns, Secret,
+    CONNECTOR_KINDS, ConnectorConfig, DEFAULT_BATCH_MAX, HttpMethod, MAX_BATCH_MAX, NotFound,
+    PageConfig, RestAuth, RestBatch, RestConfig, RestOperation, Returns, Secret,
 };
 pub use gateway::{
     AuthConfig, CacheTierConfig, GatewayConfig, IssuerConfig, IssuerRole, KeysConfig, PathsConfig,
@@ -38,7 +38,7 @@ pub use shield::{
 };
 pub use soap::{PasswordType, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
 pub use source::{Diagnostic, Diagnostics, Location, SourceFile};
-pub use sql::{SqlConfig, SqlOperation};
+pub use sql::{SqlBatch, SqlConfig, SqlOperation};
 pub use trust::{AgencyConfig, AuditConfig, OnDenied, TrustConfig, is_code};
 
 use connector::KindProbe;

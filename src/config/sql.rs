@@ -91,6 +91,42 @@ pub struct SqlOperation {
     /// `many` (a list of rows).
     #[serde(default = "many")]
     pub returns: Returns,
+    /// The query for many values of one parameter at once, so a list of parents costs one
+    /// query instead of one per parent; absent, every key is its own query.
+    #[serde(default)]
+    pub batch: Option<Spanned<SqlBatch>>,
+}
+
+/// The batch form of an operation: its query for a set of keys, for example
+///
+/// ```toml
+/// [operations.claims]
+/// query = "SELECT claim_id, status FROM ui_claims WHERE claimant_id = :claimant_id ORDER BY filed_on DESC"
+/// params = { claimant_id = "text" }
+/// batch = { key = "claimant_id", column = "claimant_id", query = "SELECT claimant_id, claim_id, status FROM ui_claims WHERE claimant_id IN (:claimant_id) ORDER BY filed_on DESC" }
+/// ```
+///
+/// `batch.query` uses the same `params` as the single query, except that the key is bound
+/// as a list of its type: write it `IN (:key)` (every database; MySQL/MariaDB and SQLite get
+/// one `?` per distinct key, PostgreSQL one array) or `= ANY(:key)` (PostgreSQL only, one
+/// array). Every row must carry its key in `column`, which groups the rows back to keys and
+/// is then taken out of the row: the single query's rows do not have it. When the single
+/// query also answers the key column, select it once more under an alias for `column`
+/// (`claimant_id AS batch_key`). Each key keeps its rows in the query's `ORDER BY` order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlBatch {
+    /// The parameter whose values vary across one batch, e.g. `claimant_id`: a scalar
+    /// parameter of the single query.
+    pub key: Spanned<String>,
+    /// SQL for many keys, with the same placeholders as `query`; the key's is a list.
+    pub query: Spanned<String>,
+    /// The result column that holds each row's key, as the database names it (PostgreSQL
+    /// folds unquoted names to lower case).
+    pub column: Spanned<String>,
+    /// The most keys in one query (default 100, at most 1000).
+    #[serde(default)]
+    pub max: Option<Spanned<usize>>,
 }
 
 fn many() -> Returns {

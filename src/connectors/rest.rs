@@ -1,20 +1,41 @@
 //! The `rest` connector: JSON over HTTP with reqwest (rustls, pooled connections).
+//!
+//! # Batch calls
+//!
+//! A `GET` operation may declare a `batch` form (see [`crate::config::RestBatch`]), which
+//! [`Connector::call_batch`](super::Connector::call_batch) uses to answer many keys with one
+//! request per `batch.max` distinct keys:
+//!
+//! - the key placeholder in the batch `path`/`query` becomes the distinct keys, each
+//!   percent-encoded, joined with `,`; every other placeholder has its one value;
+//! - the items at `batch.items` are matched back to keys by their value at `batch.match`
+//!   (text equality; a number matches its decimal text), so the backend may answer in any
+//!   order, leave unknown keys out, or add items for keys nobody asked for (ignored);
+//! - a key reads what the single call would answer: the item (or its `batch.select`), and
+//!   `null` when no item is for it, as a 404 reads `null`;
+//! - a key containing `,` (or empty, null, a list or an object) cannot be told apart from
+//!   other keys in a comma-joined list by a backend that splits after decoding (as most
+//!   do), so it is neither refused nor sent in the list: the single call answers it;
+//! - a failure of the batch call (transport, 5xx, any other non-2xx including 404, an
+//!   answer that is not JSON, has no array at `batch.items`, an item without a key, or two
+//!   items for one key) fails the whole batch with the single call's error kinds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::Value;
 
 use super::http_client::{
     MAX_RESPONSE_BYTES, build_client, classify, read_limited, static_headers,
 };
-use super::{Arguments, CallError, ConnectorSpec, OperationSpec, Template};
+use super::{Arguments, BatchSpec, CallError, ConnectorSpec, OperationSpec, Reply, Template};
 use crate::config::{
-    Diagnostic, HttpMethod, NotFound, RestAuth, RestConfig, RestOperation, TomlFile,
+    DEFAULT_BATCH_MAX, Diagnostic, HttpMethod, MAX_BATCH_MAX, NotFound, RestAuth, RestBatch,
+    RestConfig, RestOperation, TomlFile,
 };
 
 /// Characters escaped in a path segment: everything that could end or restructure the path.
@@ -36,6 +57,15 @@ const PATH_SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
+/// Characters escaped in a batch call's query names and values: everything but the
+/// unreserved characters and `,`, which separates the keys of the list.
+const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b',');
+
 /// A built REST backend: one pooled client and its compiled operations.
 #[derive(Debug)]
 pub struct RestConnector {
@@ -53,6 +83,25 @@ struct CompiledOperation {
     body: Option<BodyTemplate>,
     select: Option<String>,
     not_found: NotFound,
+    batch: Option<CompiledBatch>,
+}
+
+/// An operation's batch form, checked against the single call it stands in for.
+#[derive(Debug)]
+struct CompiledBatch {
+    /// The placeholder whose values vary.
+    key: String,
+    path: Template,
+    query: Vec<(String, Template)>,
+    /// JSON pointers: the items array, an item's key, and what of an item is the answer.
+    items: String,
+    key_at: String,
+    select: Option<String>,
+    max: usize,
+    /// The single call's other path placeholders: a null one skips the single call.
+    required: Vec<String>,
+    /// The single call's other query placeholders: a null one leaves its parameter out.
+    optional: Vec<String>,
 }
 
 /// A JSON body whose strings may be placeholders.
@@ -203,10 +252,24 @@ impl RestConnector {
             .send()
             .await
             .map_err(|e| classify(e, self.timeout))?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND && op.not_found == NotFound::Null {
+        if response.status() == reqwest::StatusCode::NOT_FOUND && op.not_found == NotFound::Null {
             return Ok(None);
         }
+        let mut value = self.read_json(response).await?;
+        let selected = match &op.select {
+            None => value,
+            Some(pointer) => value.pointer_mut(pointer).map(Value::take).ok_or_else(|| {
+                CallError::BadResponse {
+                    reason: format!("the answer has nothing at `{pointer}`"),
+                }
+            })?,
+        };
+        Ok((!selected.is_null()).then_some(selected))
+    }
+
+    /// A successful answer's body as JSON; any other status is the failure it means.
+    async fn read_json(&self, response: reqwest::Response) -> Result<Value, CallError> {
+        let status = response.status();
         if status.is_server_error() {
             return Err(CallError::ServerError {
                 status: status.as_u16(),
@@ -218,20 +281,215 @@ impl RestConnector {
             });
         }
         let body = read_limited(response, self.timeout, MAX_RESPONSE_BYTES).await?;
-        let mut value: Value =
-            serde_json::from_slice(&body).map_err(|error| CallError::BadResponse {
-                reason: format!("not JSON: {error}"),
-            })?;
-        let selected = match &op.select {
-            None => value,
-            Some(pointer) => value.pointer_mut(pointer).map(Value::take).ok_or_else(|| {
-                CallError::BadResponse {
-                    reason: format!("the answer has nothing at `{pointer}`"),
-                }
-            })?,
-        };
-        Ok((!selected.is_null()).then_some(selected))
+        serde_json::from_slice(&body).map_err(|error| CallError::BadResponse {
+            reason: format!("not JSON: {error}"),
+        })
     }
+
+    /// Every entry by the single call, concurrently: for operations without a batch form,
+    /// and for arguments a batch call cannot carry.
+    async fn one_by_one(
+        &self,
+        op: &CompiledOperation,
+        args: &[Arguments],
+    ) -> Result<Vec<Reply>, CallError> {
+        let values =
+            futures::future::try_join_all(args.iter().map(|args| self.call_operation(op, args)))
+                .await?;
+        Ok(values
+            .into_iter()
+            .map(|value| Reply { value, as_of: None })
+            .collect())
+    }
+
+    /// Answers every entry of `args` as the single call would: the distinct keys that fit in
+    /// a comma-joined list with one request per `batch.max` of them, the others alone.
+    async fn call_batch_operation(
+        &self,
+        op: &CompiledOperation,
+        batch: &CompiledBatch,
+        args: &[Arguments],
+    ) -> Result<Vec<Reply>, CallError> {
+        let Some(shared) = args.first() else {
+            return Ok(Vec::new());
+        };
+        let given = |args: &'_ Arguments, name: &str| -> Option<Value> {
+            args.get(name).filter(|value| !value.is_null()).cloned()
+        };
+        let others = || batch.required.iter().chain(&batch.optional);
+        // The batch call renders the other placeholders once, from the first entry; when the
+        // entries disagree on them (against the contract), or one is a value only the single
+        // call knows how to render or skip, each entry is answered alone instead.
+        let fits = batch
+            .required
+            .iter()
+            .all(|name| shared.get(name).is_some_and(|v| scalar_text(v).is_some()))
+            && batch
+                .optional
+                .iter()
+                .all(|name| given(shared, name).is_none_or(|value| scalar_text(&value).is_some()))
+            && args
+                .iter()
+                .all(|entry| others().all(|name| given(entry, name) == given(shared, name)));
+        if !fits {
+            return self.one_by_one(op, args).await;
+        }
+
+        let mut keys: Vec<String> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let slots: Vec<Option<usize>> = args
+            .iter()
+            .map(|entry| {
+                let text = entry.get(&batch.key).and_then(list_text)?;
+                Some(*index.entry(text).or_insert_with_key(|text| {
+                    keys.push(text.clone());
+                    keys.len() - 1
+                }))
+            })
+            .collect();
+        let listed = futures::future::try_join_all(
+            keys.chunks(batch.max)
+                .map(|chunk| self.fetch_batch(batch, shared, chunk)),
+        );
+        let alone = futures::future::try_join_all(
+            args.iter()
+                .zip(&slots)
+                .filter(|(_, slot)| slot.is_none())
+                .map(|(entry, _)| self.call_operation(op, entry)),
+        );
+        let (listed, alone) = futures::try_join!(listed, alone)?;
+        let listed: Vec<Option<Value>> = listed.into_iter().flatten().collect();
+        let mut alone = alone.into_iter();
+        Ok(slots
+            .iter()
+            .map(|slot| Reply {
+                value: match slot {
+                    Some(index) => listed.get(*index).cloned().flatten(),
+                    None => alone.next().flatten(),
+                },
+                as_of: None,
+            })
+            .collect())
+    }
+
+    /// One batch request for `keys` (distinct, none containing `,`); the answer for each key,
+    /// in the order of `keys`.
+    async fn fetch_batch(
+        &self,
+        batch: &CompiledBatch,
+        shared: &Arguments,
+        keys: &[String],
+    ) -> Result<Vec<Option<Value>>, CallError> {
+        let mut path_args = Arguments::new();
+        for name in batch.path.placeholders() {
+            let text = if name == batch.key {
+                keys.iter()
+                    .map(|key| utf8_percent_encode(key, PATH_SEGMENT).to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                match shared.get(name).and_then(scalar_text) {
+                    Some(text) => utf8_percent_encode(&text, PATH_SEGMENT).to_string(),
+                    // Checked by the caller; a null path placeholder skips the call.
+                    None => return Ok(vec![None; keys.len()]),
+                }
+            };
+            path_args.insert(name.to_string(), Value::String(text));
+        }
+        let Some(path) = batch.path.render(&path_args, str::to_string)? else {
+            return Ok(vec![None; keys.len()]);
+        };
+        let mut url = format!("{}{path}", self.base_url);
+        let mut query_args = shared.clone();
+        query_args.insert(batch.key.clone(), Value::String(keys.join(",")));
+        let mut separator = '?';
+        for (name, template) in &batch.query {
+            if let Some(value) = template.render(&query_args, str::to_string)? {
+                url.push(separator);
+                url.extend(utf8_percent_encode(name, QUERY_COMPONENT));
+                url.push('=');
+                url.extend(utf8_percent_encode(&value, QUERY_COMPONENT));
+                separator = '&';
+            }
+        }
+
+        let mut request = self.client.get(url);
+        for (name, value) in super::context::outbound_headers() {
+            request = request.header(name, value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| classify(e, self.timeout))?;
+        let mut answer = self.read_json(response).await?;
+        let items = match answer.pointer_mut(&batch.items).map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => {
+                return Err(CallError::BadResponse {
+                    reason: format!("the batch answer has no array at `{}`", batch.items),
+                });
+            }
+        };
+        let wanted: HashMap<&str, usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| (key.as_str(), index))
+            .collect();
+        // `None` until an item for the key is seen; then the answer, which may be null.
+        let mut answers: Vec<Option<Option<Value>>> = vec![None; keys.len()];
+        for (position, mut item) in items.into_iter().enumerate() {
+            // The key is personal data (a TIN): messages name the item's position only.
+            let key = item
+                .pointer(&batch.key_at)
+                .and_then(scalar_text)
+                .ok_or_else(|| CallError::BadResponse {
+                    reason: format!(
+                        "item {position} of the batch answer has no text, number or boolean at `{}`",
+                        batch.key_at
+                    ),
+                })?;
+            let Some(&index) = wanted.get(key.as_str()) else {
+                continue; // a key nobody asked for
+            };
+            if answers[index].is_some() {
+                return Err(CallError::BadResponse {
+                    reason: format!(
+                        "item {position} of the batch answer is for a key an earlier item already answered"
+                    ),
+                });
+            }
+            let value = match &batch.select {
+                None => item,
+                Some(pointer) => item.pointer_mut(pointer).map(Value::take).ok_or_else(|| {
+                    CallError::BadResponse {
+                        reason: format!(
+                            "item {position} of the batch answer has nothing at `{pointer}`"
+                        ),
+                    }
+                })?,
+            };
+            answers[index] = Some((!value.is_null()).then_some(value));
+        }
+        Ok(answers.into_iter().map(Option::flatten).collect())
+    }
+}
+
+/// A scalar argument or item key as text: strings as they are, numbers and booleans as
+/// JSON writes them (so a number key matches its decimal text).
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+/// A key as it goes into a comma-joined list, or `None` for one the single call must answer:
+/// an empty key or one containing `,` would read as other keys, and null, lists and objects
+/// are rendered (or skipped, or refused) only by the single call.
+fn list_text(value: &Value) -> Option<String> {
+    scalar_text(value).filter(|text| !text.is_empty() && !text.contains(','))
 }
 
 impl super::Connector for RestConnector {
@@ -252,6 +510,30 @@ impl super::Connector for RestConnector {
                 }))
         })
     }
+
+    /// One request per `batch.max` distinct keys (see the module's "Batch calls"), all under
+    /// one deadline: the connector's `timeout_ms`, as for a single call.
+    fn call_batch<'a>(
+        &'a self,
+        operation: &'a str,
+        args: &'a [Arguments],
+    ) -> BoxFuture<'a, Result<Vec<Reply>, CallError>> {
+        Box::pin(async move {
+            let op = self
+                .operations
+                .get(operation)
+                .ok_or_else(|| CallError::UnknownOperation(operation.to_string()))?;
+            let answered: BoxFuture<'_, _> = match &op.batch {
+                Some(batch) => Box::pin(self.call_batch_operation(op, batch, args)),
+                None => Box::pin(self.one_by_one(op, args)),
+            };
+            tokio::time::timeout(self.timeout, answered)
+                .await
+                .unwrap_or(Err(CallError::Timeout {
+                    timeout_ms: self.timeout.as_millis() as u64,
+                }))
+        })
+    }
 }
 
 fn compile_operation(
@@ -262,21 +544,7 @@ fn compile_operation(
     let template_at = |text: &toml::Spanned<String>,
                        what: &str,
                        diagnostics: &mut Vec<Diagnostic>|
-     -> Option<Template> {
-        match Template::parse(text.get_ref()) {
-            Ok(template) => Some(template),
-            Err((offset, message)) => {
-                let mut span = text.span();
-                // +1 skips the opening quote of the TOML string.
-                span.start += offset + 1;
-                diagnostics.push(Diagnostic::at(
-                    file.location(&span),
-                    format!("{what}: {message}"),
-                ));
-                None
-            }
-        }
-    };
+     -> Option<Template> { parse_template(text, what, file, diagnostics) };
     let path = template_at(&op.path, "`path`", &mut diagnostics);
     if !op.path.get_ref().starts_with('/') {
         diagnostics.push(Diagnostic::at(
@@ -350,13 +618,23 @@ fn compile_operation(
     if let Some(body) = &body {
         body.placeholders(&mut add_optional);
     }
+    let batch = match &op.batch {
+        Some(batch) => Some(
+            compile_batch(op, batch, &required, &optional, file, &mut diagnostics)
+                .ok_or_else(|| diagnostics.clone())?,
+        ),
+        None => None,
+    };
     let spec = OperationSpec {
         required: required.clone(),
         optional,
         location: file.location(&op.path.span()),
         page: op.page.clone(),
         description: op.description.clone(),
-        batch: None,
+        batch: batch.as_ref().map(|batch| BatchSpec {
+            key: batch.key.clone(),
+            max: batch.max,
+        }),
     };
     let compiled = CompiledOperation {
         method: op.method.as_reqwest(),
@@ -369,8 +647,259 @@ fn compile_operation(
             .map(|s| s.get_ref().clone())
             .filter(|s| !s.is_empty()),
         not_found: op.not_found,
+        batch,
     };
     Ok((compiled, spec))
+}
+
+/// Parses a template, reporting a malformed brace at its own column.
+fn parse_template(
+    text: &toml::Spanned<String>,
+    what: &str,
+    file: &TomlFile,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Template> {
+    match Template::parse(text.get_ref()) {
+        Ok(template) => Some(template),
+        Err((offset, message)) => {
+            let mut span = text.span();
+            // +1 skips the opening quote of the TOML string.
+            span.start += offset + 1;
+            diagnostics.push(Diagnostic::at(
+                file.location(&span),
+                format!("{what}: {message}"),
+            ));
+            None
+        }
+    }
+}
+
+/// Why `pointer` is not a JSON pointer (RFC 6901): it must be empty (the whole value, where
+/// `whole` allows it) or start with `/`, and `~` may only be written `~0` or `~1`.
+fn pointer_problem(what: &str, pointer: &str, whole: bool) -> Option<String> {
+    let example = "e.g. `/account`";
+    if pointer.is_empty() {
+        return (!whole).then(|| {
+            format!(
+                "`{what}` must be a JSON pointer to a value inside the item ({example}), not empty"
+            )
+        });
+    }
+    if !pointer.starts_with('/') {
+        return Some(format!(
+            "`{what}` must be a JSON pointer starting with `/` ({example}), not `{pointer}`"
+        ));
+    }
+    let bytes = pointer.as_bytes();
+    let bad_tilde = bytes
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'~' && !matches!(bytes.get(i + 1), Some(b'0' | b'1')));
+    bad_tilde.then(|| {
+        format!(
+            "`{what}` `{pointer}` is not a JSON pointer: `~` must be written `~0`, and `/` inside a name `~1`"
+        )
+    })
+}
+
+/// Checks a `batch` form against the single call it stands in for: the same placeholders,
+/// the key among them, pointers that are pointers.
+fn compile_batch(
+    op: &RestOperation,
+    batch: &toml::Spanned<RestBatch>,
+    required: &[String],
+    optional: &[String],
+    file: &TomlFile,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<CompiledBatch> {
+    let before = diagnostics.len();
+    let at_batch = file.location(&batch.span());
+    let config = batch.get_ref();
+    if op.method != HttpMethod::Get {
+        diagnostics.push(Diagnostic::at(
+            at_batch.clone(),
+            "`batch` is only for `GET` operations: a batch call repeats a read, never a change",
+        ));
+    }
+    if op.page.is_some() {
+        diagnostics.push(Diagnostic::at(
+            at_batch.clone(),
+            "an operation with `page` cannot have a `batch` form: a batch answers one entity per key, not pages",
+        ));
+    }
+    if op.not_found == NotFound::Error {
+        diagnostics.push(Diagnostic::at(
+            at_batch.clone(),
+            "`batch` reads a key the backend leaves out as null, as a 404 reads with `not_found = \"null\"`; it cannot be used with `not_found = \"error\"`",
+        ));
+    }
+    let path_text = config.path.get_ref();
+    if !path_text.starts_with('/') {
+        diagnostics.push(Diagnostic::at(
+            file.location(&config.path.span()),
+            "`batch.path` must start with `/` (it is appended to `base_url`)",
+        ));
+    }
+    if path_text.contains(['?', '#']) {
+        diagnostics.push(Diagnostic::at(
+            file.location(&config.path.span()),
+            "`batch.path` must not contain `?` or `#`; put query parameters in `batch.query`",
+        ));
+    }
+    let path = parse_template(&config.path, "`batch.path`", file, diagnostics);
+    let mut query = Vec::new();
+    for (name, value) in &config.query {
+        if let Some(template) = parse_template(
+            value,
+            &format!("`batch.query` parameter `{name}`"),
+            file,
+            diagnostics,
+        ) {
+            query.push((name.clone(), template, value.span()));
+        }
+    }
+    for (what, pointer, whole) in [
+        ("batch.items", Some(&config.items), true),
+        ("batch.match", Some(&config.key_at), false),
+        ("batch.select", config.select.as_ref(), true),
+    ] {
+        if let Some(pointer) = pointer
+            && let Some(message) = pointer_problem(what, pointer.get_ref(), whole)
+        {
+            diagnostics.push(Diagnostic::at(file.location(&pointer.span()), message));
+        }
+    }
+    let max = config
+        .max
+        .as_ref()
+        .map_or(DEFAULT_BATCH_MAX, |max| *max.get_ref());
+    if let Some(spanned) = &config.max
+        && !(1..=MAX_BATCH_MAX).contains(&max)
+    {
+        diagnostics.push(Diagnostic::at(
+            file.location(&spanned.span()),
+            format!("`batch.max` must be between 1 and {MAX_BATCH_MAX}, not {max}"),
+        ));
+    }
+    let path = path?;
+
+    let is_single = |name: &str| required.iter().chain(optional).any(|p| p == name);
+    // Every placeholder of the batch call must be one the single call is given.
+    let mut used: Vec<String> = Vec::new();
+    let unknown = |name: &str, span: std::ops::Range<usize>, diagnostics: &mut Vec<Diagnostic>| {
+        if !is_single(name) {
+            diagnostics.push(Diagnostic::at(
+                file.location(&span),
+                format!(
+                    "`batch` uses `{{{name}}}`, which is not a placeholder of the operation's `path` or `query`, so nothing would fill it"
+                ),
+            ));
+        }
+    };
+    for name in path.placeholders() {
+        unknown(name, config.path.span(), diagnostics);
+        used.push(name.to_string());
+    }
+    for (_, template, span) in &query {
+        for name in template.placeholders() {
+            unknown(name, span.clone(), diagnostics);
+            if !used.iter().any(|u| u == name) {
+                used.push(name.to_string());
+            }
+        }
+    }
+    let key = match &config.key {
+        Some(key) => {
+            let name = key.get_ref();
+            if !is_single(name) {
+                diagnostics.push(Diagnostic::at(
+                    file.location(&key.span()),
+                    format!(
+                        "`batch.key` `{name}` is not a placeholder of the operation's `path` or `query`"
+                    ),
+                ));
+            } else if !used.iter().any(|u| u == name) {
+                diagnostics.push(Diagnostic::at(
+                    file.location(&config.path.span()),
+                    format!(
+                        "`batch` must use its key `{{{name}}}` in `batch.path` or `batch.query`, where it becomes the comma-joined list of keys"
+                    ),
+                ));
+            }
+            name.clone()
+        }
+        None => match used.as_slice() {
+            [only] => only.clone(),
+            [] => {
+                diagnostics.push(Diagnostic::at(
+                    at_batch.clone(),
+                    "`batch` must use the key placeholder (e.g. `{tin}`) in `batch.path` or `batch.query`, where it becomes the comma-joined list of keys",
+                ));
+                String::new()
+            }
+            several => {
+                let names: Vec<String> = several.iter().map(|n| format!("`{{{n}}}`")).collect();
+                diagnostics.push(Diagnostic::at(
+                    at_batch.clone(),
+                    format!(
+                        "`batch` uses {}: name the one whose values vary with `key = \"…\"`",
+                        names.join(", ")
+                    ),
+                ));
+                String::new()
+            }
+        },
+    };
+    // A single-call query placeholder may be null, which a path cannot express.
+    for name in path.placeholders() {
+        if name != key && optional.iter().any(|o| o == name) {
+            diagnostics.push(Diagnostic::at(
+                file.location(&config.path.span()),
+                format!(
+                    "`{{{name}}}` is a query placeholder of the single call, which may be null; use it in `batch.query`, not in `batch.path`"
+                ),
+            ));
+        }
+    }
+    let left_out: Vec<String> = required
+        .iter()
+        .chain(optional)
+        .filter(|name| !used.contains(name))
+        .map(|name| format!("`{{{name}}}`"))
+        .collect();
+    if !left_out.is_empty() {
+        diagnostics.push(Diagnostic::at(
+            at_batch,
+            format!(
+                "`batch` leaves out {}, which the single call sends; use every placeholder of the single call in `batch.path` or `batch.query`, so both ask the same question",
+                left_out.join(", ")
+            ),
+        ));
+    }
+    if diagnostics.len() > before {
+        return None;
+    }
+    let others = |from: &[String]| -> Vec<String> {
+        from.iter().filter(|name| **name != key).cloned().collect()
+    };
+    Some(CompiledBatch {
+        required: others(required),
+        optional: others(optional),
+        key,
+        path,
+        query: query
+            .into_iter()
+            .map(|(name, template, _)| (name, template))
+            .collect(),
+        items: config.items.get_ref().clone(),
+        key_at: config.key_at.get_ref().clone(),
+        select: config
+            .select
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .filter(|s| !s.is_empty()),
+        max,
+    })
 }
 
 fn compile_body(value: &toml::Value) -> Result<BodyTemplate, String> {
@@ -467,6 +996,240 @@ mod tests {
             !text.contains("123456789"),
             "personal data in an error: {text}"
         );
+    }
+
+    /// `line:column message` of every problem building `operations` (which start on line 4).
+    fn problems(operations: &str) -> Vec<String> {
+        let text = format!(
+            "name = \"tax\"\nkind = \"rest\"\nbase_url = \"http://127.0.0.1:9\"\n{operations}"
+        );
+        let file = TomlFile::from_text("tax.toml", &text, &Vars::default()).expect("valid toml");
+        let config: RestConfig = file.parse().expect("valid connector");
+        match RestConnector::build(&config, &file) {
+            Ok(_) => Vec::new(),
+            Err(diagnostics) => diagnostics
+                .into_iter()
+                .map(|d| {
+                    let at = d.location.expect("located");
+                    format!("{}:{} {}", at.line, at.column, d.message)
+                })
+                .collect(),
+        }
+    }
+
+    fn spec_of(operations: &str) -> ConnectorSpec {
+        let text = format!(
+            "name = \"tax\"\nkind = \"rest\"\nbase_url = \"http://127.0.0.1:9\"\n{operations}"
+        );
+        let file = TomlFile::from_text("tax.toml", &text, &Vars::default()).expect("valid toml");
+        let config: RestConfig = file.parse().expect("valid connector");
+        RestConnector::build(&config, &file).expect("builds").1
+    }
+
+    const ACCOUNT: &str =
+        "[operations.account]\npath = \"/v1/taxpayers/{tin}/account\"\nselect = \"/account\"\n";
+
+    #[test]
+    fn a_batch_form_sets_the_batch_spec_with_its_key_and_max() {
+        let spec = spec_of(&format!(
+            "{ACCOUNT}batch = {{ path = \"/v1/taxpayers/accounts\", query = {{ tins = \"{{tin}}\" }}, items = \"/accounts\", match = \"/tin\" }}\n"
+        ));
+        assert_eq!(
+            spec.operations["account"].batch,
+            Some(BatchSpec {
+                key: "tin".to_string(),
+                max: DEFAULT_BATCH_MAX
+            })
+        );
+        // An explicit key, other placeholders shared by both calls, the key in the path, a
+        // table of its own.
+        let spec = spec_of(
+            "[operations.account]\npath = \"/v1/{agency}/taxpayers/{tin}\"\nquery = { year = \"{year}\" }\n\
+             [operations.account.batch]\nkey = \"tin\"\npath = \"/v1/{agency}/taxpayers/{tin}/all\"\n\
+             query = { year = \"{year}\" }\nitems = \"\"\nmatch = \"/tin\"\nmax = 7\n",
+        );
+        assert_eq!(
+            spec.operations["account"].batch,
+            Some(BatchSpec {
+                key: "tin".to_string(),
+                max: 7
+            })
+        );
+        assert_eq!(spec_of(ACCOUNT).operations["account"].batch, None);
+    }
+
+    #[test]
+    fn a_batch_on_a_write_a_page_or_a_strict_404_is_refused_at_the_batch() {
+        let batch = "batch = { path = \"/v1/all\", query = { tins = \"{tin}\" }, items = \"/a\", match = \"/tin\" }\n";
+        let found = problems(&format!(
+            "[operations.save]\nmethod = \"POST\"\npath = \"/v1/{{tin}}\"\n{batch}\
+             [operations.list]\npath = \"/v1/{{tin}}\"\npage = {{ items = \"/a\", next_cursor = \"/n\" }}\n{batch}\
+             [operations.strict]\npath = \"/v1/{{tin}}\"\nnot_found = \"error\"\n{batch}"
+        ));
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:9 ") && f.contains("only for `GET`")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("11:9 ") && f.contains("with `page`")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("15:9 ") && f.contains("`not_found = \"error\"`")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_that_does_not_use_its_key_is_refused() {
+        // An explicit key the batch templates never mention.
+        let found = problems(&format!(
+            "{ACCOUNT}batch = {{ key = \"tin\", path = \"/v1/accounts\", items = \"/a\", match = \"/tin\" }}\n"
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].starts_with("7:31 ") && found[0].contains("must use its key `{tin}`"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].starts_with("7:9 ") && found[1].contains("leaves out `{tin}`"),
+            "{found:#?}"
+        );
+        // No placeholder at all.
+        let found = problems(&format!(
+            "{ACCOUNT}batch = {{ path = \"/v1/accounts\", items = \"/a\", match = \"/tin\" }}\n"
+        ));
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:9 ") && f.contains("must use the key placeholder")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_key_must_be_a_placeholder_of_the_single_call() {
+        let found = problems(&format!(
+            "{ACCOUNT}batch = {{ key = \"ssn\", path = \"/v1/accounts\", query = {{ ssns = \"{{ssn}}\", tins = \"{{tin}}\" }}, items = \"/a\", match = \"/tin\" }}\n"
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found.iter().any(|f| f.starts_with("7:64 ")
+                && f.contains("`{ssn}`, which is not a placeholder of the operation")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:17 ")
+                    && f.contains("`batch.key` `ssn` is not a placeholder")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_must_ask_what_the_single_call_asks() {
+        let single = "[operations.account]\npath = \"/v1/{agency}/taxpayers/{tin}\"\nquery = { year = \"{year}\" }\n";
+        // `{agency}` left out; `{year}` (nullable) in the path; two placeholders, no key.
+        let found = problems(&format!(
+            "{single}batch = {{ path = \"/v1/taxpayers/{{year}}\", query = {{ tins = \"{{tin}}\" }}, items = \"/a\", match = \"/tin\" }}\n"
+        ));
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found.iter().any(
+                |f| f.starts_with("7:9 ") && f.contains("uses `{year}`, `{tin}`: name the one")
+            ),
+            "{found:#?}"
+        );
+        assert!(
+            found.iter().any(|f| f.starts_with("7:18 ")
+                && f.contains("`{year}` is a query placeholder of the single call")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:9 ") && f.contains("leaves out `{agency}`")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn bad_batch_pointers_paths_and_max_are_reported_at_their_values() {
+        let found = problems(&format!(
+            "{ACCOUNT}[operations.account.batch]\npath = \"v1/accounts?x=1\"\nquery = {{ tins = \"{{tin}}\" }}\n\
+             items = \"accounts\"\nmatch = \"\"\nselect = \"/a~2b\"\nmax = 0\n"
+        ));
+        assert_eq!(found.len(), 6, "{found:#?}");
+        for (at, text) in [
+            ("8:8 ", "`batch.path` must start with `/`"),
+            ("8:8 ", "must not contain `?` or `#`"),
+            (
+                "10:9 ",
+                "`batch.items` must be a JSON pointer starting with `/`",
+            ),
+            (
+                "11:9 ",
+                "`batch.match` must be a JSON pointer to a value inside the item",
+            ),
+            ("12:10 ", "`~` must be written `~0`"),
+            ("13:7 ", "`batch.max` must be between 1 and 1000, not 0"),
+        ] {
+            assert!(
+                found.iter().any(|f| f.starts_with(at) && f.contains(text)),
+                "{at}{text}: {found:#?}"
+            );
+        }
+        let found = problems(&format!(
+            "{ACCOUNT}batch = {{ path = \"/v1/{{tin\", items = \"/a\", match = \"/tin\", max = 5000 }}\n"
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:23 ") && f.contains("`batch.path`: `{` is never closed")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("7:66 ") && f.contains("not 5000")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_batch_key_is_reported_at_its_line() {
+        let text = format!(
+            "name = \"tax\"\nkind = \"rest\"\nbase_url = \"http://h\"\n{ACCOUNT}[operations.account.batch]\npath = \"/v1/a\"\nitems = \"/a\"\nmatch = \"/tin\"\nmax_keys = 5\n"
+        );
+        let file = TomlFile::from_text("tax.toml", &text, &Vars::default()).expect("valid toml");
+        let error = file.parse::<RestConfig>().expect_err("misspelt");
+        let at = error.location.as_ref().expect("located");
+        assert_eq!(at.line, 11, "{error}");
+        assert!(error.message.contains("unknown key `max_keys`"), "{error}");
+    }
+
+    #[test]
+    fn list_keys_are_text_without_commas() {
+        assert_eq!(list_text(&Value::from("123")), Some("123".to_string()));
+        assert_eq!(list_text(&Value::from(42)), Some("42".to_string()));
+        for refused in [
+            Value::from("a,b"),
+            Value::from(""),
+            Value::Null,
+            serde_json::json!(["a"]),
+            serde_json::json!({"a": 1}),
+        ] {
+            assert_eq!(list_text(&refused), None, "{refused}");
+        }
     }
 
     #[tokio::test]

@@ -40,6 +40,24 @@
 //!   so the server stops the work too. When no connection could be opened in time while the
 //!   pool had room, the database is unreachable (`BACKEND_UNAVAILABLE`); when every pooled
 //!   connection was busy, it is `BACKEND_TIMEOUT`.
+//! - **Batch** (`batch = { key, query, column, max }`, see [`crate::config::SqlBatch`]):
+//!   [`Connector::call_batch`](super::Connector::call_batch) runs `batch.query` once per
+//!   `batch.max` distinct keys, the key bound as a list (`IN (?, ?, …)` on MySQL/MariaDB and
+//!   SQLite, one array on PostgreSQL), and hands each key the rows whose `batch.column`
+//!   equals it, in the query's order, with that column taken out: what the single query
+//!   answers for that key alone (`[]` or `null` when no row is its). Arguments are converted
+//!   exactly as for the single query, so a null key reads `null` without a query and a key
+//!   of the wrong type fails the batch with the single call's `BAD_USER_INPUT`; two rows for
+//!   one key of a `returns = "one"` operation fail it with the single call's error. When the
+//!   rows cannot be handed back exactly (a row's key is none of the keys asked for, as under
+//!   a case-insensitive collation, or there are more than 10 000 rows in all), every key of
+//!   that query is answered by the single query instead, so the answers stay those of the
+//!   single call. Grouping is exact equality (after the key's type conversion), so when
+//!   the query compares keys more loosely (a case- or accent-insensitive collation, as
+//!   MySQL/MariaDB have by default, or `lower(…)`) and one batch holds two keys it takes for
+//!   equal (`ab` and `AB`), each gets only its exact rows where the single query would find
+//!   both keys' rows for either: compare the key with a binary collation in `batch.query`
+//!   (`claimant_id COLLATE utf8mb4_bin IN (…)`) when keys can differ so.
 //! - **Read-only** (`read_only = true`, the default): SQLite opens the file read-only;
 //!   PostgreSQL and MySQL/MariaDB set the session's transactions read-only on every new
 //!   connection. This is a guard against a wrong query, not a permission model: give the
@@ -62,9 +80,13 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Arguments as _, Database, Executor as _, Pool};
 
-use self::params::{BindItem, CompileProblem, CompiledQuery, Dialect, Scalar, ScalarType};
-use super::{Arguments, CallError, ConnectorSpec, OperationSpec};
-use crate::config::{Diagnostic, Returns, SqlConfig, TomlFile};
+use self::params::{
+    BindItem, Bound, CompileProblem, CompiledQuery, Dialect, ParamType, Scalar, ScalarType,
+};
+use super::{Arguments, BatchSpec, CallError, ConnectorSpec, OperationSpec, Reply};
+use crate::config::{
+    DEFAULT_BATCH_MAX, Diagnostic, MAX_BATCH_MAX, Returns, SqlConfig, SqlOperation, TomlFile,
+};
 
 /// The most rows a `many` operation may answer with; a larger answer is refused rather than
 /// held in memory (add a `LIMIT`).
@@ -98,6 +120,37 @@ impl std::fmt::Debug for SqlConnector {
 struct CompiledOperation {
     query: CompiledQuery,
     returns: Returns,
+    batch: Option<CompiledBatch>,
+}
+
+/// An operation's batch query, tied to the single query's parameters.
+#[derive(Debug)]
+struct CompiledBatch {
+    query: CompiledQuery,
+    /// Where the key is among the single query's parameters.
+    key_index: usize,
+    /// The key's type, which the key column's values are converted to before comparing.
+    key_type: ScalarType,
+    /// For each parameter of the batch query, its index among the single query's.
+    sources: Vec<usize>,
+    /// The result column that holds each row's key.
+    column: String,
+    max: usize,
+}
+
+/// A decoded row: column name → JSON value.
+type Row = Map<String, Value>;
+
+/// A batch query's rows handed back to its keys, or why they cannot be exactly (the keys
+/// are then asked one by one).
+#[derive(Debug)]
+enum Grouped {
+    /// Each key's rows, in the order of the keys.
+    ByKey(Vec<Vec<Row>>),
+    /// More rows than one answer may hold.
+    TooManyRows,
+    /// A row whose key is not one of the keys asked for (a collation that compares loosely).
+    ForeignKey,
 }
 
 /// A pool made on first use, so that building a connector (and `check`) needs no runtime and
@@ -196,6 +249,20 @@ impl SqlConnector {
                     .map(|(param, ty)| (param.as_str(), ty.get_ref().as_str()));
                 match CompiledQuery::compile(op.query.get_ref(), params, dialect) {
                     Ok(query) => {
+                        let problems = diagnostics.len();
+                        let batch = op.batch.as_ref().and_then(|_| {
+                            compile_batch(
+                                op,
+                                &query,
+                                dialect,
+                                file,
+                                name.get_ref(),
+                                &mut diagnostics,
+                            )
+                        });
+                        if diagnostics.len() > problems {
+                            continue;
+                        }
                         specs.insert(
                             name.get_ref().clone(),
                             OperationSpec {
@@ -204,7 +271,13 @@ impl SqlConnector {
                                 location: file.location(&name.span()),
                                 page: None,
                                 description: op.description.clone(),
-                                batch: None,
+                                batch: batch.as_ref().and_then(|batch| {
+                                    let (key, _) = query.params().get(batch.key_index)?;
+                                    Some(BatchSpec {
+                                        key: key.clone(),
+                                        max: batch.max,
+                                    })
+                                }),
                             },
                         );
                         operations.insert(
@@ -212,6 +285,7 @@ impl SqlConnector {
                             CompiledOperation {
                                 query,
                                 returns: op.returns,
+                                batch,
                             },
                         );
                     }
@@ -279,50 +353,175 @@ impl SqlConnector {
         op: &CompiledOperation,
         args: &Arguments,
     ) -> Result<Option<Value>, CallError> {
-        let mut values = Vec::with_capacity(op.query.params().len());
-        let mut missing = false;
-        for (name, ty) in op.query.params() {
-            let value = args.get(name).unwrap_or(&Value::Null);
-            match params::convert(*ty, value) {
-                Ok(Some(bound)) => values.push(bound),
-                Ok(None) => missing = true,
-                Err(error) => {
-                    return Err(CallError::InvalidArgument {
-                        name: name.clone(),
-                        reason: error.0,
-                    });
-                }
-            }
+        match bind_values(&op.query, args)? {
+            Some(values) => self.run_single(op, &values).await,
+            None => Ok(None),
         }
-        if missing {
-            return Ok(None);
-        }
-        let (sql, binds) = op.query.render(&values);
+    }
+
+    /// The single query with its converted arguments.
+    async fn run_single(
+        &self,
+        op: &CompiledOperation,
+        values: &[Bound],
+    ) -> Result<Option<Value>, CallError> {
+        let (sql, binds) = op.query.render(values);
         let limit = match op.returns {
             Returns::One => 2,
             Returns::Many => MAX_ROWS + 1,
         };
+        let rows = self.run(&sql, &binds, limit).await?;
+        answer(op.returns, rows)
+    }
+
+    /// Runs `sql` within the deadline and decodes up to `limit` rows.
+    async fn run(
+        &self,
+        sql: &str,
+        binds: &[BindItem<'_>],
+        limit: usize,
+    ) -> Result<Vec<Row>, CallError> {
         let connected = AtomicBool::new(false);
-        let fetch = self.fetch(&sql, &binds, limit, &connected);
-        let rows = match tokio::time::timeout(self.timeout, fetch).await {
-            Ok(rows) => rows?,
-            Err(_) if connected.load(Ordering::Acquire) => {
-                return Err(self.timed_out());
+        let fetch = self.fetch(sql, binds, limit, &connected);
+        match tokio::time::timeout(self.timeout, fetch).await {
+            Ok(rows) => rows,
+            Err(_) if connected.load(Ordering::Acquire) => Err(self.timed_out()),
+            Err(_) => Err(self.no_connection(None)),
+        }
+    }
+
+    /// Every entry by the single query, concurrently (the pool bounds how many run at once).
+    async fn one_by_one(
+        &self,
+        op: &CompiledOperation,
+        args: &[Arguments],
+    ) -> Result<Vec<Reply>, CallError> {
+        let values =
+            futures::future::try_join_all(args.iter().map(|args| self.call_operation(op, args)))
+                .await?;
+        Ok(values
+            .into_iter()
+            .map(|value| Reply { value, as_of: None })
+            .collect())
+    }
+
+    /// Answers every entry of `args` as the single query would, with one batch query per
+    /// `batch.max` distinct keys.
+    async fn call_batch_operation(
+        &self,
+        op: &CompiledOperation,
+        batch: &CompiledBatch,
+        args: &[Arguments],
+    ) -> Result<Vec<Reply>, CallError> {
+        // Each entry is converted exactly as the single call converts it, so a null reads
+        // null and a bad value is the single call's error, for the whole batch.
+        let mut shared: Option<Vec<Bound>> = None;
+        let mut keys: Vec<Scalar> = Vec::new();
+        let mut index: HashMap<Scalar, usize> = HashMap::new();
+        let mut slots: Vec<Option<usize>> = Vec::with_capacity(args.len());
+        for entry in args {
+            let Some(values) = bind_values(&op.query, entry)? else {
+                slots.push(None);
+                continue;
+            };
+            let Some(Bound::Scalar(key)) = values.get(batch.key_index) else {
+                return Err(CallError::BadResponse {
+                    reason: "a batch key is not a single value".to_string(),
+                });
+            };
+            let key = key.clone();
+            match &shared {
+                None => shared = Some(values),
+                // The contract says entries differ only in the key; when they do not, one
+                // query cannot answer them all, and each is asked alone.
+                Some(first) if !same_apart_from(first, &values, batch.key_index) => {
+                    return self.one_by_one(op, args).await;
+                }
+                Some(_) => {}
             }
-            Err(_) => return Err(self.no_connection(None)),
+            let slot = *index.entry(key).or_insert_with_key(|key| {
+                keys.push(key.clone());
+                keys.len() - 1
+            });
+            slots.push(Some(slot));
+        }
+        let Some(shared) = shared else {
+            return Ok(vec![
+                Reply {
+                    value: None,
+                    as_of: None
+                };
+                args.len()
+            ]);
         };
-        match op.returns {
-            Returns::One if rows.len() > 1 => Err(CallError::BadResponse {
-                reason: "the query of a `returns = \"one\"` operation found more than one row"
-                    .to_string(),
-            }),
-            Returns::One => Ok(rows.into_iter().next().map(Value::Object)),
-            Returns::Many if rows.len() > MAX_ROWS => Err(CallError::BadResponse {
-                reason: format!("the query found more than {MAX_ROWS} rows; add a LIMIT"),
-            }),
-            Returns::Many => Ok(Some(Value::Array(
-                rows.into_iter().map(Value::Object).collect(),
-            ))),
+        let answers = futures::future::try_join_all(
+            keys.chunks(batch.max)
+                .map(|chunk| self.fetch_batch(op, batch, &shared, chunk)),
+        )
+        .await?;
+        let answers: Vec<Option<Value>> = answers.into_iter().flatten().collect();
+        Ok(slots
+            .iter()
+            .map(|slot| Reply {
+                value: slot.and_then(|index| answers.get(index).cloned().flatten()),
+                as_of: None,
+            })
+            .collect())
+    }
+
+    /// One batch query for `keys` (distinct); the answer for each key, in the order of `keys`.
+    async fn fetch_batch(
+        &self,
+        op: &CompiledOperation,
+        batch: &CompiledBatch,
+        shared: &[Bound],
+        keys: &[Scalar],
+    ) -> Result<Vec<Option<Value>>, CallError> {
+        let values: Option<Vec<Bound>> = batch
+            .sources
+            .iter()
+            .map(|&source| {
+                if source == batch.key_index {
+                    Some(Bound::List(batch.key_type, keys.to_vec()))
+                } else {
+                    shared.get(source).cloned()
+                }
+            })
+            .collect();
+        let Some(values) = values else {
+            // `compile_batch` ties every batch parameter to one of the single query's.
+            return Err(CallError::BadResponse {
+                reason: "a batch query parameter has no value".to_string(),
+            });
+        };
+        let (sql, binds) = batch.query.render(&values);
+        let rows = self.run(&sql, &binds, MAX_ROWS + 1).await?;
+        match group(batch, keys, rows)? {
+            Grouped::ByKey(groups) => groups
+                .into_iter()
+                .map(|rows| answer(op.returns, rows))
+                .collect(),
+            ungrouped => {
+                if matches!(ungrouped, Grouped::ForeignKey) {
+                    tracing::warn!(
+                        column = %batch.column,
+                        "A batch query returned a row for a key it was not asked for (a case- or space-insensitive collation, or the wrong `batch.column`); asking each key alone."
+                    );
+                } else {
+                    tracing::debug!(
+                        keys = keys.len(),
+                        "A batch query found more rows than one answer holds; asking each key alone."
+                    );
+                }
+                futures::future::try_join_all(keys.iter().map(|key| {
+                    let mut values = shared.to_vec();
+                    if let Some(slot) = values.get_mut(batch.key_index) {
+                        *slot = Bound::Scalar(key.clone());
+                    }
+                    async move { self.run_single(op, &values).await }
+                }))
+                .await
+            }
         }
     }
 
@@ -455,6 +654,219 @@ impl super::Connector for SqlConnector {
             self.call_operation(op, args).await
         })
     }
+
+    /// One query per `batch.max` distinct keys (see "Batch" in the module documentation),
+    /// each within the connector's `timeout_ms`, as a single query is.
+    fn call_batch<'a>(
+        &'a self,
+        operation: &'a str,
+        args: &'a [Arguments],
+    ) -> BoxFuture<'a, Result<Vec<Reply>, CallError>> {
+        Box::pin(async move {
+            let op = self
+                .operations
+                .get(operation)
+                .ok_or_else(|| CallError::UnknownOperation(operation.to_string()))?;
+            match &op.batch {
+                Some(batch) => self.call_batch_operation(op, batch, args).await,
+                None => self.one_by_one(op, args).await,
+            }
+        })
+    }
+}
+
+/// Converts `args` to the query's parameter types, as every call does: `Ok(None)` when one
+/// is null (the query is skipped), the first argument that does not fit as an error.
+fn bind_values(query: &CompiledQuery, args: &Arguments) -> Result<Option<Vec<Bound>>, CallError> {
+    let mut values = Vec::with_capacity(query.params().len());
+    let mut missing = false;
+    for (name, ty) in query.params() {
+        let value = args.get(name).unwrap_or(&Value::Null);
+        match params::convert(*ty, value) {
+            Ok(Some(bound)) => values.push(bound),
+            Ok(None) => missing = true,
+            Err(error) => {
+                return Err(CallError::InvalidArgument {
+                    name: name.clone(),
+                    reason: error.0,
+                });
+            }
+        }
+    }
+    Ok((!missing).then_some(values))
+}
+
+/// Whether two entries' converted arguments agree on everything but the key.
+fn same_apart_from(first: &[Bound], other: &[Bound], key_index: usize) -> bool {
+    first.len() == other.len()
+        && first
+            .iter()
+            .zip(other)
+            .enumerate()
+            .all(|(index, (a, b))| index == key_index || a == b)
+}
+
+/// What an operation answers for its rows: the only row or null, or the list.
+fn answer(returns: Returns, rows: Vec<Row>) -> Result<Option<Value>, CallError> {
+    match returns {
+        Returns::One if rows.len() > 1 => Err(CallError::BadResponse {
+            reason: "the query of a `returns = \"one\"` operation found more than one row"
+                .to_string(),
+        }),
+        Returns::One => Ok(rows.into_iter().next().map(Value::Object)),
+        Returns::Many if rows.len() > MAX_ROWS => Err(CallError::BadResponse {
+            reason: format!("the query found more than {MAX_ROWS} rows; add a LIMIT"),
+        }),
+        Returns::Many => Ok(Some(Value::Array(
+            rows.into_iter().map(Value::Object).collect(),
+        ))),
+    }
+}
+
+/// Hands a batch query's rows to `keys` by their `batch.column`, keeping their order and
+/// taking the column out; the error is a batch query that does not select the column.
+fn group(batch: &CompiledBatch, keys: &[Scalar], rows: Vec<Row>) -> Result<Grouped, CallError> {
+    if rows.len() > MAX_ROWS {
+        return Ok(Grouped::TooManyRows);
+    }
+    let wanted: HashMap<&Scalar, usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+    let key_type = ParamType {
+        scalar: batch.key_type,
+        list: false,
+    };
+    let mut groups: Vec<Vec<Row>> = vec![Vec::new(); keys.len()];
+    for mut row in rows {
+        let Some(value) = row.remove(&batch.column) else {
+            return Err(CallError::BadResponse {
+                reason: format!(
+                    "the batch query's rows have no column `{}` (`batch.column`); select it",
+                    batch.column
+                ),
+            });
+        };
+        let index = match params::convert(key_type, &value) {
+            Ok(Some(Bound::Scalar(key))) => wanted.get(&key).copied(),
+            _ => None,
+        };
+        let Some(index) = index else {
+            return Ok(Grouped::ForeignKey);
+        };
+        groups[index].push(row);
+    }
+    Ok(Grouped::ByKey(groups))
+}
+
+/// Checks an operation's `batch` against its compiled single query and compiles the batch
+/// query, reporting every problem at its line.
+fn compile_batch(
+    op: &SqlOperation,
+    single: &CompiledQuery,
+    dialect: Dialect,
+    file: &TomlFile,
+    operation: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<CompiledBatch> {
+    let batch = op.batch.as_ref()?.get_ref();
+    let before = diagnostics.len();
+    let mut report = |span: std::ops::Range<usize>, message: String| {
+        diagnostics.push(Diagnostic::at(
+            file.location(&span),
+            format!("operation `{operation}`: {message}"),
+        ));
+    };
+    let key = batch.key.get_ref();
+    let key_index = single.params().iter().position(|(name, _)| name == key);
+    let key_type = match key_index.map(|index| single.params()[index].1) {
+        None => {
+            let names: Vec<String> = single
+                .params()
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .collect();
+            report(
+                batch.key.span(),
+                format!(
+                    "`batch.key` `{key}` is not a parameter of the query (its parameters: {})",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+            None
+        }
+        Some(ty) if ty.list => {
+            report(
+                batch.key.span(),
+                format!(
+                    "`batch.key` `{key}` is a list parameter (`{ty}`); a batch key is one value per entry"
+                ),
+            );
+            None
+        }
+        Some(ty) => Some(ty.scalar),
+    };
+    let column = batch.column.get_ref();
+    if column.trim().is_empty() {
+        report(
+            batch.column.span(),
+            "`batch.column` must name the result column that holds each row's key".to_string(),
+        );
+    }
+    let max = batch
+        .max
+        .as_ref()
+        .map_or(DEFAULT_BATCH_MAX, |max| *max.get_ref());
+    if let Some(spanned) = &batch.max
+        && !(1..=MAX_BATCH_MAX).contains(&max)
+    {
+        report(
+            spanned.span(),
+            format!("`batch.max` must be between 1 and {MAX_BATCH_MAX}, not {max}"),
+        );
+    }
+    let (Some(key_index), Some(key_type)) = (key_index, key_type) else {
+        return None;
+    };
+    let params = op
+        .params
+        .iter()
+        .map(|(param, ty)| (param.as_str(), ty.get_ref().as_str()));
+    let query = match CompiledQuery::compile_batch(batch.query.get_ref(), params, dialect, key) {
+        Ok(query) => query,
+        Err(problems) => {
+            for problem in problems {
+                let (span, message) = match problem {
+                    CompileProblem::Query(message) => (batch.query.span(), message),
+                    CompileProblem::Param { name, message } => (
+                        op.params
+                            .get(&name)
+                            .map_or_else(|| batch.query.span(), |ty| ty.span()),
+                        message,
+                    ),
+                };
+                report(span, message);
+            }
+            return None;
+        }
+    };
+    if diagnostics.len() > before {
+        return None;
+    }
+    let sources = query
+        .params()
+        .iter()
+        .filter_map(|(name, _)| single.params().iter().position(|(n, _)| n == name))
+        .collect();
+    Some(CompiledBatch {
+        query,
+        key_index,
+        key_type,
+        sources,
+        column: column.clone(),
+        max,
+    })
 }
 
 /// Whether the server stopped the query at the deadline this connector set on it: PostgreSQL
@@ -841,6 +1253,179 @@ mod tests {
         assert_eq!(
             redactor.clean("a p%40ss b p@ss c other"),
             "a *** b *** c ***"
+        );
+    }
+
+    /// The `claims` operation with a batch table (its lines start at 8).
+    fn batched(batch: &str) -> String {
+        format!(
+            "[operations.claims]\nquery = \"SELECT status FROM c WHERE claimant_id = :claimant_id AND y = :year\"\nparams = {{ claimant_id = \"text\", year = \"integer\" }}\n[operations.claims.batch]\n{batch}"
+        )
+    }
+
+    const BATCH: &str = "key = \"claimant_id\"\ncolumn = \"claimant_id\"\nquery = \"SELECT claimant_id, status FROM c WHERE claimant_id IN (:claimant_id) AND y = :year\"\n";
+
+    #[test]
+    fn a_batch_form_sets_the_batch_spec_on_every_database() {
+        for url in [
+            "postgres://u@127.0.0.1:1/db",
+            "mysql://root@127.0.0.1:1/db",
+            "sqlite::memory:",
+        ] {
+            let text = connector(url, &batched(&format!("{BATCH}max = 50\n")));
+            let file = TomlFile::from_text("ui.toml", &text, &Vars::default()).expect("toml");
+            let config: SqlConfig = file.parse().expect("a valid sql connector");
+            let (_, spec) = SqlConnector::build(&config, &file).expect("builds");
+            assert_eq!(
+                spec.operations["claims"].batch,
+                Some(BatchSpec {
+                    key: "claimant_id".to_string(),
+                    max: 50
+                }),
+                "{url}"
+            );
+        }
+        // PostgreSQL also takes `= ANY(:key)`.
+        let any = BATCH.replace("IN (:claimant_id)", "= ANY(:claimant_id)");
+        assert!(build(&connector("postgres://u@127.0.0.1:1/db", &batched(&any))).is_ok());
+    }
+
+    #[test]
+    fn a_batch_key_must_be_a_scalar_parameter_of_the_query() {
+        let errors = build(&connector(
+            "sqlite::memory:",
+            &batched(&BATCH.replace("key = \"claimant_id\"", "key = \"claimant\"")),
+        ))
+        .expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("9:7 "), "{errors:?}");
+        assert!(
+            errors[0].contains("`batch.key` `claimant` is not a parameter of the query (its parameters: `claimant_id`, `year`)"),
+            "{errors:?}"
+        );
+        let op = "[operations.by_ids]\nquery = \"SELECT id FROM c WHERE id IN (:ids)\"\nparams = { ids = \"[integer]\" }\nbatch = { key = \"ids\", column = \"id\", query = \"SELECT id FROM c WHERE id IN (:ids)\" }\n";
+        let errors = build(&connector("sqlite::memory:", op)).expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("8:17 "), "{errors:?}");
+        assert!(
+            errors[0].contains("is a list parameter (`[integer]`)"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_column_and_max_are_checked() {
+        let errors = build(&connector(
+            "sqlite::memory:",
+            &batched(&format!(
+                "{}max = 0\n",
+                BATCH.replace("column = \"claimant_id\"", "column = \" \"")
+            )),
+        ))
+        .expect_err("refused");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("10:10 ") && e.contains("`batch.column` must name")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("12:7 ") && e.contains("between 1 and 1000, not 0")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_query_must_use_the_key_as_a_set_and_the_same_params() {
+        // The key written as a scalar: MySQL and SQLite cannot bind a list there.
+        let scalar = BATCH.replace("IN (:claimant_id)", "= :claimant_id");
+        for url in ["mysql://root@127.0.0.1:1/db", "sqlite::memory:"] {
+            let errors = build(&connector(url, &batched(&scalar))).expect_err("refused");
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with("11:9 "), "{errors:?}");
+            assert!(
+                errors[0].contains("`batch.query`: the batch key `:claimant_id` must be written `IN (:claimant_id)`"),
+                "{errors:?}"
+            );
+        }
+        let errors = build(&connector("postgres://u@127.0.0.1:1/db", &batched(&scalar)))
+            .expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("11:9 ")
+                && errors[0].contains("is an array of keys here; write it `IN (:claimant_id)` or `= ANY(:claimant_id)`"),
+            "{errors:?}"
+        );
+        // A parameter left out, and one the single query does not have.
+        let other = BATCH.replace("AND y = :year", "AND z = :zone");
+        let mut errors =
+            build(&connector("sqlite::memory:", &batched(&other))).expect_err("refused");
+        errors.sort();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("11:9 ")
+                && errors[0]
+                    .contains("`batch.query` uses placeholder `:zone`, not declared in `params`"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("7:41 ")
+                && errors[1].contains("parameter `year` is never used in `batch.query`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_batch_key_is_reported_at_its_line() {
+        let text = connector(
+            "sqlite::memory:",
+            &batched(&format!("{BATCH}colum = \"x\"\n")),
+        );
+        let file = TomlFile::from_text("ui.toml", &text, &Vars::default()).expect("toml");
+        let error = file.parse::<SqlConfig>().expect_err("misspelt");
+        assert_eq!(error.location.as_ref().map(|l| l.line), Some(12), "{error}");
+        assert!(error.message.contains("unknown key `colum`"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_null_keys_runs_no_query() {
+        // Nothing listens on port 1: any query would fail.
+        let connector =
+            build(&connector("postgres://u@127.0.0.1:1/db", &batched(BATCH))).expect("builds");
+        let entry = |key: Value| {
+            Arguments::from([
+                ("claimant_id".to_string(), key),
+                ("year".to_string(), Value::from(2026)),
+            ])
+        };
+        let replies = connector
+            .call_batch("claims", &[entry(Value::Null), Arguments::new()])
+            .await
+            .expect("no query");
+        assert_eq!(replies.len(), 2);
+        assert!(replies.iter().all(|r| r.value.is_none()), "{replies:?}");
+        assert!(
+            connector
+                .call_batch("claims", &[])
+                .await
+                .expect("empty")
+                .is_empty()
+        );
+        // A key of the wrong type fails the batch as it fails the single call.
+        let wrong = Arguments::from([
+            ("claimant_id".to_string(), Value::from("C1")),
+            ("year".to_string(), Value::from("twenty")),
+        ]);
+        let error = connector
+            .call_batch("claims", &[entry(Value::from("C2")), wrong])
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&error, CallError::InvalidArgument { name, .. } if name == "year"),
+            "{error:?}"
         );
     }
 

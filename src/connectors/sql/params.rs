@@ -51,6 +51,8 @@ pub(super) enum Piece {
         offset: usize,
         /// Written as the sole content of `IN ( … )`, where a list expands into many values.
         in_list: bool,
+        /// Written as the sole content of `ANY ( … )`, where PostgreSQL takes an array.
+        in_any: bool,
     },
 }
 
@@ -146,7 +148,8 @@ pub(super) fn scan(sql: &str, dialect: Dialect) -> Result<Vec<Piece>, ScanQueryE
                 pieces.push(Piece::Placeholder {
                     name: sql[i + 1..end].to_string(),
                     offset: i,
-                    in_list: is_in_list(sql, i, end),
+                    in_list: is_sole_argument_of(sql, i, end, "in"),
+                    in_any: is_sole_argument_of(sql, i, end, "any"),
                 });
                 i = end;
                 start = end;
@@ -268,21 +271,22 @@ fn skip_dollar_quoted(b: &[u8], open: usize, tag_end: usize) -> Result<usize, Sc
         })
 }
 
-/// Whether the placeholder `sql[colon..end]` is written `IN ( :name )`.
-fn is_in_list(sql: &str, colon: usize, end: usize) -> bool {
+/// Whether the placeholder `sql[colon..end]` is written `<keyword> ( :name )`, e.g. `IN`.
+fn is_sole_argument_of(sql: &str, colon: usize, end: usize, keyword: &str) -> bool {
     let before = sql[..colon].trim_end();
     let Some(before) = before.strip_suffix('(') else {
         return false;
     };
     let before = before.trim_end();
-    let keyword = before.len() >= 2
-        && before.is_char_boundary(before.len() - 2)
-        && before[before.len() - 2..].eq_ignore_ascii_case("in")
-        && before[..before.len() - 2]
+    let n = keyword.len();
+    let found = before.len() >= n
+        && before.is_char_boundary(before.len() - n)
+        && before[before.len() - n..].eq_ignore_ascii_case(keyword)
+        && before[..before.len() - n]
             .bytes()
             .next_back()
             .is_none_or(|c| !is_ident_byte(c));
-    keyword && sql[end..].trim_start().starts_with(')')
+    found && sql[end..].trim_start().starts_with(')')
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,8 +377,9 @@ impl FromStr for ParamType {
     }
 }
 
-/// One value ready to bind.
-#[derive(Debug, Clone, PartialEq)]
+/// One value ready to bind; also a batch key, compared and hashed by value (`1.50` and
+/// `1.5` are one decimal key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum Scalar {
     /// Text.
     Text(String),
@@ -600,6 +605,29 @@ impl CompiledQuery {
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
         dialect: Dialect,
     ) -> Result<Self, Vec<CompileProblem>> {
+        Self::compile_as(sql, params, dialect, "`query`", None)
+    }
+
+    /// Scans the batch form of a query (see [`crate::config::SqlBatch`]): `params` as the
+    /// single query declares them, except that `key` is bound as a list of its type, which
+    /// must be written `IN (:key)` (or, on PostgreSQL, `ANY(:key)`) wherever it appears.
+    pub(super) fn compile_batch<'a>(
+        sql: &str,
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+        dialect: Dialect,
+        key: &str,
+    ) -> Result<Self, Vec<CompileProblem>> {
+        Self::compile_as(sql, params, dialect, "`batch.query`", Some(key))
+    }
+
+    /// [`Self::compile`] with the name of the query in messages, and a key bound as a set.
+    fn compile_as<'a>(
+        sql: &str,
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+        dialect: Dialect,
+        label: &str,
+        set_key: Option<&str>,
+    ) -> Result<Self, Vec<CompileProblem>> {
         let mut problems = Vec::new();
         let mut declared: Vec<(&str, Option<ParamType>)> = Vec::new();
         for (name, ty) in params {
@@ -612,7 +640,12 @@ impl CompiledQuery {
                 });
             }
             match ty.parse::<ParamType>() {
-                Ok(parsed) => declared.push((name, Some(parsed))),
+                Ok(mut parsed) => {
+                    if set_key == Some(name) {
+                        parsed.list = true;
+                    }
+                    declared.push((name, Some(parsed)));
+                }
                 Err(message) => {
                     problems.push(CompileProblem::Param {
                         name: name.to_string(),
@@ -625,7 +658,7 @@ impl CompiledQuery {
         let pieces = match scan(sql, dialect) {
             Ok(pieces) => pieces,
             Err(error) => {
-                problems.push(CompileProblem::Query(format!("`query`: {error}")));
+                problems.push(CompileProblem::Query(format!("{label}: {error}")));
                 return Err(problems);
             }
         };
@@ -633,14 +666,24 @@ impl CompiledQuery {
         let mut order: Vec<(String, ParamType)> = Vec::new();
         let mut parts = Vec::new();
         let mut undeclared: Vec<String> = Vec::new();
+        let mut loose_key = false;
         for piece in pieces {
-            let (name, in_list) = match piece {
+            let (name, in_list, in_any) = match piece {
                 Piece::Sql(text) => {
                     parts.push(Part::Sql(text));
                     continue;
                 }
-                Piece::Placeholder { name, in_list, .. } => (name, in_list),
+                Piece::Placeholder {
+                    name,
+                    in_list,
+                    in_any,
+                    ..
+                } => (name, in_list, in_any),
             };
+            if set_key == Some(name.as_str()) && dialect == Dialect::Postgres && !in_list && !in_any
+            {
+                loose_key = true;
+            }
             let Some((_, ty)) = declared.iter().find(|(n, _)| *n == name) else {
                 if !undeclared.contains(&name) {
                     undeclared.push(name);
@@ -661,8 +704,13 @@ impl CompiledQuery {
                 (true, true, _) => Form::Expand,
                 (true, false, Dialect::Postgres) | (false, _, _) => Form::Single,
                 (true, false, _) => {
+                    let what = if set_key == Some(name.as_str()) {
+                        "the batch key"
+                    } else {
+                        "list parameter"
+                    };
                     problems.push(CompileProblem::Query(format!(
-                        "`query`: list parameter `:{name}` must be written `IN (:{name})` on {}, where it becomes one `?` per item",
+                        "{label}: {what} `:{name}` must be written `IN (:{name})` on {}, where it becomes one `?` per item",
                         dialect.label()
                     )));
                     Form::Single
@@ -670,10 +718,15 @@ impl CompiledQuery {
             };
             parts.push(Part::Param { index, form });
         }
+        if let (true, Some(key)) = (loose_key, set_key) {
+            problems.push(CompileProblem::Query(format!(
+                "{label}: the batch key `:{key}` is an array of keys here; write it `IN (:{key})` or `= ANY(:{key})` wherever it appears"
+            )));
+        }
         if !undeclared.is_empty() {
             let names: Vec<String> = undeclared.iter().map(|n| format!("`:{n}`")).collect();
             problems.push(CompileProblem::Query(format!(
-                "`query` uses {} {}, not declared in `params`; add e.g. `params = {{ {} = \"text\" }}`",
+                "{label} uses {} {}, not declared in `params`; add e.g. `params = {{ {} = \"text\" }}`",
                 if names.len() == 1 { "placeholder" } else { "placeholders" },
                 names.join(", "),
                 undeclared[0]
@@ -686,7 +739,7 @@ impl CompiledQuery {
                 problems.push(CompileProblem::Param {
                     name: name.to_string(),
                     message: format!(
-                        "parameter `{name}` is never used in `query`{}; remove it or write `:{name}` where it belongs",
+                        "parameter `{name}` is never used in {label}{}; remove it or write `:{name}` where it belongs",
                         if written {
                             " (it only appears inside a string literal, quoted identifier or comment)"
                         } else {
@@ -997,6 +1050,52 @@ mod tests {
             assert!(sql.contains("IN (SELECT NULL"), "{sql}");
             assert_eq!(binds.len(), 2);
         }
+    }
+
+    #[test]
+    fn a_batch_key_binds_as_a_set_on_every_database() {
+        let params = [("who", "text"), ("n", "integer")];
+        let sql = "SELECT * FROM t WHERE who IN (:who) AND n = :n";
+        let values = [
+            Bound::List(
+                ScalarType::Text,
+                vec![Scalar::Text("a".into()), Scalar::Text("b".into())],
+            ),
+            Bound::Scalar(Scalar::Integer(1)),
+        ];
+        for dialect in [Dialect::MySql, Dialect::Sqlite] {
+            let query =
+                CompiledQuery::compile_batch(sql, params, dialect, "who").expect("compiles");
+            assert_eq!(query.params()[0].1.to_string(), "[text]");
+            let (rendered, binds) = query.render(&values);
+            assert_eq!(rendered, "SELECT * FROM t WHERE who IN (?, ?) AND n = ?");
+            assert_eq!(binds.len(), 3);
+        }
+        let query =
+            CompiledQuery::compile_batch(sql, params, Dialect::Postgres, "who").expect("compiles");
+        assert_eq!(
+            query.render(&values).0,
+            "SELECT * FROM t WHERE who IN (SELECT unnest($1)) AND n = $2"
+        );
+        let any = "SELECT * FROM t WHERE who = any ( :who ) AND n = :n";
+        let query =
+            CompiledQuery::compile_batch(any, params, Dialect::Postgres, "who").expect("compiles");
+        assert_eq!(
+            query.render(&values).0,
+            "SELECT * FROM t WHERE who = any ( $1 ) AND n = $2"
+        );
+        // `many(:who)` is not `ANY(:who)`.
+        let found = CompiledQuery::compile_batch(
+            "SELECT * FROM t WHERE who = many(:who) AND n = :n",
+            params,
+            Dialect::Postgres,
+            "who",
+        )
+        .expect_err("refused");
+        assert!(
+            matches!(&found[..], [CompileProblem::Query(m)] if m.starts_with("`batch.query`: the batch key `:who` is an array")),
+            "{found:?}"
+        );
     }
 
     #[test]
