@@ -23,6 +23,8 @@
 //!   with `file:line:column`.
 //! - [`server`]: load → check → bind → serve → graceful shutdown.
 //! - [`error`]: the stable `extensions.code` values.
+//! - [`metrics`]: the Prometheus (OpenMetrics text) metrics the shield and the HTTP layer record.
+
 //! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
 
@@ -36,6 +38,7 @@ pub mod error;
 pub mod graph;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod server;
 pub mod signing;
 pub mod store;
