@@ -24,7 +24,6 @@
 //! - [`server`]: load → check → bind → serve → graceful shutdown.
 //! - [`error`]: the stable `extensions.code` values.
 //! - [`metrics`]: the Prometheus (OpenMetrics text) metrics the shield and the HTTP layer record.
-
 //! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
 
