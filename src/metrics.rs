@@ -632,7 +632,10 @@ mod tests {
         let e = Exposition::parse(&metrics.render());
 
         let tax_account = [("connector", "tax"), ("operation", "account")];
-        assert_eq!(e.value("civicgraph_cache_hits_total", &tax_account), Some(3.0));
+        assert_eq!(
+            e.value("civicgraph_cache_hits_total", &tax_account),
+            Some(3.0)
+        );
         assert_eq!(
             e.value(
                 "civicgraph_cache_hits_total",
@@ -667,8 +670,14 @@ mod tests {
             Some(1.0)
         );
         let accounts = [("connector", "tax"), ("operation", "accounts")];
-        assert_eq!(e.value("civicgraph_batched_calls_total", &accounts), Some(2.0));
-        assert_eq!(e.value("civicgraph_batched_keys_total", &accounts), Some(10.0));
+        assert_eq!(
+            e.value("civicgraph_batched_calls_total", &accounts),
+            Some(2.0)
+        );
+        assert_eq!(
+            e.value("civicgraph_batched_keys_total", &accounts),
+            Some(10.0)
+        );
         assert_eq!(
             e.value(
                 "civicgraph_backend_calls_total",
@@ -766,13 +775,19 @@ mod tests {
         metrics.in_flight_add("tax", 1);
         metrics.queued_add("tax", 3);
         let e = Exposition::parse(&metrics.render());
-        assert_eq!(e.value("civicgraph_backend_in_flight", &connector), Some(2.0));
+        assert_eq!(
+            e.value("civicgraph_backend_in_flight", &connector),
+            Some(2.0)
+        );
         assert_eq!(e.value("civicgraph_backend_queued", &connector), Some(3.0));
 
         metrics.in_flight_add("tax", -1);
         metrics.queued_add("tax", -3);
         let e = Exposition::parse(&metrics.render());
-        assert_eq!(e.value("civicgraph_backend_in_flight", &connector), Some(1.0));
+        assert_eq!(
+            e.value("civicgraph_backend_in_flight", &connector),
+            Some(1.0)
+        );
         assert_eq!(e.value("civicgraph_backend_queued", &connector), Some(0.0));
 
         let state = |metrics: &Metrics| {
@@ -852,7 +867,10 @@ mod tests {
         let e = Exposition::parse(&metrics.render());
         for operation in ["even", "odd"] {
             let labels = [("connector", "tax"), ("operation", operation)];
-            assert_eq!(e.value("civicgraph_cache_hits_total", &labels), Some(4000.0));
+            assert_eq!(
+                e.value("civicgraph_cache_hits_total", &labels),
+                Some(4000.0)
+            );
             assert_eq!(
                 e.value("civicgraph_backend_call_duration_seconds_count", &labels),
                 Some(4000.0)
