@@ -670,8 +670,8 @@ impl RedisTier {
             tracing::warn!(
                 connector = %scope.connector,
                 operation = %scope.operation,
-                "The Redis generation counter is not a number; cache reads miss until it is \
-                 invalidated again or deleted."
+                "The Redis generation counter is not a number; reads of this operation miss \
+                 until it is repaired."
             );
             return TierRead::Garbage;
         };
