@@ -23,6 +23,8 @@
 //!   with `file:line:column`.
 //! - [`server`]: load → check → bind → serve → graceful shutdown.
 //! - [`error`]: the stable `extensions.code` values.
+//! - [`metrics`]: the Prometheus (OpenMetrics text) metrics the shield and the HTTP layer record.
+//! - [`cache_tier`]: the optional shared Redis tier under the shield's in-memory cache.
 //! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
 
