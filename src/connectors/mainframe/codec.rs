@@ -569,6 +569,17 @@ impl RecordCodec {
     /// Decodes one record into JSON (see the module documentation for the shape). Bytes after
     /// the layout's end are ignored.
     pub fn decode(&self, bytes: &[u8]) -> Result<Map<String, Value>, DecodeError> {
+        self.decode_prefix(bytes).map(|(record, _)| record)
+    }
+
+    /// Decodes the record at the start of `bytes` and says how many bytes it takes (its
+    /// `OCCURS DEPENDING ON` tables at their actual counts), for messages that carry several
+    /// records back to back, each as long as its tables make it (as [`RecordCodec::encode`]
+    /// writes them).
+    pub fn decode_prefix(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(Map<String, Value>, usize), DecodeError> {
         let mut walk = Walk {
             bytes,
             positions: vec![None; self.position_slots],
@@ -576,7 +587,7 @@ impl RecordCodec {
         };
         let mut out = Map::new();
         match self.decode_children(&mut walk, ROOT, 0, Some(&mut out)) {
-            Ok(_) => Ok(out),
+            Ok(used) => Ok((out, used)),
             Err(fail) => {
                 let Fail {
                     node,
