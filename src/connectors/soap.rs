@@ -1198,11 +1198,12 @@ fn compile_batch(
                     wsdl::Target::Body => batch.body.span(),
                     wsdl::Target::Items => batch.items.span(),
                     wsdl::Target::Match => batch.key_element.span(),
-                    wsdl::Target::Select => batch
+                    // The operation's `lists` hold for its own `select`, so a list the
+                    // batch's item does not have is the batch `select`'s (or `items`') doing.
+                    wsdl::Target::Select | wsdl::Target::List(_) => batch
                         .select
                         .as_ref()
                         .map_or(batch.items.span(), Spanned::span),
-                    wsdl::Target::List(_) => spanned.span(),
                 };
                 at(
                     span,
@@ -1732,6 +1733,224 @@ mod tests {
                 .replace("#GetLicense\"", "#Get License\""),
         );
         assert_eq!(errors.len(), 4, "{errors:?}");
+    }
+
+    const BATCH: &str = "action = \"urn:civicgraph:demo:dmv:v1#GetLicenses\"\n\
+        body = \"<dmv:GetLicenses>{each}</dmv:GetLicenses>\"\n\
+        each = \"<dmv:licenseNumber>{license_number}</dmv:licenseNumber>\"\n\
+        items = \"dmv:GetLicensesResponse/dmv:license\"\n\
+        match = \"dmv:number\"\n\
+        max = 100\n";
+
+    /// The demo's licence operation with `batch` (its lines start at 12), and `extra` on
+    /// line 5.
+    fn batch_text(extra: &str, batch: &str) -> String {
+        config_text(
+            extra,
+            &format!("{LICENSE}[operations.license.batch]\n{batch}"),
+        )
+    }
+
+    #[test]
+    fn a_batch_form_gives_the_graph_its_key_and_size() {
+        let (_, spec) = build(&batch_text("", BATCH)).expect("builds");
+        assert_eq!(
+            spec.operations["license"].batch,
+            Some(BatchSpec {
+                key: "license_number".to_string(),
+                max: 100
+            })
+        );
+        let (_, spec) = build(&batch_text("", &BATCH.replace("max = 100\n", ""))).expect("builds");
+        assert_eq!(
+            spec.operations["license"].batch.as_ref().map(|b| b.max),
+            Some(DEFAULT_BATCH_MAX)
+        );
+        let (_, spec) = build(&config_text("", LICENSE)).expect("builds");
+        assert_eq!(spec.operations["license"].batch, None);
+    }
+
+    #[test]
+    fn check_reports_each_batch_mistake_at_its_line() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "body = \"<dmv:GetLicenses>{each}</dmv:GetLicenses>\"",
+                "body = \"<dmv:GetLicenses/>\"",
+                "dmv.toml:13:8: operation `license`: `batch`: ",
+                "must hold `{each}` exactly once",
+            ),
+            (
+                "{each}</dmv:GetLicenses>",
+                "{each}{each}</dmv:GetLicenses>",
+                "dmv.toml:13:8: ",
+                "it holds it 2 times",
+            ),
+            (
+                "<dmv:GetLicenses>{each}",
+                "<dmv:GetLicenses id=\\\"{license_number}\\\">{each}",
+                "dmv.toml:13:8: ",
+                "`body` holds the key `{license_number}` outside `{each}`",
+            ),
+            (
+                "{license_number}</dmv:licenseNumber>",
+                "x</dmv:licenseNumber>",
+                "dmv.toml:14:8: ",
+                "`each` must hold the key `{license_number}`",
+            ),
+            (
+                "{license_number}</dmv:licenseNumber>",
+                "{license_number}{zone}</dmv:licenseNumber>",
+                "dmv.toml:14:8: ",
+                "`each` uses `{zone}`, which the operation's `body` does not have",
+            ),
+            (
+                "{license_number}</dmv:licenseNumber>",
+                "{license_number</dmv:licenseNumber>",
+                "dmv.toml:14:28: ",
+                "`each`: `{` is never closed",
+            ),
+            (
+                "{license_number}</dmv:licenseNumber>\"",
+                "{license_number}\"",
+                "dmv.toml:13:8: ",
+                "`body` with two keys in `{each}` is not well-formed XML",
+            ),
+            (
+                "#GetLicenses\"",
+                "#Get Licenses\"",
+                "dmv.toml:12:10: ",
+                "`action` must be a non-empty URI",
+            ),
+            (
+                "items = \"dmv:",
+                "items = \"x:",
+                "dmv.toml:15:9: ",
+                "`items` `x:GetLicensesResponse/dmv:license`: prefix `x:`",
+            ),
+            (
+                "match = \"dmv:number\"",
+                "match = \"\"",
+                "dmv.toml:16:9: ",
+                "`match` must name at least one element",
+            ),
+            (
+                "max = 100",
+                "max = 0",
+                "dmv.toml:17:7: ",
+                "`max` is 0; it must be 1 to 1000",
+            ),
+            (
+                "max = 100",
+                "max = 1001",
+                "dmv.toml:17:7: ",
+                "`max` is 1001",
+            ),
+            (
+                "max = 100",
+                "max = 100\nkey = \"tin\"",
+                "dmv.toml:18:7: ",
+                "`key` `tin` is not a placeholder of the operation's `body` (it has `{license_number}`)",
+            ),
+            (
+                "max = 100",
+                "max = 100\nselect = \"dmv:x/y:z\"",
+                "dmv.toml:18:10: ",
+                "`select` `dmv:x/y:z`: prefix `y:`",
+            ),
+        ];
+        for (from, to, at, message) in cases {
+            let batch = BATCH.replacen(from, to, 1);
+            assert_ne!(batch, BATCH, "{from} is in the batch");
+            let errors = errors(&batch_text("", &batch));
+            assert_eq!(errors.len(), 1, "{to}: {errors:?}");
+            assert!(
+                errors[0].starts_with(at) && errors[0].contains(message),
+                "{to}: expected {at}…{message}, got {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_of_an_operation_with_two_placeholders_must_name_its_key() {
+        let op = LICENSE.replace(
+            "{license_number}</dmv:licenseNumber>",
+            "{license_number}</dmv:licenseNumber><dmv:zone>{zone}</dmv:zone>",
+        );
+        let text = config_text("", &format!("{op}[operations.license.batch]\n{BATCH}"));
+        let errors = errors(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("dmv.toml:1")
+                && errors[0].contains(
+                    "say which placeholder varies with `key`: the operation's `body` has `{license_number}`, `{zone}`"
+                ),
+            "{errors:?}"
+        );
+        // Named, the other placeholder may stand in the body, the same for every key.
+        let named = BATCH
+            .replace("<dmv:GetLicenses>", "<dmv:GetLicenses><dmv:zone>{zone}</dmv:zone>")
+            .replace("max = 100\n", "max = 100\nkey = \"license_number\"\n");
+        let text = config_text("", &format!("{op}[operations.license.batch]\n{named}"));
+        assert!(build(&text).is_ok(), "{:?}", build(&text).err());
+    }
+
+    #[test]
+    fn an_unknown_batch_key_is_refused_at_its_line() {
+        let text = batch_text("", &format!("{BATCH}itemz = \"x\"\n"));
+        let file = TomlFile::from_text("dmv.toml", &text, &Vars::default()).expect("valid toml");
+        let error = file.parse::<SoapConfig>().expect_err("an unknown key");
+        assert!(
+            error.to_string().starts_with("dmv.toml:18:1: unknown key `itemz`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_batch_is_checked_against_the_wsdl() {
+        let wsdl = "wsdl = \"connectors/dmv.wsdl\"";
+        assert!(build(&batch_text(wsdl, BATCH)).is_ok());
+        let cases = [
+            (
+                "match = \"dmv:number\"",
+                "match = \"dmv:numbr\"",
+                "dmv.toml:16:9: ",
+                "`match` (relative to `items`): step 1 `dmv:numbr` is not a child",
+            ),
+            (
+                "dmv:GetLicensesResponse/dmv:license",
+                "dmv:GetLicensesResponse/dmv:licence",
+                "dmv.toml:15:9: ",
+                "`items`: step 2 `dmv:licence` is not a child of `dmv:GetLicensesResponse`",
+            ),
+            (
+                "#GetLicenses",
+                "#GetLicencez",
+                "dmv.toml:12:10: ",
+                "no binding operation has `soapAction` `urn:civicgraph:demo:dmv:v1#GetLicencez`",
+            ),
+            (
+                "<dmv:GetLicenses>{each}</dmv:GetLicenses>",
+                "<dmv:GetVehicleLists>{each}</dmv:GetVehicleLists>",
+                "dmv.toml:13:8: ",
+                "the body's root element `dmv:GetVehicleLists` is not the input of WSDL operation `GetLicenses`",
+            ),
+            (
+                "max = 100",
+                "max = 100\nselect = \"dmv:restrictions\"",
+                "dmv.toml:18:10: ",
+                "`lists` entry (relative to `select`): step 1 `dmv:restrictions` is not a child",
+            ),
+        ];
+        for (from, to, at, message) in cases {
+            let errors = errors(&batch_text(wsdl, &BATCH.replacen(from, to, 1)));
+            assert_eq!(errors.len(), 1, "{to}: {errors:?}");
+            assert!(
+                errors[0].starts_with(at)
+                    && errors[0].contains("does not match `connectors/dmv.wsdl`")
+                    && errors[0].contains(message),
+                "{to}: expected {at}…{message}, got {errors:?}"
+            );
+        }
     }
 
     #[test]

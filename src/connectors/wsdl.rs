@@ -893,6 +893,66 @@ mod tests {
         assert_eq!(problems, []);
     }
 
+    /// The shipped demo WSDL, which declares the list operations.
+    const SHIPPED: &str = include_str!("../../connectors/dmv.wsdl");
+
+    fn verify_batch(items: &[&str], key: &[&str], select: &[&str], lists: &[&[&str]]) -> Vec<Problem> {
+        let wsdl = Wsdl::parse(SHIPPED.as_bytes()).expect("the shipped WSDL");
+        let path = |steps: &[&str]| steps.iter().map(|s| dmv(s)).collect::<Vec<Name>>();
+        let lists: Vec<Vec<Name>> = lists.iter().map(|l| path(l)).collect();
+        wsdl.verify_batch(
+            &BatchCheck {
+                name: "vehicles",
+                action: Some("urn:civicgraph:demo:dmv:v1#GetVehicleLists"),
+                body_root: Some(&dmv("GetVehicleLists")),
+                items: &path(items),
+                key: &path(key),
+                select: &path(select),
+                lists: &lists,
+            },
+            &names,
+        )
+    }
+
+    #[test]
+    fn a_batch_is_walked_from_its_items() {
+        let holder = ["GetVehicleListsResponse", "holder"];
+        assert_eq!(
+            verify_batch(&holder, &["licenseNumber"], &["vehicles", "vehicle"], &[]),
+            []
+        );
+        let targets = |problems: Vec<Problem>| -> Vec<Target> {
+            problems.into_iter().map(|p| p.target).collect()
+        };
+        assert_eq!(
+            targets(verify_batch(
+                &["GetVehicleListsResponse", "holders"],
+                &["licenseNumber"],
+                &[],
+                &[]
+            )),
+            [Target::Items]
+        );
+        assert_eq!(
+            targets(verify_batch(
+                &holder,
+                &["number"],
+                &["vehicles", "car"],
+                &[]
+            )),
+            [Target::Match, Target::Select]
+        );
+        assert_eq!(
+            targets(verify_batch(
+                &holder,
+                &["licenseNumber"],
+                &["vehicles", "vehicle"],
+                &[&["vin"], &["owner"]]
+            )),
+            [Target::List(1)]
+        );
+    }
+
     #[test]
     fn refuses_documents_that_are_not_wsdl_11_or_not_safe() {
         assert!(Wsdl::parse(b"<x/>").is_err());

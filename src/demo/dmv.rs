@@ -711,6 +711,43 @@ mod tests {
     }
 
     #[test]
+    fn list_operations_take_many_numbers_and_single_ones_only_one() {
+        let list = |operation: &str, count: usize| {
+            let numbers: String = (0..count)
+                .map(|i| format!("<d:licenseNumber>D{i:07}</d:licenseNumber>"))
+                .collect();
+            format!(
+                r#"<s:Envelope xmlns:s="{SOAP11_ENVELOPE}" xmlns:d="{NAMESPACE}"><s:Body><d:{operation}>{numbers}</d:{operation}></s:Body></s:Envelope>"#
+            )
+        };
+        let call = parse_request(list("GetLicenses", 3).as_bytes()).expect("a list call");
+        assert_eq!(
+            (call.operation, call.license_numbers),
+            (
+                Operation::GetLicenses,
+                vec!["D0000000".into(), "D0000001".into(), "D0000002".into()]
+            )
+        );
+        let call = parse_request(list("GetVehicleLists", MAX_LIST_NUMBERS).as_bytes());
+        assert_eq!(
+            call.map(|c| c.license_numbers.len()),
+            Ok(MAX_LIST_NUMBERS)
+        );
+        assert_eq!(
+            parse_request(list("GetLicenses", MAX_LIST_NUMBERS + 1).as_bytes()),
+            Err(Fault::Client("too many licence numbers in one request"))
+        );
+        assert_eq!(
+            parse_request(list("GetLicense", 2).as_bytes()),
+            Err(Fault::Client("licenseNumber is given twice"))
+        );
+        assert_eq!(
+            parse_request(list("GetLicenses", 0).as_bytes()),
+            Err(Fault::Client("the operation has no licenseNumber"))
+        );
+    }
+
+    #[test]
     fn licence_numbers_are_d_and_seven_digits() {
         assert!(is_license_number("D0000001"));
         for bad in [

@@ -2454,7 +2454,44 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::connectors::mainframe::copybook::{Occurs, Position, Sign};
+    use crate::connectors::mainframe::copybook::{Copybook, Occurs, Position, Sign};
+
+    /// A multi-key answer is records back to back, each as long as its table makes it.
+    #[test]
+    fn records_back_to_back_decode_one_after_another() {
+        let copybook = Copybook::parse(
+            "R.cpy",
+            "       01  R.\n\
+             \x20          05  N  PIC 9.\n\
+             \x20          05  T  PIC X(2) OCCURS 0 TO 3 TIMES DEPENDING ON N.\n\
+             \x20          05  E  PIC X.\n",
+        )
+        .expect("a valid copybook");
+        let record = copybook.record(Some("R")).expect("record R");
+        let codec = RecordCodec::new(record, CodecOptions::default()).expect("a codec");
+        let first = codec
+            .encode(json!({"T": ["ab"], "E": "z"}).as_object().expect("an object"))
+            .expect("encodes");
+        let second = codec
+            .encode(
+                json!({"T": ["cd", "ef", "gh"], "E": "y"})
+                    .as_object()
+                    .expect("an object"),
+            )
+            .expect("encodes");
+        assert_eq!((first.len(), second.len()), (4, 8));
+        let both = [first.as_slice(), second.as_slice()].concat();
+        let (one, used) = codec.decode_prefix(&both).expect("the first record");
+        assert_eq!(used, 4);
+        assert_eq!(Value::Object(one), json!({"n": "1", "t": ["ab"], "e": "z"}));
+        let (two, used) = codec.decode_prefix(&both[4..]).expect("the second record");
+        assert_eq!(used, 8);
+        assert_eq!(
+            Value::Object(two.clone()),
+            json!({"n": "3", "t": ["cd", "ef", "gh"], "e": "y"})
+        );
+        assert_eq!(codec.decode(&both[4..]).expect("decodes"), two);
+    }
 
     // ----- hand-built layouts (the parser is tested on its own) -----
 

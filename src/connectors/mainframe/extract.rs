@@ -30,6 +30,20 @@ const LOOKUP: &str = "SELECT e.as_of, r.record FROM mainframe_extracts e \
      LEFT JOIN mainframe_extract_rows r ON r.connector = e.connector AND r.record_key = $2 \
      WHERE e.connector = $1 ORDER BY r.seq";
 
+/// [`LOOKUP`] for `keys` keys at once (`$2` onwards): each key's records in file order, with
+/// the extract's as-of time (one row with a null key and record when none of them exists).
+fn lookup_many(keys: usize) -> String {
+    let list = (0..keys)
+        .map(|i| format!("${}", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT e.as_of, r.record_key, r.record FROM mainframe_extracts e \
+         LEFT JOIN mainframe_extract_rows r ON r.connector = e.connector \
+         AND r.record_key IN ({list}) WHERE e.connector = $1 ORDER BY r.record_key, r.seq"
+    )
+}
+
 /// Rows per INSERT statement when loading (4 binds each, well under every database's limit).
 const INSERT_CHUNK: usize = 500;
 
@@ -730,21 +744,13 @@ impl Extract {
         op: &Operation,
         keys: &[String],
     ) -> Result<Vec<(String, Reply)>, CallError> {
+        let sql = lookup_many(keys.len());
         let rows: Vec<(DateTime<Utc>, Option<String>, Option<String>)> = on_pool!(store, pool => {
-            let mut query = sqlx::QueryBuilder::new(
-                "SELECT e.as_of, r.record_key, r.record FROM mainframe_extracts e \
-                 LEFT JOIN mainframe_extract_rows r ON r.connector = e.connector \
-                 AND r.record_key IN (",
-            );
-            let mut separated = query.separated(", ");
+            let mut query = sqlx::query_as(&sql).bind(&self.connector);
             for key in keys {
-                separated.push_bind(key);
+                query = query.bind(key);
             }
-            query.push(") WHERE e.connector = ");
-            query.push_bind(&self.connector);
-            query.push(" ORDER BY r.record_key, r.seq");
             query
-                .build_query_as()
                 .fetch_all(pool)
                 .await
                 .map_err(|e| CallError::Unreachable(Box::new(e)))?
@@ -890,6 +896,43 @@ mod tests {
                 .iter()
                 .any(|s| s.contains("sqlite_autoindex_mainframe_extract_rows")),
             "{steps:?}"
+        );
+    }
+
+    /// A batch reads its keys through the key index too, never by walking the connector.
+    #[tokio::test]
+    async fn the_batch_lookup_reads_its_keys_through_the_index() {
+        let store = Store::connect(&StorageConfig {
+            url: "sqlite::memory:".into(),
+            max_connections: 1,
+        })
+        .await
+        .expect("in-memory store");
+        let Store::Sqlite(pool) = &store else {
+            panic!("an SQLite store");
+        };
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", lookup_many(3)))
+                .bind("benefit_payments")
+                .bind("BC00000001")
+                .bind("BC00000002")
+                .bind("BC00000003")
+                .fetch_all(pool)
+                .await
+                .expect("a query plan");
+        let steps: Vec<&str> = plan
+            .iter()
+            .map(|(_, _, _, detail)| detail.as_str())
+            .collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("mainframe_extract_rows_by_key") && s.contains("record_key=?")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.starts_with("SCAN r")),
+            "no scan of the rows: {steps:?}"
         );
     }
 

@@ -918,9 +918,12 @@ fn compile_batch(
             ),
         ),
     }
+    let before = context.diagnostics.len();
     let status = batch.status.as_ref().and_then(|status| {
         status_names(status, &header_record, &batch.response, context)
     });
+    // A condition already reported is not reported again as unreadable.
+    let status_named = context.diagnostics.len() == before;
     let match_name = batch.key_field.get_ref();
     match find_item(records.response, match_name) {
         Some(item)
@@ -960,7 +963,8 @@ fn compile_batch(
         return None;
     };
     let status = match status {
-        Some((names, span)) => Some(resolve_status(&header, names, span, context)?),
+        Some((names, span)) if status_named => Some(resolve_status(&header, names, span, context)?),
+        Some(_) => return None,
         None => None,
     };
     let keys_path = request.locate(keys_name);
@@ -1040,4 +1044,193 @@ fn resolve_status(
         ok,
         not_found,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{TomlFile, Vars};
+    use crate::connectors::ConnectorSpec;
+    use crate::connectors::mainframe::MainframeConnector;
+
+    const CASES: &str = include_str!("../../../connectors/benefits.toml");
+    const PAYMENTS: &str = include_str!("../../../connectors/benefit_payments.toml");
+    const CASE_COPYBOOK: &str = include_str!("../../../connectors/copybooks/BENEFIT-CASE.cpy");
+    const PAYMENT_COPYBOOK: &str =
+        include_str!("../../../connectors/copybooks/BENEFIT-PAYMENT.cpy");
+
+    /// Builds connector file `text` as `<dir>/benefits.toml` next to the shipped copybooks
+    /// (the case copybook edited by `copybook`); the diagnostics as text.
+    fn build(text: &str, copybook: impl Fn(&str) -> String) -> Result<ConnectorSpec, Vec<String>> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let copybooks = dir.path().join("copybooks");
+        std::fs::create_dir(&copybooks).expect("the copybook directory");
+        std::fs::write(copybooks.join("BENEFIT-CASE.cpy"), copybook(CASE_COPYBOOK))
+            .expect("the case copybook");
+        std::fs::write(copybooks.join("BENEFIT-PAYMENT.cpy"), PAYMENT_COPYBOOK)
+            .expect("the payment copybook");
+        let path = dir.path().join("benefits.toml");
+        let file = TomlFile::from_text(&path, text, &Vars::default()).expect("valid TOML");
+        let config = file.parse().expect("a mainframe connector file");
+        MainframeConnector::build(&config, &file)
+            .map(|(_, spec)| spec)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn the_shipped_connectors_declare_their_batch_forms() {
+        let spec = build(CASES, str::to_string).expect("the shipped online connector");
+        assert_eq!(
+            spec.operations["cases"].batch,
+            Some(BatchSpec {
+                key: "case_number".to_string(),
+                max: 20
+            })
+        );
+        // Without `max`, as many keys as the request table holds.
+        let spec = build(&CASES.replace("max = 20\n", ""), str::to_string).expect("builds");
+        assert_eq!(
+            spec.operations["cases"].batch.as_ref().map(|b| b.max),
+            Some(20)
+        );
+        // Extract operations batch on their own.
+        let spec = build(PAYMENTS, str::to_string).expect("the shipped extract connector");
+        assert_eq!(
+            spec.operations["payments"].batch,
+            Some(BatchSpec {
+                key: "case_number".to_string(),
+                max: 500
+            })
+        );
+    }
+
+    #[test]
+    fn check_reports_each_batch_mistake_at_its_line() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "request = \"BNQ-MULTI-REQUEST\"",
+                "request = \"BNQ-MULTI-REQ\"",
+                "benefits.toml:61:11: ",
+                "`BNQ-MULTI-REQ` is not a record of `copybooks/BENEFIT-CASE.cpy`",
+            ),
+            (
+                "field = \"BNQ-M-TRAN-CODE\"",
+                "field = \"BNQ-M-TRAN\"",
+                "benefits.toml:62:15: ",
+                "`transaction.field` `BNQ-M-TRAN` is not a field of record `BNQ-MULTI-REQUEST`",
+            ),
+            (
+                "keys = \"BNQ-M-CASE-NUMBERS\"",
+                "keys = \"BNQ-M-KEY-COUNT\"",
+                "benefits.toml:63:8: ",
+                "`keys` `BNQ-M-KEY-COUNT` must be an elementary field with `OCCURS … DEPENDING ON`",
+            ),
+            (
+                "response = \"BNQ-MULTI-RESPONSE\"",
+                "response = \"BNQ-MULTI-RESP\"",
+                "benefits.toml:64:12: ",
+                "`BNQ-MULTI-RESP` is not a record",
+            ),
+            (
+                "count = \"BNQ-M-RESULT-COUNT\"",
+                "count = \"BNQ-M-RETURN-CODE\"",
+                "benefits.toml:65:9: ",
+                "`count` `BNQ-M-RETURN-CODE` must be an integer field of record `BNQ-MULTI-RESPONSE` outside any table, read as a number (no 88-levels)",
+            ),
+            (
+                "ok = [\"BNQ-M-RC-OK\"]",
+                "ok = [\"BNQ-RC-OK\"]",
+                "benefits.toml:66:10: ",
+                "`BNQ-RC-OK` is not an 88-level condition of record `BNQ-MULTI-RESPONSE`",
+            ),
+            (
+                "match = \"BNQ-RESP-CASE-NUMBER\"",
+                "match = \"BNQ-CASES\"",
+                "benefits.toml:67:9: ",
+                "`match` `BNQ-CASES` must be a field of the operation's response record `BNQ-RESPONSE`",
+            ),
+            (
+                "max = 20",
+                "max = 21",
+                "benefits.toml:68:7: ",
+                "`max` is 21; it must be 1 to 20, the entries of `BNQ-M-CASE-NUMBERS`",
+            ),
+            (
+                "max = 20",
+                "max = 20\nkey = \"tin\"",
+                "benefits.toml:69:7: ",
+                "`key` `tin` is not a placeholder of the operation's `set` (it has `{case_number}`)",
+            ),
+            (
+                "max = 20",
+                "max = 20\nset = { BNQ-M-KEY-COUNT = 3 }",
+                "benefits.toml:63:8: ",
+                "`set` names `BNQ-M-KEY-COUNT`, which the keys fill",
+            ),
+            (
+                "max = 20",
+                "max = 20\nset = { BNQ-M-REQUESTED-BY = \"{case_number}\" }",
+                "benefits.toml:60:",
+                "batch fields take only the operation's other placeholders",
+            ),
+        ];
+        for (from, to, at, message) in cases {
+            let batch = CASES.replacen(from, to, 1);
+            assert_ne!(batch, CASES, "{from} is in the file");
+            let errors = build(&batch, str::to_string).expect_err("a mistake");
+            assert_eq!(errors.len(), 1, "{to}: {errors:?}");
+            assert!(
+                errors[0].contains(at) && errors[0].contains(message),
+                "{to}: expected {at}…{message}, got {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_keys_must_be_sent_as_a_single_call_sends_its_key() {
+        let errors = build(CASES, |copybook| {
+            copybook.replace(
+                "BNQ-M-CASE-NUMBERS      PIC X(10)",
+                "BNQ-M-CASE-NUMBERS      PIC X(12)",
+            )
+        })
+        .expect_err("a wider keys table");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("benefits.toml:63:8: ")
+                && errors[0].contains(
+                    "`keys` `BNQ-M-CASE-NUMBERS` is PIC X(12) but `BNQ-CASE-NUMBER`, which the key fills in a single request, is PIC X(10)"
+                ),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn extract_operations_take_no_batch_table() {
+        let text = format!(
+            "{PAYMENTS}\n[operations.payments.batch]\nrequest = \"R\"\nkeys = \"K\"\nresponse = \"R\"\ncount = \"C\"\nmatch = \"M\"\n"
+        );
+        let errors = build(&text, str::to_string).expect_err("a batch on an extract");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("`batch` is for online connectors"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_key_fills_exactly_one_request_field() {
+        let text = CASES.replace(
+            "set = { BNQ-CASE-NUMBER = \"{case_number}\" }",
+            "set = { BNQ-CASE-NUMBER = \"{case_number}\", BNQ-REQUESTED-BY = \"{case_number}\" }",
+        );
+        let errors = build(&text, str::to_string).expect_err("a key in two fields");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("benefits.toml:60:")
+                && errors[0]
+                    .contains("the key `{case_number}` must fill exactly one field of the operation's `set`; it fills 2"),
+            "{errors:?}"
+        );
+    }
 }
