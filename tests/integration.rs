@@ -69,6 +69,9 @@ mod trust;
 #[path = "integration/consent_cli.rs"]
 mod consent_cli;
 
+#[path = "integration/batch_soap_mainframe.rs"]
+mod batch_soap_mainframe;
+
 /// The cargo-fuzz harness of the record decoder, so the seed corpus runs on every `cargo test`.
 #[path = "../fuzz/harness/decode_record.rs"]
 mod decode_record_harness;

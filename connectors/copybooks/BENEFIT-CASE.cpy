@@ -54,9 +54,9 @@
 005400* answer is BNQ-MULTI-RESPONSE followed by BNQ-M-RESULT-COUNT
 005500* BNQ-RESPONSE records, one per case number asked for, in no
 005600* particular order, each naming its case number and each as long
-005700* as its BNQ-CASE-COUNT makes it. Both answers start with the
-005800* transaction code and the return code, so a refused request
-005900* reads the same whichever record was expected.
+005700* as its BNQ-CASE-COUNT makes it. A request that is refused as a
+005800* whole (an unknown transaction code) is answered with return
+005900* code 08 in the response record of its own kind, and no results.
 006000*
 006100  01  BNQ-MULTI-REQUEST.
 006200      05  BNQ-M-TRAN-CODE         PIC X(4).

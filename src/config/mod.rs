@@ -29,8 +29,8 @@ pub use gateway::{
 };
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
 pub use mainframe::{
-    EncodingConfig, ExtractConfig, FieldConfig, MainframeBatch, MainframeConfig, MainframeOperation,
-    OnlineConfig, StatusConfig, TransactionConfig,
+    EncodingConfig, ExtractConfig, FieldConfig, MainframeBatch, MainframeConfig,
+    MainframeOperation, OnlineConfig, StatusConfig, TransactionConfig,
 };
 pub use shield::{
     BreakerConfig, CacheConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_QUEUE_TIMEOUT_MS,

@@ -511,11 +511,19 @@ impl SoapConnector {
         let missing = || CallError::BadResponse {
             reason: "a placeholder of the batch body has no value".to_string(),
         };
-        let mut body = batch.open.render(shared, xml::escape)?.ok_or_else(missing)?;
+        let mut body = batch
+            .open
+            .render(shared, xml::escape)?
+            .ok_or_else(missing)?;
         for (_, entry) in keys {
             body.push_str(&batch.each.render(entry, xml::escape)?.ok_or_else(missing)?);
         }
-        body.push_str(&batch.close.render(shared, xml::escape)?.ok_or_else(missing)?);
+        body.push_str(
+            &batch
+                .close
+                .render(shared, xml::escape)?
+                .ok_or_else(missing)?,
+        );
         let (status, bytes) = self
             .post(&batch.content_type, batch.soap_action.as_ref(), &body)
             .await?;
@@ -1025,74 +1033,95 @@ fn compile_batch(
             .map_err(|message| at(text.span(), format!("`{what}` {message}")))
     };
 
-    let key = keep(&mut diagnostics, match (&batch.key, placeholders) {
-        (Some(key), _) if placeholders.contains(key.get_ref()) => Ok(key.get_ref().clone()),
-        (Some(key), _) => Err(at(
-            key.span(),
-            format!(
-                "`key` `{}` is not a placeholder of the operation's `body` (it has {})",
-                key.get_ref(),
-                placeholder_list(placeholders)
-            ),
-        )),
-        (None, [only]) => Ok(only.clone()),
-        (None, _) => Err(at(
-            spanned.span(),
-            format!(
-                "say which placeholder varies with `key`: the operation's `body` has {}",
-                placeholder_list(placeholders)
-            ),
-        )),
-    });
+    let key = keep(
+        &mut diagnostics,
+        match (&batch.key, placeholders) {
+            (Some(key), _) if placeholders.contains(key.get_ref()) => Ok(key.get_ref().clone()),
+            (Some(key), _) => Err(at(
+                key.span(),
+                format!(
+                    "`key` `{}` is not a placeholder of the operation's `body` (it has {})",
+                    key.get_ref(),
+                    placeholder_list(placeholders)
+                ),
+            )),
+            (None, [only]) => Ok(only.clone()),
+            (None, _) => Err(at(
+                spanned.span(),
+                format!(
+                    "say which placeholder varies with `key`: the operation's `body` has {}",
+                    placeholder_list(placeholders)
+                ),
+            )),
+        },
+    );
 
     let action = batch.action.as_ref().map(|a| a.get_ref().as_str());
-    let headers = keep(&mut diagnostics, match &batch.action {
-        Some(action) if !is_header_safe(action.get_ref()) => Err(at(
-            action.span(),
-            "`action` must be a non-empty URI of visible ASCII characters without `\"` or `\\`"
-                .to_string(),
-        )),
-        _ => Ok(headers_for(context.version, action)),
-    });
+    let headers = keep(
+        &mut diagnostics,
+        match &batch.action {
+            Some(action) if !is_header_safe(action.get_ref()) => Err(at(
+                action.span(),
+                "`action` must be a non-empty URI of visible ASCII characters without `\"` or `\\`"
+                    .to_string(),
+            )),
+            _ => Ok(headers_for(context.version, action)),
+        },
+    );
 
     let body_text = batch.body.get_ref();
     let (open, close) = match body_text.find(EACH) {
         Some(split) if body_text.matches(EACH).count() == 1 => {
             let after = split + EACH.len();
             (
-                keep(&mut diagnostics, parse(&body_text[..split], batch.body.span(), 0, "body")),
-                keep(&mut diagnostics, parse(&body_text[after..], batch.body.span(), after, "body")),
+                keep(
+                    &mut diagnostics,
+                    parse(&body_text[..split], batch.body.span(), 0, "body"),
+                ),
+                keep(
+                    &mut diagnostics,
+                    parse(&body_text[after..], batch.body.span(), after, "body"),
+                ),
             )
         }
         _ => {
-            keep::<()>(&mut diagnostics, Err(at(
-                batch.body.span(),
-                format!(
-                    "`body` must hold `{EACH}` exactly once, where the part repeated per key goes; it holds it {} times",
-                    body_text.matches(EACH).count()
-                ),
-            )));
+            keep::<()>(
+                &mut diagnostics,
+                Err(at(
+                    batch.body.span(),
+                    format!(
+                        "`body` must hold `{EACH}` exactly once, where the part repeated per key goes; it holds it {} times",
+                        body_text.matches(EACH).count()
+                    ),
+                )),
+            );
             (None, None)
         }
     };
-    let each = keep(&mut diagnostics, parse(batch.each.get_ref(), batch.each.span(), 0, "each"));
+    let each = keep(
+        &mut diagnostics,
+        parse(batch.each.get_ref(), batch.each.span(), 0, "each"),
+    );
     let items = keep(&mut diagnostics, path(&batch.items, "items"));
     let key_path = keep(&mut diagnostics, path(&batch.key_element, "match"));
     let select = match &batch.select {
         Some(select) => keep(&mut diagnostics, path(select, "select")).map(Some),
         None => Some(None),
     };
-    let max = keep(&mut diagnostics, match &batch.max {
-        None => Ok(DEFAULT_BATCH_MAX),
-        Some(max) if (1..=MAX_BATCH_MAX).contains(max.get_ref()) => Ok(*max.get_ref()),
-        Some(max) => Err(at(
-            max.span(),
-            format!(
-                "`max` is {}; it must be 1 to {MAX_BATCH_MAX} keys per envelope",
-                max.get_ref()
-            ),
-        )),
-    });
+    let max = keep(
+        &mut diagnostics,
+        match &batch.max {
+            None => Ok(DEFAULT_BATCH_MAX),
+            Some(max) if (1..=MAX_BATCH_MAX).contains(max.get_ref()) => Ok(*max.get_ref()),
+            Some(max) => Err(at(
+                max.span(),
+                format!(
+                    "`max` is {}; it must be 1 to {MAX_BATCH_MAX} keys per envelope",
+                    max.get_ref()
+                ),
+            )),
+        },
+    );
 
     let mut body_root = None;
     if let (Some(open), Some(close), Some(each), Some(key)) = (&open, &close, &each, &key) {
@@ -1108,31 +1137,42 @@ fn compile_batch(
                 .map(String::from)
                 .collect();
             if !unknown.is_empty() {
-                keep::<()>(&mut diagnostics, Err(at(
-                    span,
-                    format!(
-                        "`{what}` uses {}, which the operation's `body` does not have (it has {}): a batch gets only the operation's arguments",
-                        placeholder_list(&unknown),
-                        placeholder_list(placeholders)
-                    ),
-                )));
+                keep::<()>(
+                    &mut diagnostics,
+                    Err(at(
+                        span,
+                        format!(
+                            "`{what}` uses {}, which the operation's `body` does not have (it has {}): a batch gets only the operation's arguments",
+                            placeholder_list(&unknown),
+                            placeholder_list(placeholders)
+                        ),
+                    )),
+                );
             }
         }
         if !each.placeholders().contains(&key.as_str()) {
-            keep::<()>(&mut diagnostics, Err(at(
-                batch.each.span(),
-                format!("`each` must hold the key `{{{key}}}`: it is the part repeated per key"),
-            )));
+            keep::<()>(
+                &mut diagnostics,
+                Err(at(
+                    batch.each.span(),
+                    format!(
+                        "`each` must hold the key `{{{key}}}`: it is the part repeated per key"
+                    ),
+                )),
+            );
         }
         if open.placeholders().contains(&key.as_str())
             || close.placeholders().contains(&key.as_str())
         {
-            keep::<()>(&mut diagnostics, Err(at(
-                batch.body.span(),
-                format!(
-                    "`body` holds the key `{{{key}}}` outside `{EACH}`; the key goes in `each`, which is repeated per key"
-                ),
-            )));
+            keep::<()>(
+                &mut diagnostics,
+                Err(at(
+                    batch.body.span(),
+                    format!(
+                        "`body` holds the key `{{{key}}}` outside `{EACH}`; the key goes in `each`, which is repeated per key"
+                    ),
+                )),
+            );
         }
         let rendered = [open, each, each, close]
             .into_iter()
@@ -1141,10 +1181,13 @@ fn compile_batch(
         match rendered.and_then(|body| check_rendered(&body, context.envelope_open)) {
             Ok(root) => body_root = root,
             Err(message) => {
-                keep::<()>(&mut diagnostics, Err(at(
-                    batch.body.span(),
-                    format!("`body` with two keys in `{EACH}` {message}"),
-                )));
+                keep::<()>(
+                    &mut diagnostics,
+                    Err(at(
+                        batch.body.span(),
+                        format!("`body` with two keys in `{EACH}` {message}"),
+                    )),
+                );
             }
         }
     }
@@ -1888,7 +1931,10 @@ mod tests {
         );
         // Named, the other placeholder may stand in the body, the same for every key.
         let named = BATCH
-            .replace("<dmv:GetLicenses>", "<dmv:GetLicenses><dmv:zone>{zone}</dmv:zone>")
+            .replace(
+                "<dmv:GetLicenses>",
+                "<dmv:GetLicenses><dmv:zone>{zone}</dmv:zone>",
+            )
             .replace("max = 100\n", "max = 100\nkey = \"license_number\"\n");
         let text = config_text("", &format!("{op}[operations.license.batch]\n{named}"));
         assert!(build(&text).is_ok(), "{:?}", build(&text).err());
@@ -1900,7 +1946,9 @@ mod tests {
         let file = TomlFile::from_text("dmv.toml", &text, &Vars::default()).expect("valid toml");
         let error = file.parse::<SoapConfig>().expect_err("an unknown key");
         assert!(
-            error.to_string().starts_with("dmv.toml:18:1: unknown key `itemz`"),
+            error
+                .to_string()
+                .starts_with("dmv.toml:18:1: unknown key `itemz`"),
             "{error}"
         );
     }

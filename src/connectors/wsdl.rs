@@ -896,7 +896,12 @@ mod tests {
     /// The shipped demo WSDL, which declares the list operations.
     const SHIPPED: &str = include_str!("../../connectors/dmv.wsdl");
 
-    fn verify_batch(items: &[&str], key: &[&str], select: &[&str], lists: &[&[&str]]) -> Vec<Problem> {
+    fn verify_batch(
+        items: &[&str],
+        key: &[&str],
+        select: &[&str],
+        lists: &[&[&str]],
+    ) -> Vec<Problem> {
         let wsdl = Wsdl::parse(SHIPPED.as_bytes()).expect("the shipped WSDL");
         let path = |steps: &[&str]| steps.iter().map(|s| dmv(s)).collect::<Vec<Name>>();
         let lists: Vec<Vec<Name>> = lists.iter().map(|l| path(l)).collect();

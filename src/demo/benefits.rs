@@ -490,30 +490,40 @@ impl BenefitsCodecs {
         self.request.encode(&values).unwrap_or_default()
     }
 
-    /// The mainframe's answer to one request record: `BNQ2` (the multi-key inquiry) is told
-    /// by its transaction code, everything else is read as `BNQ1`, which refuses codes it does
-    /// not know.
+    /// The mainframe's answer to one request record. The region tells the two inquiries
+    /// apart by their records (a `BNQ-REQUEST` is 40 bytes; a `BNQ-MULTI-REQUEST` of 1 to 20
+    /// case numbers never is) and answers each in its own response record, with return code
+    /// 08 for a transaction code it does not know.
     pub fn answer(&self, records: &BenefitsRecords, request: &[u8]) -> Vec<u8> {
-        let code = request.get(..4).map(|code| ebcdic::decode(CodePage::Cp037, code));
-        if code.as_deref() == Some(MULTI_TRANSACTION) {
-            return self.multi_answer(records, request);
+        if request.len() == self.request.record_len() {
+            self.single_answer(records, request)
+        } else {
+            self.multi_answer(records, request)
         }
-        self.single_answer(records, request)
     }
 
     /// The answer to a multi-key request: a `BNQ-MULTI-RESPONSE` header, then one
     /// `BNQ-RESPONSE` per distinct case number, in the reverse of the order asked (a real
     /// region answers in whatever order its lookups finish; clients match by case number).
     fn multi_answer(&self, records: &BenefitsRecords, request: &[u8]) -> Vec<u8> {
-        let case_numbers = self.multi_request.decode(request).ok().and_then(|fields| {
-            fields.get("bnqMCaseNumbers").and_then(Value::as_array).map(|numbers| {
-                numbers
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|n| n.trim().to_string())
-                    .collect::<Vec<_>>()
-            })
-        });
+        let fields = self.multi_request.decode(request).ok();
+        let code = request
+            .get(..4)
+            .map(|code| ebcdic::decode(CodePage::Cp037, code));
+        let case_numbers = fields
+            .filter(|_| code.as_deref() == Some(MULTI_TRANSACTION))
+            .and_then(|fields| {
+                fields
+                    .get("bnqMCaseNumbers")
+                    .and_then(Value::as_array)
+                    .map(|numbers| {
+                        numbers
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(|n| n.trim().to_string())
+                            .collect::<Vec<_>>()
+                    })
+            });
         let mut header = Map::new();
         header.insert("BNQ-M-RESP-TRAN-CODE".into(), json!(MULTI_TRANSACTION));
         let Some(mut case_numbers) = case_numbers else {

@@ -88,35 +88,35 @@ pub fn is_license_number(text: &str) -> bool {
 /// The operations the service offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
-    GetLicense,
-    GetVehicles,
-    GetLicenses,
-    GetVehicleLists,
+    License,
+    Vehicles,
+    Licenses,
+    VehicleLists,
 }
 
 impl Operation {
     fn from_local_name(name: &[u8]) -> Option<Self> {
         match name {
-            b"GetLicense" => Some(Self::GetLicense),
-            b"GetVehicles" => Some(Self::GetVehicles),
-            b"GetLicenses" => Some(Self::GetLicenses),
-            b"GetVehicleLists" => Some(Self::GetVehicleLists),
+            b"GetLicense" => Some(Self::License),
+            b"GetVehicles" => Some(Self::Vehicles),
+            b"GetLicenses" => Some(Self::Licenses),
+            b"GetVehicleLists" => Some(Self::VehicleLists),
             _ => None,
         }
     }
 
     fn action(self) -> &'static str {
         match self {
-            Self::GetLicense => GET_LICENSE_ACTION,
-            Self::GetVehicles => GET_VEHICLES_ACTION,
-            Self::GetLicenses => GET_LICENSES_ACTION,
-            Self::GetVehicleLists => GET_VEHICLE_LISTS_ACTION,
+            Self::License => GET_LICENSE_ACTION,
+            Self::Vehicles => GET_VEHICLES_ACTION,
+            Self::Licenses => GET_LICENSES_ACTION,
+            Self::VehicleLists => GET_VEHICLE_LISTS_ACTION,
         }
     }
 
     /// Whether the operation takes a list of licence numbers.
     fn is_list(self) -> bool {
-        matches!(self, Self::GetLicenses | Self::GetVehicleLists)
+        matches!(self, Self::Licenses | Self::VehicleLists)
     }
 }
 
@@ -264,13 +264,13 @@ async fn soap(
     numbers.sort_unstable();
     numbers.dedup();
     let body = match call.operation {
-        Operation::GetLicense => get_license_response(population.license(first)),
-        Operation::GetVehicles => get_vehicles_response(
+        Operation::License => get_license_response(population.license(first)),
+        Operation::Vehicles => get_vehicles_response(
             population
                 .license(first)
                 .map(|_| population.vehicles_of(first)),
         ),
-        Operation::GetLicenses => {
+        Operation::Licenses => {
             let mut out = String::from("<dmv:GetLicensesResponse>");
             for license in numbers.iter().filter_map(|n| population.license(n)) {
                 write_license(&mut out, license);
@@ -278,7 +278,7 @@ async fn soap(
             out.push_str("</dmv:GetLicensesResponse>");
             out
         }
-        Operation::GetVehicleLists => {
+        Operation::VehicleLists => {
             let mut out = String::from("<dmv:GetVehicleListsResponse>");
             for number in numbers.iter().filter(|n| population.license(n).is_some()) {
                 out.push_str("<dmv:holder>");
@@ -615,7 +615,7 @@ mod tests {
         assert_eq!(
             call,
             Ok(Call {
-                operation: Operation::GetLicense,
+                operation: Operation::License,
                 license_numbers: vec!["D1234567".to_owned()]
             })
         );
@@ -623,7 +623,7 @@ mod tests {
             r#"<Envelope xmlns="{SOAP11_ENVELOPE}"><Body><GetVehicles xmlns="{NAMESPACE}"><licenseNumber>D&#49;234567</licenseNumber></GetVehicles></Body></Envelope>"#
         );
         let call = parse_request(default_ns.as_bytes()).map(|call| call.operation);
-        assert_eq!(call, Ok(Operation::GetVehicles));
+        assert_eq!(call, Ok(Operation::Vehicles));
     }
 
     #[test]
@@ -724,15 +724,12 @@ mod tests {
         assert_eq!(
             (call.operation, call.license_numbers),
             (
-                Operation::GetLicenses,
+                Operation::Licenses,
                 vec!["D0000000".into(), "D0000001".into(), "D0000002".into()]
             )
         );
         let call = parse_request(list("GetVehicleLists", MAX_LIST_NUMBERS).as_bytes());
-        assert_eq!(
-            call.map(|c| c.license_numbers.len()),
-            Ok(MAX_LIST_NUMBERS)
-        );
+        assert_eq!(call.map(|c| c.license_numbers.len()), Ok(MAX_LIST_NUMBERS));
         assert_eq!(
             parse_request(list("GetLicenses", MAX_LIST_NUMBERS + 1).as_bytes()),
             Err(Fault::Client("too many licence numbers in one request"))

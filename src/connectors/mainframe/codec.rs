@@ -576,10 +576,7 @@ impl RecordCodec {
     /// `OCCURS DEPENDING ON` tables at their actual counts), for messages that carry several
     /// records back to back, each as long as its tables make it (as [`RecordCodec::encode`]
     /// writes them).
-    pub fn decode_prefix(
-        &self,
-        bytes: &[u8],
-    ) -> Result<(Map<String, Value>, usize), DecodeError> {
+    pub fn decode_prefix(&self, bytes: &[u8]) -> Result<(Map<String, Value>, usize), DecodeError> {
         let mut walk = Walk {
             bytes,
             positions: vec![None; self.position_slots],
@@ -2470,7 +2467,11 @@ mod tests {
         let record = copybook.record(Some("R")).expect("record R");
         let codec = RecordCodec::new(record, CodecOptions::default()).expect("a codec");
         let first = codec
-            .encode(json!({"T": ["ab"], "E": "z"}).as_object().expect("an object"))
+            .encode(
+                json!({"T": ["ab"], "E": "z"})
+                    .as_object()
+                    .expect("an object"),
+            )
             .expect("encodes");
         let second = codec
             .encode(

@@ -335,9 +335,10 @@ impl Online {
         let mut results: HashMap<String, Option<Value>> = HashMap::new();
         for index in 0..count {
             let rest = answer.get(offset..).unwrap_or_default();
-            let (result, used) = op.response.decode_prefix(rest).map_err(|error| {
-                bad(format!("result record {} of {count}: {error}", index + 1))
-            })?;
+            let (result, used) = op
+                .response
+                .decode_prefix(rest)
+                .map_err(|error| bad(format!("result record {} of {count}: {error}", index + 1)))?;
             offset += used;
             let key = batch
                 .match_path
@@ -644,7 +645,12 @@ fn status_names(
     context: &mut BuildContext<'_>,
 ) -> Option<(StatusNames, std::ops::Range<usize>)> {
     let mut field: Option<String> = None;
-    for condition in status.get_ref().ok.iter().chain(&status.get_ref().not_found) {
+    for condition in status
+        .get_ref()
+        .ok
+        .iter()
+        .chain(&status.get_ref().not_found)
+    {
         match find_condition(record, condition) {
             Some((item, _)) if repeats(record, item.display_name()) => {
                 context.error(
@@ -816,8 +822,7 @@ fn compile_batch(
         }
         Some(item) => match (&item.kind, &item.occurs) {
             (ItemKind::Field(picture), Some(occurs))
-                if occurs.depending_on.is_some()
-                    && !inside_table(&request_record, keys_name) =>
+                if occurs.depending_on.is_some() && !inside_table(&request_record, keys_name) =>
             {
                 Some((picture.clone(), occurs.clone()))
             }
@@ -857,9 +862,7 @@ fn compile_batch(
                 error(
                     context,
                     batch.keys.span(),
-                    format!(
-                        "`set` names `{field}`, which the keys fill (the table, or its count)"
-                    ),
+                    format!("`set` names `{field}`, which the keys fill (the table, or its count)"),
                 );
             }
         }
@@ -919,9 +922,10 @@ fn compile_batch(
         ),
     }
     let before = context.diagnostics.len();
-    let status = batch.status.as_ref().and_then(|status| {
-        status_names(status, &header_record, &batch.response, context)
-    });
+    let status = batch
+        .status
+        .as_ref()
+        .and_then(|status| status_names(status, &header_record, &batch.response, context));
     // A condition already reported is not reported again as unreadable.
     let status_named = context.diagnostics.len() == before;
     let match_name = batch.key_field.get_ref();
@@ -975,7 +979,8 @@ fn compile_batch(
         error(
             context,
             spanned.span(),
-            "`keys`, `count` and `match` must be fields the codec reads (not `skip`ped)".to_string(),
+            "`keys`, `count` and `match` must be fields the codec reads (not `skip`ped)"
+                .to_string(),
         );
         return None;
     };
