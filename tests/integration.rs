@@ -21,6 +21,8 @@
 //! - `audit_cli`: `civicgraph audit verify` on an intact and on a tampered audit chain.
 //! - `consent_cli`: `civicgraph consent verify` on a real receipt, a tampered one and no key.
 //! - `shield`: caching, stale answers, shed load, invalidation and batching through the gateway.
+//! - `batch_rest_sql`, `batch_soap_mainframe`: each connector kind's batch form answers every key
+//!   exactly as its single call does, in one backend call.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -75,6 +77,9 @@ mod consent_cli;
 
 #[path = "integration/shield.rs"]
 mod shield;
+
+#[path = "integration/batch_soap_mainframe.rs"]
+mod batch_soap_mainframe;
 
 /// The cargo-fuzz harness of the record decoder, so the seed corpus runs on every `cargo test`.
 #[path = "../fuzz/harness/decode_record.rs"]

@@ -49,3 +49,28 @@
 004900          10  BNQ-PAY-CHECK REDEFINES BNQ-PAY-DEPOSIT.
 005000              15  BNQ-MAIL-CODE   PIC 9(5) COMP-3.
 005100              15  FILLER          PIC X(7).
+005200*
+005300* BNQ2: the same inquiry for up to 20 case numbers at once. The
+005400* answer is BNQ-MULTI-RESPONSE followed by BNQ-M-RESULT-COUNT
+005500* BNQ-RESPONSE records, one per case number asked for, in no
+005600* particular order, each naming its case number and each as long
+005700* as its BNQ-CASE-COUNT makes it. A request that is refused as a
+005800* whole (an unknown transaction code) is answered with return
+005900* code 08 in the response record of its own kind, and no results.
+006000*
+006100  01  BNQ-MULTI-REQUEST.
+006200      05  BNQ-M-TRAN-CODE         PIC X(4).
+006300      05  BNQ-M-REQUESTED-BY      PIC X(8)  VALUE 'CIVICGRF'.
+006400      05  BNQ-M-KEY-COUNT         PIC S9(4) COMP.
+006500      05  BNQ-M-CASE-NUMBERS      PIC X(10)
+006600              OCCURS 1 TO 20 TIMES
+006700              DEPENDING ON BNQ-M-KEY-COUNT.
+006800*
+006900  01  BNQ-MULTI-RESPONSE.
+007000      05  BNQ-M-RESP-TRAN-CODE    PIC X(4).
+007100      05  BNQ-M-RETURN-CODE       PIC 9(2).
+007200          88  BNQ-M-RC-OK                   VALUE 00.
+007300          88  BNQ-M-RC-NOT-FOUND            VALUE 04.
+007400          88  BNQ-M-RC-BAD-REQUEST          VALUE 08.
+007500          88  BNQ-M-RC-SYSTEM-ERROR         VALUE 12 THRU 99.
+007600      05  BNQ-M-RESULT-COUNT      PIC S9(4) COMP.

@@ -221,6 +221,49 @@ pub struct MainframeOperation {
     /// `one` (default online) or `many` (default for extracts: every record with the key).
     #[serde(default)]
     pub returns: Option<Returns>,
+    /// Online: the multi-key transaction that answers many keys at once, so the graph asks
+    /// for a list of parents' values in one transaction. Extract operations need none: they
+    /// read many keys in one store query on their own.
+    #[serde(default)]
+    pub batch: Option<Spanned<MainframeBatch>>,
+}
+
+/// `[operations.<name>.batch]`: a multi-key transaction. The request record carries every key
+/// in an `OCCURS … DEPENDING ON` table; the answer is a header record followed by one record
+/// of the operation's `response` per key, each naming its key, so each key's answer is read
+/// exactly as the operation's own answer is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MainframeBatch {
+    /// The placeholder whose values one transaction carries many of; default: the operation's
+    /// only placeholder.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// The copybook record sent.
+    pub request: Spanned<String>,
+    /// The multi-key transaction's code and the request field that carries it.
+    #[serde(default)]
+    pub transaction: Option<Spanned<TransactionConfig>>,
+    /// Further request fields, as the operation's `set` (the key goes into `keys`).
+    #[serde(default)]
+    pub set: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    /// The request table (`PIC … OCCURS m TO n TIMES DEPENDING ON …`) the keys go into; its
+    /// count is set from the number of keys.
+    pub keys: Spanned<String>,
+    /// The record the answer starts with; the result records follow it.
+    pub response: Spanned<String>,
+    /// The field of `response` that says how many result records follow.
+    pub count: Spanned<String>,
+    /// Which 88-level conditions of `response` mean the transaction as a whole worked
+    /// (otherwise the whole batch is a backend fault); `not_found` means no key exists.
+    #[serde(default)]
+    pub status: Option<Spanned<StatusConfig>>,
+    /// The field of each result record (the operation's `response`) naming the key it answers.
+    #[serde(rename = "match")]
+    pub key_field: Spanned<String>,
+    /// The most keys in one transaction; default and upper bound: the `keys` table's maximum.
+    #[serde(default)]
+    pub max: Option<Spanned<usize>>,
 }
 
 /// The transaction code of an online request.

@@ -29,14 +29,14 @@ pub use gateway::{
 };
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
 pub use mainframe::{
-    EncodingConfig, ExtractConfig, FieldConfig, MainframeConfig, MainframeOperation, OnlineConfig,
-    StatusConfig, TransactionConfig,
+    EncodingConfig, ExtractConfig, FieldConfig, MainframeBatch, MainframeConfig,
+    MainframeOperation, OnlineConfig, StatusConfig, TransactionConfig,
 };
 pub use shield::{
     BreakerConfig, CacheConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_QUEUE_TIMEOUT_MS,
     MaintenanceWindow, RetryConfig, ShieldConfig, ShieldKeys,
 };
-pub use soap::{PasswordType, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
+pub use soap::{PasswordType, SoapBatch, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
 pub use source::{Diagnostic, Diagnostics, Location, SourceFile};
 pub use sql::{SqlBatch, SqlConfig, SqlOperation};
 pub use trust::{AgencyConfig, AuditConfig, OnDenied, TrustConfig, is_code};

@@ -139,6 +139,45 @@ pub struct SoapOperation {
     /// many items the backend happened to have.
     #[serde(default = "one")]
     pub returns: Returns,
+    /// The service's list operation, which answers many keys in one envelope; the graph then
+    /// asks for a list of parents' values in one call instead of one call each.
+    #[serde(default)]
+    pub batch: Option<Spanned<SoapBatch>>,
+}
+
+/// `[operations.<name>.batch]`: the list operation behind an operation, e.g. `GetLicenses`
+/// for `GetLicense`. Each key's answer is built from its item exactly as the operation's own
+/// answer is built from `select` (with the operation's `lists` and `returns`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoapBatch {
+    /// The placeholder whose values one envelope carries many of; default: the operation's
+    /// only placeholder.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// The list operation's SOAPAction.
+    #[serde(default)]
+    pub action: Option<Spanned<String>>,
+    /// The content of `soap:Body`, with `{each}` once, where the repeated part goes.
+    pub body: Spanned<String>,
+    /// The part repeated once per key, e.g.
+    /// `<dmv:licenseNumber>{license_number}</dmv:licenseNumber>`; placeholders are XML-escaped.
+    pub each: Spanned<String>,
+    /// Element path from inside `soap:Body` to the items, e.g.
+    /// `dmv:GetLicensesResponse/dmv:license`; the service may answer them in any order and
+    /// leaves unknown keys out.
+    pub items: Spanned<String>,
+    /// Element path, relative to an item, to the element whose text is the key it answers.
+    #[serde(rename = "match")]
+    pub key_element: Spanned<String>,
+    /// Element path, relative to an item, to what the operation's `select` would find for
+    /// that key (an item that wraps one key's answer, e.g. a holder's vehicles); default: the
+    /// item itself is the selected element.
+    #[serde(default)]
+    pub select: Option<Spanned<String>>,
+    /// The most keys in one envelope (default 100, at most 1000).
+    #[serde(default)]
+    pub max: Option<Spanned<usize>>,
 }
 
 fn one() -> Returns {

@@ -52,12 +52,54 @@
 //!   on leaves, an empty element is `""`, `xsi:nil="true"` is `null`, and `lists` (paths relative
 //!   to `select`) are always arrays, `[]` when absent.
 //!
+//! # Batches
+//!
+//! An operation may name the service's list operation, which answers many keys in one
+//! envelope; the graph then sends the keys a list of parents asks for in one call
+//! ([`super::Connector::call_batch`]) instead of one call each:
+//!
+//! ```toml
+//! [operations.license.batch]
+//! action = "urn:civicgraph:demo:dmv:v1#GetLicenses"
+//! body = "<dmv:GetLicenses>{each}</dmv:GetLicenses>"
+//! each = "<dmv:licenseNumber>{license_number}</dmv:licenseNumber>"
+//! items = "dmv:GetLicensesResponse/dmv:license"
+//! match = "dmv:number"
+//! max = 100
+//!
+//! [operations.vehicles.batch]                # returns = "many": one wrapper per key
+//! action = "urn:civicgraph:demo:dmv:v1#GetVehicleLists"
+//! body = "<dmv:GetVehicleLists>{each}</dmv:GetVehicleLists>"
+//! each = "<dmv:licenseNumber>{license_number}</dmv:licenseNumber>"
+//! items = "dmv:GetVehicleListsResponse/dmv:holder"
+//! match = "dmv:licenseNumber"
+//! select = "dmv:vehicles/dmv:vehicle"
+//! ```
+//!
+//! - `key` (default: the operation's only placeholder) is the placeholder that varies. `each`
+//!   is rendered once per distinct key (duplicates are asked once) and the results replace
+//!   `{each}` in `body`; other placeholders must be the operation's own and are the same for
+//!   every key.
+//! - `items` is an element path from inside `soap:Body`; `match` a path from an item to the
+//!   element whose text (trimmed) is the key the item answers, so the service may answer in any
+//!   order. Without `select` each item is one element the operation's `select` would have
+//!   found (several items with one key make its list, for `returns = "many"`); with `select`,
+//!   an item wraps one key's answer and `select` leads from it to those elements. Either way a
+//!   key's elements become JSON exactly as the single call's would, with the operation's
+//!   `lists` and `returns`, so a key without items answers as a single call that found
+//!   nothing: `null`, or `[]` for `returns = "many"`.
+//! - Faults, HTTP statuses and unusable answers fail the whole batch with the same codes as a
+//!   single call; so does an item without its `match` element, or (for `returns = "one"`) a key
+//!   with several items. More than `max` distinct keys are sent in several envelopes.
+//!
 //! # Check time
 //!
 //! `body` is rendered with dummy values and parsed, so a malformed template, a placeholder
 //! outside text or an attribute value, or an undeclared prefix is reported at its line; so are
-//! undeclared prefixes in `select` and `lists`. With `wsdl`, each operation is verified against
-//! the WSDL as described in [`super::wsdl`].
+//! undeclared prefixes in `select` and `lists`. A batch's `body` must hold `{each}` once and be
+//! well-formed with two keys in it, `each` must hold the key, and every placeholder must be one
+//! of the operation's. With `wsdl`, each operation and batch is verified against the WSDL as
+//! described in [`super::wsdl`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -73,9 +115,13 @@ use toml::Spanned;
 
 use super::http_client::{build_client, classify, read_limited, static_headers};
 use super::xml::{self, Element, Name};
-use super::{Arguments, CallError, ConnectorSpec, OperationSpec, RenderError, Template, wsdl};
+use super::{
+    Arguments, BatchSpec, CallError, ConnectorSpec, OperationSpec, RenderError, Reply, Template,
+    wsdl,
+};
 use crate::config::{
-    Diagnostic, PasswordType, Returns, Secret, SoapConfig, SoapOperation, SoapVersion, TomlFile,
+    Diagnostic, PasswordType, Returns, Secret, SoapBatch, SoapConfig, SoapOperation, SoapVersion,
+    TomlFile,
 };
 
 /// The SOAP 1.1 envelope namespace.
@@ -100,6 +146,13 @@ const ENVELOPE_PREFIX: &str = "soap";
 /// What stands in for every placeholder when `body` is checked: a space makes a placeholder in
 /// an element or attribute name malformed, so only text and attribute values pass.
 const DUMMY_VALUE: &str = "x x";
+
+/// Where a batch body takes the repeated part.
+const EACH: &str = "{each}";
+
+/// A batch's `max` when the file does not say, and the most it may say.
+const DEFAULT_BATCH_MAX: usize = 100;
+const MAX_BATCH_MAX: usize = 1_000;
 
 /// Fault codes and strings longer than this are cut: one goes to clients, one to the log.
 const MAX_FAULT_CODE_CHARS: usize = 200;
@@ -129,6 +182,28 @@ struct CompiledOperation {
     select: Vec<Name>,
     lists: Vec<Vec<Name>>,
     returns: Returns,
+    batch: Option<CompiledBatch>,
+}
+
+/// An operation's list operation, compiled.
+#[derive(Debug)]
+struct CompiledBatch {
+    /// The placeholder that varies across one batch.
+    key: String,
+    /// Renders the key as text, to compare with the items' keys.
+    key_text: Template,
+    max: usize,
+    content_type: HeaderValue,
+    soap_action: Option<HeaderValue>,
+    /// `body` before `{each}`.
+    open: Template,
+    /// `body` after `{each}`.
+    close: Template,
+    each: Template,
+    items: Vec<Name>,
+    key_path: Vec<Name>,
+    /// `None`: each item is one selected element.
+    select: Option<Vec<Name>>,
 }
 
 /// WS-Security credentials; `Secret` keeps them out of `Debug` output.
@@ -265,7 +340,10 @@ impl SoapConnector {
                         location: file.location(&name.span()),
                         page: None,
                         description: op.description.clone(),
-                        batch: None,
+                        batch: compiled.batch.as_ref().map(|batch| BatchSpec {
+                            key: batch.key.clone(),
+                            max: batch.max,
+                        }),
                     };
                     operations.insert(name.get_ref().clone(), compiled);
                     specs.insert(name.get_ref().clone(), spec);
@@ -321,12 +399,32 @@ impl SoapConnector {
         let Some(body) = op.body.render(args, xml::escape)? else {
             return Ok(None);
         };
-        let envelope = self.envelope(&body);
+        let (status, bytes) = self
+            .post(&op.content_type, op.soap_action.as_ref(), &body)
+            .await?;
+        read_answer(
+            status,
+            &bytes,
+            &op.select,
+            &op.lists,
+            op.returns,
+            &self.namespaces,
+        )
+    }
+
+    /// POSTs `body` in an envelope; the status and the answer's bytes.
+    async fn post(
+        &self,
+        content_type: &HeaderValue,
+        soap_action: Option<&HeaderValue>,
+        body: &str,
+    ) -> Result<(u16, Vec<u8>), CallError> {
+        let envelope = self.envelope(body);
         let mut request = self
             .client
             .post(&self.endpoint)
-            .header(CONTENT_TYPE, op.content_type.clone());
-        if let Some(action) = &op.soap_action {
+            .header(CONTENT_TYPE, content_type.clone());
+        if let Some(action) = soap_action {
             request = request.header("SOAPAction", action.clone());
         }
         for (name, value) in super::context::outbound_headers() {
@@ -338,21 +436,122 @@ impl SoapConnector {
             .await
             .map_err(|e| classify(e, self.timeout))?;
         let status = response.status();
-        let bytes = match read_limited(response, self.timeout, xml::MAX_XML_BYTES).await {
-            Ok(bytes) => bytes,
+        match read_limited(response, self.timeout, xml::MAX_XML_BYTES).await {
+            Ok(bytes) => Ok((status.as_u16(), bytes)),
             Err(CallError::BadResponse { .. }) if !status.is_success() => {
-                return Err(status_error(status.as_u16()));
+                Err(status_error(status.as_u16()))
             }
-            Err(error) => return Err(error),
-        };
-        read_answer(
-            status.as_u16(),
-            &bytes,
-            &op.select,
-            &op.lists,
-            op.returns,
-            &self.namespaces,
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Answers every entry of `args` through the list operation: each distinct key once, at
+    /// most `max` keys per envelope.
+    async fn call_list(
+        &self,
+        op: &CompiledOperation,
+        batch: &CompiledBatch,
+        args: &[Arguments],
+    ) -> Result<Vec<Reply>, CallError> {
+        // The key each entry asks for (trimmed, as items are matched), or `None` where the
+        // single call would be skipped; and the first entry of each distinct key.
+        let mut wanted: Vec<Option<String>> = Vec::with_capacity(args.len());
+        let mut distinct: Vec<(String, &Arguments)> = Vec::new();
+        for entry in args {
+            let mut skipped = false;
+            for name in &op.placeholders {
+                match entry.get(name) {
+                    None | Some(Value::Null) => {
+                        skipped = true;
+                        break;
+                    }
+                    Some(value) => check_argument(name, value)?,
+                }
+            }
+            let key = match skipped {
+                true => None,
+                false => batch
+                    .key_text
+                    .render(entry, str::to_string)?
+                    .map(|key| key.trim().to_string()),
+            };
+            if let Some(key) = &key
+                && !distinct.iter().any(|(seen, _)| seen == key)
+            {
+                distinct.push((key.clone(), entry));
+            }
+            wanted.push(key);
+        }
+        let answers = futures::future::try_join_all(
+            distinct
+                .chunks(batch.max.max(1))
+                .map(|chunk| self.call_chunk(op, batch, chunk)),
         )
+        .await?;
+        let answers: HashMap<String, Option<Value>> = answers.into_iter().flatten().collect();
+        Ok(wanted
+            .into_iter()
+            .map(|key| Reply {
+                value: key.and_then(|key| answers.get(&key).cloned().flatten()),
+                as_of: None,
+            })
+            .collect())
+    }
+
+    /// One envelope of the list operation for `keys` (distinct, with an entry asking for each).
+    async fn call_chunk(
+        &self,
+        op: &CompiledOperation,
+        batch: &CompiledBatch,
+        keys: &[(String, &Arguments)],
+    ) -> Result<Vec<(String, Option<Value>)>, CallError> {
+        let Some((_, shared)) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        let missing = || CallError::BadResponse {
+            reason: "a placeholder of the batch body has no value".to_string(),
+        };
+        let mut body = batch
+            .open
+            .render(shared, xml::escape)?
+            .ok_or_else(missing)?;
+        for (_, entry) in keys {
+            body.push_str(&batch.each.render(entry, xml::escape)?.ok_or_else(missing)?);
+        }
+        body.push_str(
+            &batch
+                .close
+                .render(shared, xml::escape)?
+                .ok_or_else(missing)?,
+        );
+        let (status, bytes) = self
+            .post(&batch.content_type, batch.soap_action.as_ref(), &body)
+            .await?;
+        let root = read_envelope(status, &bytes, &self.namespaces)?;
+        let body = envelope_body(&root).ok_or_else(|| CallError::BadResponse {
+            reason: "not a SOAP envelope with a Body".to_string(),
+        })?;
+        let mut found: HashMap<String, Vec<&Element>> = HashMap::new();
+        for item in xml::select(body, &batch.items) {
+            let key = xml::select(item, &batch.key_path)
+                .first()
+                .map(|element| element.text().trim().to_string())
+                .ok_or_else(|| CallError::BadResponse {
+                    reason: "an item of the list operation's answer has no `match` element"
+                        .to_string(),
+                })?;
+            let elements = match &batch.select {
+                Some(select) => xml::select(item, select),
+                None => vec![item],
+            };
+            found.entry(key).or_default().extend(elements);
+        }
+        keys.iter()
+            .map(|(key, _)| {
+                let elements = found.get(key).map_or(&[][..], Vec::as_slice);
+                Ok((key.clone(), answer_of(elements, &op.lists, op.returns)?))
+            })
+            .collect()
     }
 
     /// The whole envelope around a rendered body, with a fresh security header if configured.
@@ -390,6 +589,31 @@ impl super::Connector for SoapConnector {
                 .get(operation)
                 .ok_or_else(|| CallError::UnknownOperation(operation.to_string()))?;
             tokio::time::timeout(self.timeout, self.call_operation(op, args))
+                .await
+                .unwrap_or(Err(CallError::Timeout {
+                    timeout_ms: self.timeout.as_millis() as u64,
+                }))
+        })
+    }
+
+    fn call_batch<'a>(
+        &'a self,
+        operation: &'a str,
+        args: &'a [Arguments],
+    ) -> BoxFuture<'a, Result<Vec<Reply>, CallError>> {
+        Box::pin(async move {
+            let op = self
+                .operations
+                .get(operation)
+                .ok_or_else(|| CallError::UnknownOperation(operation.to_string()))?;
+            let Some(batch) = &op.batch else {
+                return futures::future::try_join_all(
+                    args.iter()
+                        .map(|args| super::Connector::call_with_freshness(self, operation, args)),
+                )
+                .await;
+            };
+            tokio::time::timeout(self.timeout, self.call_list(op, batch, args))
                 .await
                 .unwrap_or(Err(CallError::Timeout {
                     timeout_ms: self.timeout.as_millis() as u64,
@@ -465,6 +689,20 @@ fn read_answer(
     returns: Returns,
     namespaces: &[(String, String)],
 ) -> Result<Option<Value>, CallError> {
+    let root = read_envelope(status, bytes, namespaces)?;
+    let body = envelope_body(&root).ok_or_else(|| CallError::BadResponse {
+        reason: "not a SOAP envelope with a Body".to_string(),
+    })?;
+    answer_of(&xml::select(body, select), lists, returns)
+}
+
+/// A successful answer's envelope (with a `Body` and no fault); otherwise the fault, or why it
+/// is unusable.
+fn read_envelope(
+    status: u16,
+    bytes: &[u8],
+    namespaces: &[(String, String)],
+) -> Result<Element, CallError> {
     let parsed = xml::parse(bytes);
     let success = (200..300).contains(&status);
     if !success {
@@ -485,12 +723,21 @@ fn read_answer(
     if let Some(fault) = fault(body, namespaces) {
         return Err(fault);
     }
-    let selected = xml::select(body, select);
+    Ok(root)
+}
+
+/// The operation's answer from the elements its `select` found: a list for `many`; for `one`
+/// the element, or `None` when there is none (or it is nil).
+fn answer_of(
+    selected: &[&Element],
+    lists: &[Vec<Name>],
+    returns: Returns,
+) -> Result<Option<Value>, CallError> {
     if returns == Returns::Many {
         let items = selected.iter().map(|e| xml::to_json(e, lists)).collect();
         return Ok(Some(Value::Array(items)));
     }
-    let value = match selected.as_slice() {
+    let value = match selected {
         [] => return Ok(None),
         [one] => xml::to_json(one, lists),
         _ => {
@@ -639,12 +886,7 @@ fn compile_operation(
 
     let action = op.action.as_deref();
     let (content_type, soap_action) = match action {
-        Some(action)
-            if action.is_empty()
-                || !action
-                    .chars()
-                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') =>
-        {
+        Some(action) if !is_header_safe(action) => {
             diagnostics.push(at(
                 name.span(),
                 format!(
@@ -719,6 +961,7 @@ fn compile_operation(
                 wsdl::Target::Body => op.body.span(),
                 wsdl::Target::Select => op.select.span(),
                 wsdl::Target::List(i) => op.lists.get(i).map_or(name.span(), Spanned::span),
+                wsdl::Target::Items | wsdl::Target::Match => name.span(),
             };
             diagnostics.push(at(
                 span,
@@ -733,7 +976,11 @@ fn compile_operation(
         }
     }
 
-    let placeholders = body.placeholders().into_iter().map(String::from).collect();
+    let placeholders: Vec<String> = body.placeholders().into_iter().map(String::from).collect();
+    let batch = match &op.batch {
+        Some(batch) => Some(compile_batch(name, batch, &placeholders, &lists, context)?),
+        None => None,
+    };
     Ok(CompiledOperation {
         content_type,
         soap_action,
@@ -742,7 +989,314 @@ fn compile_operation(
         select,
         lists,
         returns: op.returns,
+        batch,
     })
+}
+
+/// Whether an action can go into a header as it is.
+fn is_header_safe(action: &str) -> bool {
+    !action.is_empty()
+        && action
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+}
+
+/// Compiles `[operations.<name>.batch]` against the operation's placeholders and `lists`,
+/// reporting every problem at its line.
+fn compile_batch(
+    name: &Spanned<String>,
+    spanned: &Spanned<SoapBatch>,
+    placeholders: &[String],
+    lists: &[Vec<Name>],
+    context: &OperationContext<'_>,
+) -> Result<CompiledBatch, Vec<Diagnostic>> {
+    let file = context.file;
+    let batch = spanned.get_ref();
+    let operation = name.get_ref();
+    let mut diagnostics = Vec::new();
+    let at = |span: std::ops::Range<usize>, message: String| {
+        Diagnostic::at(
+            file.location(&span),
+            format!("operation `{operation}`: `batch`: {message}"),
+        )
+    };
+    // A template of `text`, found `offset` bytes into the TOML string at `span` (whose
+    // content starts after its opening quote).
+    let parse = |text: &str, span: std::ops::Range<usize>, offset: usize, what: &str| {
+        Template::parse(text).map_err(|(position, message)| {
+            let start = span.start + 1 + offset + position;
+            at(start..start + 1, format!("`{what}`: {message}"))
+        })
+    };
+    let path = |text: &Spanned<String>, what: &str| {
+        parse_path(text.get_ref(), context.declared)
+            .map_err(|message| at(text.span(), format!("`{what}` {message}")))
+    };
+
+    let key = keep(
+        &mut diagnostics,
+        match (&batch.key, placeholders) {
+            (Some(key), _) if placeholders.contains(key.get_ref()) => Ok(key.get_ref().clone()),
+            (Some(key), _) => Err(at(
+                key.span(),
+                format!(
+                    "`key` `{}` is not a placeholder of the operation's `body` (it has {})",
+                    key.get_ref(),
+                    placeholder_list(placeholders)
+                ),
+            )),
+            (None, [only]) => Ok(only.clone()),
+            (None, _) => Err(at(
+                spanned.span(),
+                format!(
+                    "say which placeholder varies with `key`: the operation's `body` has {}",
+                    placeholder_list(placeholders)
+                ),
+            )),
+        },
+    );
+
+    let action = batch.action.as_ref().map(|a| a.get_ref().as_str());
+    let headers = keep(
+        &mut diagnostics,
+        match &batch.action {
+            Some(action) if !is_header_safe(action.get_ref()) => Err(at(
+                action.span(),
+                "`action` must be a non-empty URI of visible ASCII characters without `\"` or `\\`"
+                    .to_string(),
+            )),
+            _ => Ok(headers_for(context.version, action)),
+        },
+    );
+
+    let body_text = batch.body.get_ref();
+    let (open, close) = match body_text.find(EACH) {
+        Some(split) if body_text.matches(EACH).count() == 1 => {
+            let after = split + EACH.len();
+            (
+                keep(
+                    &mut diagnostics,
+                    parse(&body_text[..split], batch.body.span(), 0, "body"),
+                ),
+                keep(
+                    &mut diagnostics,
+                    parse(&body_text[after..], batch.body.span(), after, "body"),
+                ),
+            )
+        }
+        _ => {
+            keep::<()>(
+                &mut diagnostics,
+                Err(at(
+                    batch.body.span(),
+                    format!(
+                        "`body` must hold `{EACH}` exactly once, where the part repeated per key goes; it holds it {} times",
+                        body_text.matches(EACH).count()
+                    ),
+                )),
+            );
+            (None, None)
+        }
+    };
+    let each = keep(
+        &mut diagnostics,
+        parse(batch.each.get_ref(), batch.each.span(), 0, "each"),
+    );
+    let items = keep(&mut diagnostics, path(&batch.items, "items"));
+    let key_path = keep(&mut diagnostics, path(&batch.key_element, "match"));
+    let select = match &batch.select {
+        Some(select) => keep(&mut diagnostics, path(select, "select")).map(Some),
+        None => Some(None),
+    };
+    let max = keep(
+        &mut diagnostics,
+        match &batch.max {
+            None => Ok(DEFAULT_BATCH_MAX),
+            Some(max) if (1..=MAX_BATCH_MAX).contains(max.get_ref()) => Ok(*max.get_ref()),
+            Some(max) => Err(at(
+                max.span(),
+                format!(
+                    "`max` is {}; it must be 1 to {MAX_BATCH_MAX} keys per envelope",
+                    max.get_ref()
+                ),
+            )),
+        },
+    );
+
+    let mut body_root = None;
+    if let (Some(open), Some(close), Some(each), Some(key)) = (&open, &close, &each, &key) {
+        for (template, span, what) in [
+            (open, batch.body.span(), "body"),
+            (close, batch.body.span(), "body"),
+            (each, batch.each.span(), "each"),
+        ] {
+            let unknown: Vec<String> = template
+                .placeholders()
+                .into_iter()
+                .filter(|p| !placeholders.iter().any(|known| known == p))
+                .map(String::from)
+                .collect();
+            if !unknown.is_empty() {
+                keep::<()>(
+                    &mut diagnostics,
+                    Err(at(
+                        span,
+                        format!(
+                            "`{what}` uses {}, which the operation's `body` does not have (it has {}): a batch gets only the operation's arguments",
+                            placeholder_list(&unknown),
+                            placeholder_list(placeholders)
+                        ),
+                    )),
+                );
+            }
+        }
+        if !each.placeholders().contains(&key.as_str()) {
+            keep::<()>(
+                &mut diagnostics,
+                Err(at(
+                    batch.each.span(),
+                    format!(
+                        "`each` must hold the key `{{{key}}}`: it is the part repeated per key"
+                    ),
+                )),
+            );
+        }
+        if open.placeholders().contains(&key.as_str())
+            || close.placeholders().contains(&key.as_str())
+        {
+            keep::<()>(
+                &mut diagnostics,
+                Err(at(
+                    batch.body.span(),
+                    format!(
+                        "`body` holds the key `{{{key}}}` outside `{EACH}`; the key goes in `each`, which is repeated per key"
+                    ),
+                )),
+            );
+        }
+        let rendered = [open, each, each, close]
+            .into_iter()
+            .map(render_dummies)
+            .collect::<Result<String, String>>();
+        match rendered.and_then(|body| check_rendered(&body, context.envelope_open)) {
+            Ok(root) => body_root = root,
+            Err(message) => {
+                keep::<()>(
+                    &mut diagnostics,
+                    Err(at(
+                        batch.body.span(),
+                        format!("`body` with two keys in `{EACH}` {message}"),
+                    )),
+                );
+            }
+        }
+    }
+
+    let (
+        Some(key),
+        Some((content_type, soap_action)),
+        Some(open),
+        Some(close),
+        Some(each),
+        Some(items),
+        Some(key_path),
+        Some(select),
+        Some(max),
+        true,
+    ) = (
+        key,
+        headers,
+        open,
+        close,
+        each,
+        items,
+        key_path,
+        select,
+        max,
+        diagnostics.is_empty(),
+    )
+    else {
+        return Err(diagnostics);
+    };
+
+    if let Some((wsdl, wsdl_path)) = context.wsdl {
+        let names = |name: &Name| display_name(name, context.declared);
+        let check = wsdl::BatchCheck {
+            name: operation,
+            action,
+            body_root: body_root.as_ref(),
+            items: &items,
+            key: &key_path,
+            select: select.as_deref().unwrap_or(&[]),
+            lists,
+        };
+        let problems: Vec<Diagnostic> = wsdl
+            .verify_batch(&check, &names)
+            .into_iter()
+            .map(|problem| {
+                let span = match problem.target {
+                    wsdl::Target::Operation => {
+                        batch.action.as_ref().map_or(spanned.span(), Spanned::span)
+                    }
+                    wsdl::Target::Body => batch.body.span(),
+                    wsdl::Target::Items => batch.items.span(),
+                    wsdl::Target::Match => batch.key_element.span(),
+                    // The operation's `lists` hold for its own `select`, so a list the
+                    // batch's item does not have is the batch `select`'s (or `items`') doing.
+                    wsdl::Target::Select | wsdl::Target::List(_) => batch
+                        .select
+                        .as_ref()
+                        .map_or(batch.items.span(), Spanned::span),
+                };
+                at(
+                    span,
+                    format!("does not match `{wsdl_path}`: {}", problem.message),
+                )
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+    }
+
+    let key_text = Template::parse(&format!("{{{key}}}"))
+        .map_err(|(_, message)| vec![at(spanned.span(), message)])?;
+    Ok(CompiledBatch {
+        key,
+        key_text,
+        max,
+        content_type,
+        soap_action,
+        open,
+        close,
+        each,
+        items,
+        key_path,
+        select,
+    })
+}
+
+/// The value of `result`, or `None` with its diagnostic kept.
+fn keep<T>(diagnostics: &mut Vec<Diagnostic>, result: Result<T, Diagnostic>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(diagnostic) => {
+            diagnostics.push(diagnostic);
+            None
+        }
+    }
+}
+
+/// `` `{a}`, `{b}` ``, or "none".
+fn placeholder_list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".to_string();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{{{n}}}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The `Content-Type` and (SOAP 1.1) `SOAPAction` values for an action already checked to be
@@ -771,15 +1325,24 @@ fn headers_for(version: SoapVersion, action: Option<&str>) -> (HeaderValue, Opti
 /// Renders `body` with dummy values inside the envelope and parses it; returns the name of
 /// the body's first element (for the WSDL check) or a message saying what is wrong.
 fn check_body(template: &Template, envelope_open: &str) -> Result<Option<Name>, String> {
+    check_rendered(&render_dummies(template)?, envelope_open)
+}
+
+/// `template` with every placeholder filled with [`DUMMY_VALUE`].
+fn render_dummies(template: &Template) -> Result<String, String> {
     let dummies: Arguments = template
         .placeholders()
         .into_iter()
         .map(|name| (name.to_string(), Value::from(DUMMY_VALUE)))
         .collect();
-    let rendered = template
+    Ok(template
         .render(&dummies, str::to_string)
         .map_err(|e| e.to_string())?
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
+
+/// Parses a rendered body inside the envelope; see [`check_body`].
+fn check_rendered(rendered: &str, envelope_open: &str) -> Result<Option<Name>, String> {
     let document = format!(
         "{envelope_open}<{ENVELOPE_PREFIX}:Body>{rendered}</{ENVELOPE_PREFIX}:Body></{ENVELOPE_PREFIX}:Envelope>"
     );
@@ -1213,6 +1776,229 @@ mod tests {
                 .replace("#GetLicense\"", "#Get License\""),
         );
         assert_eq!(errors.len(), 4, "{errors:?}");
+    }
+
+    const BATCH: &str = "action = \"urn:civicgraph:demo:dmv:v1#GetLicenses\"\n\
+        body = \"<dmv:GetLicenses>{each}</dmv:GetLicenses>\"\n\
+        each = \"<dmv:licenseNumber>{license_number}</dmv:licenseNumber>\"\n\
+        items = \"dmv:GetLicensesResponse/dmv:license\"\n\
+        match = \"dmv:number\"\n\
+        max = 100\n";
+
+    /// The demo's licence operation with `batch` (its lines start at 12), and `extra` on
+    /// line 5.
+    fn batch_text(extra: &str, batch: &str) -> String {
+        config_text(
+            extra,
+            &format!("{LICENSE}[operations.license.batch]\n{batch}"),
+        )
+    }
+
+    #[test]
+    fn a_batch_form_gives_the_graph_its_key_and_size() {
+        let (_, spec) = build(&batch_text("", BATCH)).expect("builds");
+        assert_eq!(
+            spec.operations["license"].batch,
+            Some(BatchSpec {
+                key: "license_number".to_string(),
+                max: 100
+            })
+        );
+        let (_, spec) = build(&batch_text("", &BATCH.replace("max = 100\n", ""))).expect("builds");
+        assert_eq!(
+            spec.operations["license"].batch.as_ref().map(|b| b.max),
+            Some(DEFAULT_BATCH_MAX)
+        );
+        let (_, spec) = build(&config_text("", LICENSE)).expect("builds");
+        assert_eq!(spec.operations["license"].batch, None);
+    }
+
+    #[test]
+    fn check_reports_each_batch_mistake_at_its_line() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "body = \"<dmv:GetLicenses>{each}</dmv:GetLicenses>\"",
+                "body = \"<dmv:GetLicenses/>\"",
+                "dmv.toml:13:8: operation `license`: `batch`: ",
+                "must hold `{each}` exactly once",
+            ),
+            (
+                "{each}</dmv:GetLicenses>",
+                "{each}{each}</dmv:GetLicenses>",
+                "dmv.toml:13:8: ",
+                "it holds it 2 times",
+            ),
+            (
+                "<dmv:GetLicenses>{each}",
+                "<dmv:GetLicenses id=\\\"{license_number}\\\">{each}",
+                "dmv.toml:13:8: ",
+                "`body` holds the key `{license_number}` outside `{each}`",
+            ),
+            (
+                "{license_number}</dmv:licenseNumber>",
+                "x</dmv:licenseNumber>",
+                "dmv.toml:14:8: ",
+                "`each` must hold the key `{license_number}`",
+            ),
+            (
+                "{license_number}</dmv:licenseNumber>",
+                "{license_number}{zone}</dmv:licenseNumber>",
+                "dmv.toml:14:8: ",
+                "`each` uses `{zone}`, which the operation's `body` does not have",
+            ),
+            (
+                "{license_number}</dmv:licenseNumber>",
+                "{license_number</dmv:licenseNumber>",
+                "dmv.toml:14:28: ",
+                "`each`: `{` is never closed",
+            ),
+            (
+                "{license_number}</dmv:licenseNumber>\"",
+                "{license_number}\"",
+                "dmv.toml:13:8: ",
+                "`body` with two keys in `{each}` is not well-formed XML",
+            ),
+            (
+                "#GetLicenses\"",
+                "#Get Licenses\"",
+                "dmv.toml:12:10: ",
+                "`action` must be a non-empty URI",
+            ),
+            (
+                "items = \"dmv:",
+                "items = \"x:",
+                "dmv.toml:15:9: ",
+                "`items` `x:GetLicensesResponse/dmv:license`: prefix `x:`",
+            ),
+            (
+                "match = \"dmv:number\"",
+                "match = \"\"",
+                "dmv.toml:16:9: ",
+                "`match` must name at least one element",
+            ),
+            (
+                "max = 100",
+                "max = 0",
+                "dmv.toml:17:7: ",
+                "`max` is 0; it must be 1 to 1000",
+            ),
+            (
+                "max = 100",
+                "max = 1001",
+                "dmv.toml:17:7: ",
+                "`max` is 1001",
+            ),
+            (
+                "max = 100",
+                "max = 100\nkey = \"tin\"",
+                "dmv.toml:18:7: ",
+                "`key` `tin` is not a placeholder of the operation's `body` (it has `{license_number}`)",
+            ),
+            (
+                "max = 100",
+                "max = 100\nselect = \"dmv:x/y:z\"",
+                "dmv.toml:18:10: ",
+                "`select` `dmv:x/y:z`: prefix `y:`",
+            ),
+        ];
+        for (from, to, at, message) in cases {
+            let batch = BATCH.replacen(from, to, 1);
+            assert_ne!(batch, BATCH, "{from} is in the batch");
+            let errors = errors(&batch_text("", &batch));
+            assert_eq!(errors.len(), 1, "{to}: {errors:?}");
+            assert!(
+                errors[0].starts_with(at) && errors[0].contains(message),
+                "{to}: expected {at}…{message}, got {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_of_an_operation_with_two_placeholders_must_name_its_key() {
+        let op = LICENSE.replace(
+            "{license_number}</dmv:licenseNumber>",
+            "{license_number}</dmv:licenseNumber><dmv:zone>{zone}</dmv:zone>",
+        );
+        let text = config_text("", &format!("{op}[operations.license.batch]\n{BATCH}"));
+        let errors = errors(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("dmv.toml:1")
+                && errors[0].contains(
+                    "say which placeholder varies with `key`: the operation's `body` has `{license_number}`, `{zone}`"
+                ),
+            "{errors:?}"
+        );
+        // Named, the other placeholder may stand in the body, the same for every key.
+        let named = BATCH
+            .replace(
+                "<dmv:GetLicenses>",
+                "<dmv:GetLicenses><dmv:zone>{zone}</dmv:zone>",
+            )
+            .replace("max = 100\n", "max = 100\nkey = \"license_number\"\n");
+        let text = config_text("", &format!("{op}[operations.license.batch]\n{named}"));
+        assert!(build(&text).is_ok(), "{:?}", build(&text).err());
+    }
+
+    #[test]
+    fn an_unknown_batch_key_is_refused_at_its_line() {
+        let text = batch_text("", &format!("{BATCH}itemz = \"x\"\n"));
+        let file = TomlFile::from_text("dmv.toml", &text, &Vars::default()).expect("valid toml");
+        let error = file.parse::<SoapConfig>().expect_err("an unknown key");
+        assert!(
+            error
+                .to_string()
+                .starts_with("dmv.toml:18:1: unknown key `itemz`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_batch_is_checked_against_the_wsdl() {
+        let wsdl = "wsdl = \"connectors/dmv.wsdl\"";
+        assert!(build(&batch_text(wsdl, BATCH)).is_ok());
+        let cases = [
+            (
+                "match = \"dmv:number\"",
+                "match = \"dmv:numbr\"",
+                "dmv.toml:16:9: ",
+                "`match` (relative to `items`): step 1 `dmv:numbr` is not a child",
+            ),
+            (
+                "dmv:GetLicensesResponse/dmv:license",
+                "dmv:GetLicensesResponse/dmv:licence",
+                "dmv.toml:15:9: ",
+                "`items`: step 2 `dmv:licence` is not a child of `dmv:GetLicensesResponse`",
+            ),
+            (
+                "#GetLicenses",
+                "#GetLicencez",
+                "dmv.toml:12:10: ",
+                "no binding operation has `soapAction` `urn:civicgraph:demo:dmv:v1#GetLicencez`",
+            ),
+            (
+                "<dmv:GetLicenses>{each}</dmv:GetLicenses>",
+                "<dmv:GetVehicleLists>{each}</dmv:GetVehicleLists>",
+                "dmv.toml:13:8: ",
+                "the body's root element `dmv:GetVehicleLists` is not the input of WSDL operation `GetLicenses`",
+            ),
+            (
+                "max = 100",
+                "max = 100\nselect = \"dmv:restrictions\"",
+                "dmv.toml:18:10: ",
+                "`lists` entry (relative to `select`): step 1 `dmv:restrictions` is not a child",
+            ),
+        ];
+        for (from, to, at, message) in cases {
+            let errors = errors(&batch_text(wsdl, &BATCH.replacen(from, to, 1)));
+            assert_eq!(errors.len(), 1, "{to}: {errors:?}");
+            assert!(
+                errors[0].starts_with(at)
+                    && errors[0].contains("does not match `connectors/dmv.wsdl`")
+                    && errors[0].contains(message),
+                "{to}: expected {at}…{message}, got {errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,11 @@
 //!    further step a child element of the previous one's type; and each **`lists`** path must
 //!    continue from the selected element the same way.
 //!
+//! An operation's batch form (its list operation) is checked the same way: its action and
+//! body's root element as in 1 and 2; `items` as a path through the schemas like `select`;
+//! then `match` and the batch's `select` each continue from the item, and `lists` from what the
+//! batch's `select` leads to (or from the item).
+//!
 //! Child elements are found through inline `xs:complexType`s and `type=` references to named
 //! complex types, their `xs:sequence`, `xs:choice` and `xs:all` (nested), `xs:group ref=`,
 //! `xs:element ref=`, and `xs:complexContent/xs:extension` (the base type's children first).
@@ -62,7 +67,27 @@ pub(crate) struct OperationCheck<'a> {
     pub(crate) lists: &'a [Vec<Name>],
 }
 
-/// Which key of the operation a problem is about, so it can be reported at that line.
+/// An operation's batch form (its list operation), as the WSDL check needs it.
+#[derive(Debug)]
+pub(crate) struct BatchCheck<'a> {
+    /// The operation's name in the connector file.
+    pub(crate) name: &'a str,
+    /// The list operation's SOAP action, if set.
+    pub(crate) action: Option<&'a str>,
+    /// The first element of the batch body.
+    pub(crate) body_root: Option<&'a Name>,
+    /// The path from inside `soap:Body` to the items.
+    pub(crate) items: &'a [Name],
+    /// The path from an item to its key.
+    pub(crate) key: &'a [Name],
+    /// The path from an item to what is selected for its key (empty: the item itself).
+    pub(crate) select: &'a [Name],
+    /// The operation's `lists` paths, relative to what is selected.
+    pub(crate) lists: &'a [Vec<Name>],
+}
+
+/// Which key of the operation (or of its batch form) a problem is about, so it can be
+/// reported at that line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
     /// The operation as a whole (its `action`).
@@ -73,6 +98,10 @@ pub(crate) enum Target {
     Select,
     /// The `lists` entry with this index.
     List(usize),
+    /// A batch's `items`.
+    Items,
+    /// A batch's `match`.
+    Match,
 }
 
 /// A mismatch between an operation and the WSDL.
@@ -120,48 +149,58 @@ impl Wsdl {
     ) -> Vec<Problem> {
         let index = Index::new(&self.root);
         let mut problems = Vec::new();
-        let operation = index.check_action(check, names, &mut problems);
-
-        if let Some(root) = check.body_root {
-            if !index.elements.contains_key(root) {
-                problems.push(Problem {
-                    target: Target::Body,
-                    message: format!(
-                        "the body's root element `{}` is not a global element of its schemas ({})",
-                        names(root),
-                        listing(index.elements.keys().map(names))
-                    ),
-                });
-            } else if let Some(operation) = operation {
-                let inputs = index.input_elements(operation);
-                if !inputs.is_empty() && !inputs.contains(root) {
-                    problems.push(Problem {
-                        target: Target::Body,
-                        message: format!(
-                            "the body's root element `{}` is not the input of WSDL operation `{operation}`, which takes {}",
-                            names(root),
-                            listing(inputs.iter().map(names))
-                        ),
-                    });
-                }
-            }
-        }
-
+        index.check_request(check, names, &mut problems);
         match index.walk(None, check.select, names) {
             Err(message) => problems.push(Problem {
                 target: Target::Select,
                 message: format!("`select`: {message}"),
             }),
-            Ok(Some(selected)) => {
-                for (i, list) in check.lists.iter().enumerate() {
-                    if let Err(message) = index.walk(Some(selected), list, names) {
-                        problems.push(Problem {
-                            target: Target::List(i),
-                            message: format!("`lists` entry (relative to `select`): {message}"),
-                        });
-                    }
-                }
+            Ok(Some(selected)) => index.check_lists(selected, check.lists, names, &mut problems),
+            Ok(None) => {}
+        }
+        problems
+    }
+
+    /// Every mismatch between an operation's batch form and this WSDL; `names` writes a name
+    /// as the connector file would.
+    pub(crate) fn verify_batch(
+        &self,
+        check: &BatchCheck<'_>,
+        names: &dyn Fn(&Name) -> String,
+    ) -> Vec<Problem> {
+        let index = Index::new(&self.root);
+        let mut problems = Vec::new();
+        let request = OperationCheck {
+            name: check.name,
+            action: check.action,
+            body_root: check.body_root,
+            select: &[],
+            lists: &[],
+        };
+        index.check_request(&request, names, &mut problems);
+        let item = match index.walk(None, check.items, names) {
+            Err(message) => {
+                problems.push(Problem {
+                    target: Target::Items,
+                    message: format!("`items`: {message}"),
+                });
+                return problems;
             }
+            Ok(None) => return problems,
+            Ok(Some(item)) => item,
+        };
+        if let Err(message) = index.walk(Some(item), check.key, names) {
+            problems.push(Problem {
+                target: Target::Match,
+                message: format!("`match` (relative to `items`): {message}"),
+            });
+        }
+        match index.walk(Some(item), check.select, names) {
+            Err(message) => problems.push(Problem {
+                target: Target::Select,
+                message: format!("`select` (relative to `items`): {message}"),
+            }),
+            Ok(Some(selected)) => index.check_lists(selected, check.lists, names, &mut problems),
             Ok(None) => {}
         }
         problems
@@ -313,6 +352,59 @@ impl<'a> Index<'a> {
                 self.simple_types.insert(key);
             } else if item.name == xs("group") {
                 self.groups.insert(key, decl);
+            }
+        }
+    }
+
+    /// Checks the action (or name) and the body's root element.
+    fn check_request(
+        &self,
+        check: &OperationCheck<'_>,
+        names: &dyn Fn(&Name) -> String,
+        problems: &mut Vec<Problem>,
+    ) {
+        let operation = self.check_action(check, names, problems);
+        let Some(root) = check.body_root else {
+            return;
+        };
+        if !self.elements.contains_key(root) {
+            problems.push(Problem {
+                target: Target::Body,
+                message: format!(
+                    "the body's root element `{}` is not a global element of its schemas ({})",
+                    names(root),
+                    listing(self.elements.keys().map(names))
+                ),
+            });
+        } else if let Some(operation) = operation {
+            let inputs = self.input_elements(operation);
+            if !inputs.is_empty() && !inputs.contains(root) {
+                problems.push(Problem {
+                    target: Target::Body,
+                    message: format!(
+                        "the body's root element `{}` is not the input of WSDL operation `{operation}`, which takes {}",
+                        names(root),
+                        listing(inputs.iter().map(names))
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Checks each `lists` path from the selected element.
+    fn check_lists(
+        &self,
+        selected: Decl<'a>,
+        lists: &[Vec<Name>],
+        names: &dyn Fn(&Name) -> String,
+        problems: &mut Vec<Problem>,
+    ) {
+        for (i, list) in lists.iter().enumerate() {
+            if let Err(message) = self.walk(Some(selected), list, names) {
+                problems.push(Problem {
+                    target: Target::List(i),
+                    message: format!("`lists` entry (relative to `select`): {message}"),
+                });
             }
         }
     }
@@ -799,6 +891,71 @@ mod tests {
             &names,
         );
         assert_eq!(problems, []);
+    }
+
+    /// The shipped demo WSDL, which declares the list operations.
+    const SHIPPED: &str = include_str!("../../connectors/dmv.wsdl");
+
+    fn verify_batch(
+        items: &[&str],
+        key: &[&str],
+        select: &[&str],
+        lists: &[&[&str]],
+    ) -> Vec<Problem> {
+        let wsdl = Wsdl::parse(SHIPPED.as_bytes()).expect("the shipped WSDL");
+        let path = |steps: &[&str]| steps.iter().map(|s| dmv(s)).collect::<Vec<Name>>();
+        let lists: Vec<Vec<Name>> = lists.iter().map(|l| path(l)).collect();
+        wsdl.verify_batch(
+            &BatchCheck {
+                name: "vehicles",
+                action: Some("urn:civicgraph:demo:dmv:v1#GetVehicleLists"),
+                body_root: Some(&dmv("GetVehicleLists")),
+                items: &path(items),
+                key: &path(key),
+                select: &path(select),
+                lists: &lists,
+            },
+            &names,
+        )
+    }
+
+    #[test]
+    fn a_batch_is_walked_from_its_items() {
+        let holder = ["GetVehicleListsResponse", "holder"];
+        assert_eq!(
+            verify_batch(&holder, &["licenseNumber"], &["vehicles", "vehicle"], &[]),
+            []
+        );
+        let targets = |problems: Vec<Problem>| -> Vec<Target> {
+            problems.into_iter().map(|p| p.target).collect()
+        };
+        assert_eq!(
+            targets(verify_batch(
+                &["GetVehicleListsResponse", "holders"],
+                &["licenseNumber"],
+                &[],
+                &[]
+            )),
+            [Target::Items]
+        );
+        assert_eq!(
+            targets(verify_batch(
+                &holder,
+                &["number"],
+                &["vehicles", "car"],
+                &[]
+            )),
+            [Target::Match, Target::Select]
+        );
+        assert_eq!(
+            targets(verify_batch(
+                &holder,
+                &["licenseNumber"],
+                &["vehicles", "vehicle"],
+                &[&["vin"], &["owner"]]
+            )),
+            [Target::List(1)]
+        );
     }
 
     #[test]

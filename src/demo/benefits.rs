@@ -16,7 +16,9 @@ use super::data::{Person, REFERENCE_DATE, SplitMix64};
 use super::mainframe_server::RecordServer;
 use crate::config::{MainframeConfig, TomlFile, Vars};
 use crate::connectors::mainframe::transport::Framing;
-use crate::connectors::mainframe::{CodecOptions, Copybook, RecordCodec, codec_options};
+use crate::connectors::mainframe::{
+    CodePage, CodecOptions, Copybook, RecordCodec, codec_options, ebcdic,
+};
 
 /// The online inquiry's copybook, as shipped.
 pub const CASE_COPYBOOK: &str = include_str!("../../connectors/copybooks/BENEFIT-CASE.cpy");
@@ -28,6 +30,10 @@ pub const CASE_CONNECTOR: &str = include_str!("../../connectors/benefits.toml");
 pub const PAYMENT_CONNECTOR: &str = include_str!("../../connectors/benefit_payments.toml");
 /// The transaction code the inquiry answers to.
 pub const TRANSACTION: &str = "BNQ1";
+/// The transaction code of the multi-key inquiry (up to [`MAX_MULTI_KEYS`] case numbers).
+pub const MULTI_TRANSACTION: &str = "BNQ2";
+/// Most case numbers one multi-key inquiry takes (the copybook's `OCCURS 1 TO 20`).
+pub const MAX_MULTI_KEYS: usize = 20;
 /// Most cases one inquiry answers with (the copybook's `OCCURS 0 TO 8`).
 const MAX_CASES: usize = 8;
 
@@ -428,6 +434,8 @@ pub fn connector_codec(
 pub struct BenefitsCodecs {
     request: RecordCodec,
     response: RecordCodec,
+    multi_request: RecordCodec,
+    multi_response: RecordCodec,
     payment: RecordCodec,
 }
 
@@ -459,8 +467,19 @@ impl BenefitsCodecs {
         Ok(Self {
             request: codec(&case, "BNQ-REQUEST")?,
             response: codec(&case, "BNQ-RESPONSE")?,
+            multi_request: codec(&case, "BNQ-MULTI-REQUEST")?,
+            multi_response: codec(&case, "BNQ-MULTI-RESPONSE")?,
             payment: codec(&payment, "BENEFIT-PAYMENT")?,
         })
+    }
+
+    /// The multi-key request record the gateway would send for `case_numbers` (1 to
+    /// [`MAX_MULTI_KEYS`]; empty bytes otherwise).
+    pub fn multi_request(&self, transaction: &str, case_numbers: &[&str]) -> Vec<u8> {
+        let mut values = Map::new();
+        values.insert("BNQ-M-TRAN-CODE".into(), json!(transaction));
+        values.insert("BNQ-M-CASE-NUMBERS".into(), json!(case_numbers));
+        self.multi_request.encode(&values).unwrap_or_default()
     }
 
     /// The request record the gateway would send for `case_number`.
@@ -471,8 +490,63 @@ impl BenefitsCodecs {
         self.request.encode(&values).unwrap_or_default()
     }
 
-    /// The mainframe's answer to one request record.
+    /// The mainframe's answer to one request record. The region tells the two inquiries
+    /// apart by their records (a `BNQ-REQUEST` is 40 bytes; a `BNQ-MULTI-REQUEST` of 1 to 20
+    /// case numbers never is) and answers each in its own response record, with return code
+    /// 08 for a transaction code it does not know.
     pub fn answer(&self, records: &BenefitsRecords, request: &[u8]) -> Vec<u8> {
+        if request.len() == self.request.record_len() {
+            self.single_answer(records, request)
+        } else {
+            self.multi_answer(records, request)
+        }
+    }
+
+    /// The answer to a multi-key request: a `BNQ-MULTI-RESPONSE` header, then one
+    /// `BNQ-RESPONSE` per distinct case number, in the reverse of the order asked (a real
+    /// region answers in whatever order its lookups finish; clients match by case number).
+    fn multi_answer(&self, records: &BenefitsRecords, request: &[u8]) -> Vec<u8> {
+        let fields = self.multi_request.decode(request).ok();
+        let code = request
+            .get(..4)
+            .map(|code| ebcdic::decode(CodePage::Cp037, code));
+        let case_numbers = fields
+            .filter(|_| code.as_deref() == Some(MULTI_TRANSACTION))
+            .and_then(|fields| {
+                fields
+                    .get("bnqMCaseNumbers")
+                    .and_then(Value::as_array)
+                    .map(|numbers| {
+                        numbers
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(|n| n.trim().to_string())
+                            .collect::<Vec<_>>()
+                    })
+            });
+        let mut header = Map::new();
+        header.insert("BNQ-M-RESP-TRAN-CODE".into(), json!(MULTI_TRANSACTION));
+        let Some(mut case_numbers) = case_numbers else {
+            header.insert("BNQ-M-RETURN-CODE".into(), json!(8));
+            header.insert("BNQ-M-RESULT-COUNT".into(), json!(0));
+            return self.multi_response.encode(&header).unwrap_or_default();
+        };
+        let mut seen = std::collections::HashSet::new();
+        case_numbers.retain(|n| seen.insert(n.clone()));
+        case_numbers.reverse();
+        header.insert("BNQ-M-RETURN-CODE".into(), json!(0));
+        header.insert("BNQ-M-RESULT-COUNT".into(), json!(case_numbers.len()));
+        let mut answer = self.multi_response.encode(&header).unwrap_or_default();
+        for case_number in &case_numbers {
+            let cases = records.cases(case_number);
+            let code = if cases.is_empty() { 4 } else { 0 };
+            answer.extend(self.response_record(MULTI_TRANSACTION, code, case_number, cases));
+        }
+        answer
+    }
+
+    /// The answer to one `BNQ1` request record.
+    fn single_answer(&self, records: &BenefitsRecords, request: &[u8]) -> Vec<u8> {
         let (code, case_number, cases) = match self.request.decode(request) {
             Err(_) => (8, String::new(), &[][..]),
             Ok(fields) => {
@@ -495,8 +569,19 @@ impl BenefitsCodecs {
                 }
             }
         };
+        self.response_record(TRANSACTION, code, &case_number, cases)
+    }
+
+    /// One `BNQ-RESPONSE` record.
+    fn response_record(
+        &self,
+        transaction: &str,
+        code: u8,
+        case_number: &str,
+        cases: &[BenefitCase],
+    ) -> Vec<u8> {
         let mut values = Map::new();
-        values.insert("BNQ-RESP-TRAN-CODE".into(), json!(TRANSACTION));
+        values.insert("BNQ-RESP-TRAN-CODE".into(), json!(transaction));
         values.insert("BNQ-RETURN-CODE".into(), json!(code));
         values.insert("BNQ-RESP-CASE-NUMBER".into(), json!(case_number));
         values.insert("BNQ-CASE-COUNT".into(), json!(cases.len()));

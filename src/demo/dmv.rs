@@ -9,7 +9,8 @@
 //! | request | answer |
 //! |---|---|
 //! | `POST /dmv/soap`, `GetLicense` / `GetVehicles` | 200, the response element (empty when the licence number is unknown) |
-//! | malformed XML, a DTD, an unknown operation, a malformed licence number, a wrong `SOAPAction` | 500, `soap:Client` fault |
+//! | `POST /dmv/soap`, `GetLicenses` / `GetVehicleLists` with up to [`MAX_LIST_NUMBERS`] licence numbers | 200, one `license` / `holder` per known number, in licence-number order; unknown numbers are left out |
+//! | malformed XML, a DTD, an unknown operation, a malformed licence number (any of a list's), too many numbers, a wrong `SOAPAction` | 500, `soap:Client` fault |
 //! | an envelope in another SOAP version's namespace | 500, `soap:VersionMismatch` fault |
 //! | a header entry with `soap:mustUnderstand="1"` | 500, `soap:MustUnderstand` fault |
 //! | a `Content-Type` other than `text/xml` | 415, `soap:Client` fault |
@@ -49,6 +50,12 @@ pub const SOAP12_ENVELOPE: &str = "http://www.w3.org/2003/05/soap-envelope";
 pub const GET_LICENSE_ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetLicense";
 /// `SOAPAction` of `GetVehicles`, as declared in the WSDL.
 pub const GET_VEHICLES_ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetVehicles";
+/// `SOAPAction` of `GetLicenses`, the list form of `GetLicense`, as declared in the WSDL.
+pub const GET_LICENSES_ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetLicenses";
+/// `SOAPAction` of `GetVehicleLists`, the list form of `GetVehicles`, as declared in the WSDL.
+pub const GET_VEHICLE_LISTS_ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetVehicleLists";
+/// Most licence numbers one list operation takes (the WSDL's `maxOccurs`).
+pub const MAX_LIST_NUMBERS: usize = 100;
 /// Largest request body accepted; a licence lookup is a few hundred bytes.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// The service description, served on `GET /dmv/soap?wsdl`.
@@ -81,24 +88,35 @@ pub fn is_license_number(text: &str) -> bool {
 /// The operations the service offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
-    GetLicense,
-    GetVehicles,
+    License,
+    Vehicles,
+    Licenses,
+    VehicleLists,
 }
 
 impl Operation {
     fn from_local_name(name: &[u8]) -> Option<Self> {
         match name {
-            b"GetLicense" => Some(Self::GetLicense),
-            b"GetVehicles" => Some(Self::GetVehicles),
+            b"GetLicense" => Some(Self::License),
+            b"GetVehicles" => Some(Self::Vehicles),
+            b"GetLicenses" => Some(Self::Licenses),
+            b"GetVehicleLists" => Some(Self::VehicleLists),
             _ => None,
         }
     }
 
     fn action(self) -> &'static str {
         match self {
-            Self::GetLicense => GET_LICENSE_ACTION,
-            Self::GetVehicles => GET_VEHICLES_ACTION,
+            Self::License => GET_LICENSE_ACTION,
+            Self::Vehicles => GET_VEHICLES_ACTION,
+            Self::Licenses => GET_LICENSES_ACTION,
+            Self::VehicleLists => GET_VEHICLE_LISTS_ACTION,
         }
+    }
+
+    /// Whether the operation takes a list of licence numbers.
+    fn is_list(self) -> bool {
+        matches!(self, Self::Licenses | Self::VehicleLists)
     }
 }
 
@@ -160,11 +178,12 @@ impl IntoResponse for Fault {
     }
 }
 
-/// A parsed request: which operation, about which licence number.
+/// A parsed request: which operation, about which licence numbers (exactly one for the
+/// single operations).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Call {
     operation: Operation,
-    license_number: String,
+    license_numbers: Vec<String>,
 }
 
 async fn wsdl(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
@@ -233,16 +252,43 @@ async fn soap(
     if !action.is_empty() && action != call.operation.action() {
         return Fault::Client("the SOAPAction header does not match the operation").into_response();
     }
-    if !is_license_number(&call.license_number) {
+    if !call.license_numbers.iter().all(|n| is_license_number(n)) {
         return Fault::InvalidLicenseNumber.into_response();
     }
+    let Some(first) = call.license_numbers.first() else {
+        return Fault::Client("the operation has no licenseNumber").into_response();
+    };
+    // A list operation answers each known number once, in licence-number order rather than
+    // the order asked, as real services do; clients match items by their numbers.
+    let mut numbers: Vec<&str> = call.license_numbers.iter().map(String::as_str).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
     let body = match call.operation {
-        Operation::GetLicense => get_license_response(population.license(&call.license_number)),
-        Operation::GetVehicles => get_vehicles_response(
+        Operation::License => get_license_response(population.license(first)),
+        Operation::Vehicles => get_vehicles_response(
             population
-                .license(&call.license_number)
-                .map(|_| population.vehicles_of(&call.license_number)),
+                .license(first)
+                .map(|_| population.vehicles_of(first)),
         ),
+        Operation::Licenses => {
+            let mut out = String::from("<dmv:GetLicensesResponse>");
+            for license in numbers.iter().filter_map(|n| population.license(n)) {
+                write_license(&mut out, license);
+            }
+            out.push_str("</dmv:GetLicensesResponse>");
+            out
+        }
+        Operation::VehicleLists => {
+            let mut out = String::from("<dmv:GetVehicleListsResponse>");
+            for number in numbers.iter().filter(|n| population.license(n).is_some()) {
+                out.push_str("<dmv:holder>");
+                element(&mut out, "licenseNumber", number);
+                write_vehicles(&mut out, population.vehicles_of(number));
+                out.push_str("</dmv:holder>");
+            }
+            out.push_str("</dmv:GetVehicleListsResponse>");
+            out
+        }
     };
     xml_response(StatusCode::OK, &envelope(&body))
 }
@@ -275,24 +321,31 @@ fn get_license_response(license: Option<&DriverLicense>) -> String {
         return "<dmv:GetLicenseResponse/>".to_owned();
     };
     let mut out = String::with_capacity(512);
-    out.push_str("<dmv:GetLicenseResponse><dmv:license>");
-    element(&mut out, "number", &license.number);
-    element(&mut out, "class", license.class.as_str());
-    element(&mut out, "status", license.status.as_str());
-    element(&mut out, "issuedOn", license.issued_on);
-    element(&mut out, "expiresOn", license.expires_on);
-    element(&mut out, "points", license.points);
+    out.push_str("<dmv:GetLicenseResponse>");
+    write_license(&mut out, license);
+    out.push_str("</dmv:GetLicenseResponse>");
+    out
+}
+
+/// Appends one `license` element.
+fn write_license(out: &mut String, license: &DriverLicense) {
+    out.push_str("<dmv:license>");
+    element(out, "number", &license.number);
+    element(out, "class", license.class.as_str());
+    element(out, "status", license.status.as_str());
+    element(out, "issuedOn", license.issued_on);
+    element(out, "expiresOn", license.expires_on);
+    element(out, "points", license.points);
     if license.restrictions.is_empty() {
         out.push_str("<dmv:restrictions/>");
     } else {
         out.push_str("<dmv:restrictions>");
         for restriction in &license.restrictions {
-            element(&mut out, "restriction", restriction);
+            element(out, "restriction", restriction);
         }
         out.push_str("</dmv:restrictions>");
     }
-    out.push_str("</dmv:license></dmv:GetLicenseResponse>");
-    out
+    out.push_str("</dmv:license>");
 }
 
 /// The `GetVehiclesResponse` element: no `vehicles` inside for an unknown
@@ -301,27 +354,35 @@ fn get_vehicles_response(vehicles: Option<&[Vehicle]>) -> String {
     let Some(vehicles) = vehicles else {
         return "<dmv:GetVehiclesResponse/>".to_owned();
     };
-    if vehicles.is_empty() {
-        return "<dmv:GetVehiclesResponse><dmv:vehicles/></dmv:GetVehiclesResponse>".to_owned();
-    }
     let mut out = String::with_capacity(64 + 400 * vehicles.len());
-    out.push_str("<dmv:GetVehiclesResponse><dmv:vehicles>");
+    out.push_str("<dmv:GetVehiclesResponse>");
+    write_vehicles(&mut out, vehicles);
+    out.push_str("</dmv:GetVehiclesResponse>");
+    out
+}
+
+/// Appends one `vehicles` element (empty for a holder without vehicles).
+fn write_vehicles(out: &mut String, vehicles: &[Vehicle]) {
+    if vehicles.is_empty() {
+        out.push_str("<dmv:vehicles/>");
+        return;
+    }
+    out.push_str("<dmv:vehicles>");
     for vehicle in vehicles {
         out.push_str("<dmv:vehicle>");
-        element(&mut out, "vin", &vehicle.vin);
-        element(&mut out, "plate", &vehicle.plate);
-        element(&mut out, "make", vehicle.make);
-        element(&mut out, "model", vehicle.model);
-        element(&mut out, "year", vehicle.year);
-        element(&mut out, "registeredOn", vehicle.registered_on);
+        element(out, "vin", &vehicle.vin);
+        element(out, "plate", &vehicle.plate);
+        element(out, "make", vehicle.make);
+        element(out, "model", vehicle.model);
+        element(out, "year", vehicle.year);
+        element(out, "registeredOn", vehicle.registered_on);
         match vehicle.registration_expires_on {
-            Some(expiry) => element(&mut out, "registrationExpiresOn", expiry),
+            Some(expiry) => element(out, "registrationExpiresOn", expiry),
             None => out.push_str(r#"<dmv:registrationExpiresOn xsi:nil="true"/>"#),
         }
         out.push_str("</dmv:vehicle>");
     }
-    out.push_str("</dmv:vehicles></dmv:GetVehiclesResponse>");
-    out
+    out.push_str("</dmv:vehicles>");
 }
 
 /// Where the parser is in the envelope.
@@ -356,7 +417,8 @@ fn is_namespace(resolved: &ResolveResult<'_>, uri: &str) -> bool {
 /// Reads a SOAP 1.1 request envelope into the call it asks for.
 ///
 /// Accepts exactly `Envelope > [Header] > Body > (GetLicense | GetVehicles) >
-/// licenseNumber`, namespace-aware (any prefixes), with whitespace and
+/// licenseNumber`, or up to [`MAX_LIST_NUMBERS`] `licenseNumber`s in `GetLicenses` and
+/// `GetVehicleLists`, namespace-aware (any prefixes), with whitespace and
 /// comments anywhere and optional header entries that need not be
 /// understood. Everything else is a fault.
 fn parse_request(body: &[u8]) -> Result<Call, Fault> {
@@ -371,7 +433,7 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
     let mut stack: Vec<Place> = Vec::with_capacity(8);
     let mut place = Place::Prolog;
     let mut operation: Option<Operation> = None;
-    let mut license_number: Option<String> = None;
+    let mut license_numbers: Vec<String> = Vec::new();
     let mut value = String::new();
 
     loop {
@@ -420,8 +482,12 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
                     Place::Operation
                         if is_namespace(&resolved, NAMESPACE) && local == b"licenseNumber" =>
                     {
-                        if license_number.is_some() {
+                        let list = operation.is_some_and(Operation::is_list);
+                        if !list && !license_numbers.is_empty() {
                             return Err(Fault::Client("licenseNumber is given twice"));
+                        }
+                        if license_numbers.len() >= MAX_LIST_NUMBERS {
+                            return Err(Fault::Client("too many licence numbers in one request"));
                         }
                         value.clear();
                         Place::LicenseNumber
@@ -440,7 +506,7 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
                     }
                 };
                 if is_empty {
-                    close(next, &mut place, &mut license_number, &value);
+                    close(next, &mut place, &mut license_numbers, &value);
                 } else {
                     if stack.len() >= MAX_DEPTH {
                         return Err(Fault::Client("the request is nested too deeply"));
@@ -452,7 +518,7 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
             Event::End(_) => {
                 let closed = place;
                 place = stack.pop().ok_or(MALFORMED)?;
-                close(closed, &mut place, &mut license_number, &value);
+                close(closed, &mut place, &mut license_numbers, &value);
             }
             Event::Text(text) => {
                 let text = text.xml_content().map_err(|_| MALFORMED)?;
@@ -497,19 +563,20 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
         return Err(MALFORMED);
     }
     let operation = operation.ok_or(Fault::Client("the body holds no operation"))?;
-    let license_number =
-        license_number.ok_or(Fault::Client("the operation has no licenseNumber"))?;
+    if license_numbers.is_empty() {
+        return Err(Fault::Client("the operation has no licenseNumber"));
+    }
     Ok(Call {
         operation,
-        license_number,
+        license_numbers,
     })
 }
 
 /// Moves past an element that just closed: `closed` was its place, `place`
 /// is its parent's and becomes where the parser continues.
-fn close(closed: Place, place: &mut Place, license_number: &mut Option<String>, value: &str) {
+fn close(closed: Place, place: &mut Place, license_numbers: &mut Vec<String>, value: &str) {
     match closed {
-        Place::LicenseNumber => *license_number = Some(value.trim().to_owned()),
+        Place::LicenseNumber => license_numbers.push(value.trim().to_owned()),
         Place::Operation => *place = Place::AfterOperation,
         Place::Body => *place = Place::AfterBody,
         Place::Envelope | Place::AfterBody => *place = Place::Epilog,
@@ -548,15 +615,15 @@ mod tests {
         assert_eq!(
             call,
             Ok(Call {
-                operation: Operation::GetLicense,
-                license_number: "D1234567".to_owned()
+                operation: Operation::License,
+                license_numbers: vec!["D1234567".to_owned()]
             })
         );
         let default_ns = format!(
             r#"<Envelope xmlns="{SOAP11_ENVELOPE}"><Body><GetVehicles xmlns="{NAMESPACE}"><licenseNumber>D&#49;234567</licenseNumber></GetVehicles></Body></Envelope>"#
         );
         let call = parse_request(default_ns.as_bytes()).map(|call| call.operation);
-        assert_eq!(call, Ok(Operation::GetVehicles));
+        assert_eq!(call, Ok(Operation::Vehicles));
     }
 
     #[test]
@@ -640,6 +707,40 @@ mod tests {
         assert_eq!(
             parse_request(mandatory.as_bytes()),
             Err(Fault::MustUnderstand)
+        );
+    }
+
+    #[test]
+    fn list_operations_take_many_numbers_and_single_ones_only_one() {
+        let list = |operation: &str, count: usize| {
+            let numbers: String = (0..count)
+                .map(|i| format!("<d:licenseNumber>D{i:07}</d:licenseNumber>"))
+                .collect();
+            format!(
+                r#"<s:Envelope xmlns:s="{SOAP11_ENVELOPE}" xmlns:d="{NAMESPACE}"><s:Body><d:{operation}>{numbers}</d:{operation}></s:Body></s:Envelope>"#
+            )
+        };
+        let call = parse_request(list("GetLicenses", 3).as_bytes()).expect("a list call");
+        assert_eq!(
+            (call.operation, call.license_numbers),
+            (
+                Operation::Licenses,
+                vec!["D0000000".into(), "D0000001".into(), "D0000002".into()]
+            )
+        );
+        let call = parse_request(list("GetVehicleLists", MAX_LIST_NUMBERS).as_bytes());
+        assert_eq!(call.map(|c| c.license_numbers.len()), Ok(MAX_LIST_NUMBERS));
+        assert_eq!(
+            parse_request(list("GetLicenses", MAX_LIST_NUMBERS + 1).as_bytes()),
+            Err(Fault::Client("too many licence numbers in one request"))
+        );
+        assert_eq!(
+            parse_request(list("GetLicense", 2).as_bytes()),
+            Err(Fault::Client("licenseNumber is given twice"))
+        );
+        assert_eq!(
+            parse_request(list("GetLicenses", 0).as_bytes()),
+            Err(Fault::Client("the operation has no licenseNumber"))
         );
     }
 

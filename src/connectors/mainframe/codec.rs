@@ -569,6 +569,14 @@ impl RecordCodec {
     /// Decodes one record into JSON (see the module documentation for the shape). Bytes after
     /// the layout's end are ignored.
     pub fn decode(&self, bytes: &[u8]) -> Result<Map<String, Value>, DecodeError> {
+        self.decode_prefix(bytes).map(|(record, _)| record)
+    }
+
+    /// Decodes the record at the start of `bytes` and says how many bytes it takes (its
+    /// `OCCURS DEPENDING ON` tables at their actual counts), for messages that carry several
+    /// records back to back, each as long as its tables make it (as [`RecordCodec::encode`]
+    /// writes them).
+    pub fn decode_prefix(&self, bytes: &[u8]) -> Result<(Map<String, Value>, usize), DecodeError> {
         let mut walk = Walk {
             bytes,
             positions: vec![None; self.position_slots],
@@ -576,7 +584,7 @@ impl RecordCodec {
         };
         let mut out = Map::new();
         match self.decode_children(&mut walk, ROOT, 0, Some(&mut out)) {
-            Ok(_) => Ok(out),
+            Ok(used) => Ok((out, used)),
             Err(fail) => {
                 let Fail {
                     node,
@@ -2443,7 +2451,48 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::connectors::mainframe::copybook::{Occurs, Position, Sign};
+    use crate::connectors::mainframe::copybook::{Copybook, Occurs, Position, Sign};
+
+    /// A multi-key answer is records back to back, each as long as its table makes it.
+    #[test]
+    fn records_back_to_back_decode_one_after_another() {
+        let copybook = Copybook::parse(
+            "R.cpy",
+            "       01  R.\n\
+             \x20          05  N  PIC 9.\n\
+             \x20          05  T  PIC X(2) OCCURS 0 TO 3 TIMES DEPENDING ON N.\n\
+             \x20          05  E  PIC X.\n",
+        )
+        .expect("a valid copybook");
+        let record = copybook.record(Some("R")).expect("record R");
+        let codec = RecordCodec::new(record, CodecOptions::default()).expect("a codec");
+        let first = codec
+            .encode(
+                json!({"T": ["ab"], "E": "z"})
+                    .as_object()
+                    .expect("an object"),
+            )
+            .expect("encodes");
+        let second = codec
+            .encode(
+                json!({"T": ["cd", "ef", "gh"], "E": "y"})
+                    .as_object()
+                    .expect("an object"),
+            )
+            .expect("encodes");
+        assert_eq!((first.len(), second.len()), (4, 8));
+        let both = [first.as_slice(), second.as_slice()].concat();
+        let (one, used) = codec.decode_prefix(&both).expect("the first record");
+        assert_eq!(used, 4);
+        assert_eq!(Value::Object(one), json!({"n": "1", "t": ["ab"], "e": "z"}));
+        let (two, used) = codec.decode_prefix(&both[4..]).expect("the second record");
+        assert_eq!(used, 8);
+        assert_eq!(
+            Value::Object(two.clone()),
+            json!({"n": "3", "t": ["cd", "ef", "gh"], "e": "y"})
+        );
+        assert_eq!(codec.decode(&both[4..]).expect("decodes"), two);
+    }
 
     // ----- hand-built layouts (the parser is tested on its own) -----
 

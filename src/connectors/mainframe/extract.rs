@@ -21,7 +21,7 @@ use super::{
     valid_chrono_format,
 };
 use crate::config::{ExtractConfig, MainframeConfig, Returns};
-use crate::connectors::{Arguments, CallError, OperationSpec, Reply, Template};
+use crate::connectors::{Arguments, BatchSpec, CallError, OperationSpec, Reply, Template};
 use crate::store::{Store, on_pool};
 
 /// One key's records in file order, with the extract's as-of time (a row with a null record
@@ -30,8 +30,26 @@ const LOOKUP: &str = "SELECT e.as_of, r.record FROM mainframe_extracts e \
      LEFT JOIN mainframe_extract_rows r ON r.connector = e.connector AND r.record_key = $2 \
      WHERE e.connector = $1 ORDER BY r.seq";
 
+/// [`LOOKUP`] for `keys` keys at once (`$2` onwards): each key's records in file order, with
+/// the extract's as-of time (one row with a null key and record when none of them exists).
+fn lookup_many(keys: usize) -> String {
+    let list = (0..keys)
+        .map(|i| format!("${}", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT e.as_of, r.record_key, r.record FROM mainframe_extracts e \
+         LEFT JOIN mainframe_extract_rows r ON r.connector = e.connector \
+         AND r.record_key IN ({list}) WHERE e.connector = $1 ORDER BY r.record_key, r.seq"
+    )
+}
+
 /// Rows per INSERT statement when loading (4 binds each, well under every database's limit).
 const INSERT_CHUNK: usize = 500;
+
+/// Keys per batch lookup (one bind each): the batch size the graph is told, and the chunk a
+/// longer batch is split into.
+const BATCH_KEYS: usize = 500;
 
 /// A directory of extract files served from the store.
 #[derive(Debug)]
@@ -191,6 +209,7 @@ impl Extract {
                 (op.transaction.is_some(), "transaction"),
                 (!op.set.is_empty(), "set"),
                 (op.status.is_some(), "status"),
+                (op.batch.is_some(), "batch"),
             ] {
                 if present {
                     context.error(
@@ -243,9 +262,14 @@ impl Extract {
                 .iter()
                 .map(|p| p.to_string())
                 .collect();
+            // A key of one placeholder batches on its own: many keys are one store query.
+            let batch = template.sole_placeholder().map(|key| BatchSpec {
+                key: key.to_string(),
+                max: BATCH_KEYS,
+            });
             specs.insert(
                 name.get_ref().clone(),
-                operation_spec(context.file, name, required, op.description.clone()),
+                operation_spec(context.file, name, required, op.description.clone(), batch),
             );
             operations.insert(
                 name.get_ref().clone(),
@@ -658,29 +682,130 @@ impl Extract {
                 .into(),
             ));
         };
-        let mut records = Vec::new();
-        for (_, record) in rows {
-            let Some(record) = record else { continue };
-            let value: Value =
-                serde_json::from_str(&record).map_err(|e| CallError::BadResponse {
-                    reason: format!("stored extract record is not JSON: {e}"),
-                })?;
-            let selected = match (&op.select, value) {
-                (Some(Selected(path)), Value::Object(map)) => path
-                    .as_ref()
-                    .and_then(|path| path.get(&map))
-                    .cloned()
-                    .unwrap_or(Value::Null),
-                (_, value) => value,
-            };
-            records.push(selected);
-        }
-        let value = shape(Value::Array(records), op.returns)?;
+        let value = answer(op, rows.iter().filter_map(|(_, record)| record.as_deref()))?;
         Ok(Reply {
             value,
             as_of: Some(as_of),
         })
     }
+
+    /// Answers many lookups of an operation with one store query per [`BATCH_KEYS`] distinct
+    /// keys; each answer equals [`Extract::call`]'s for its entry, as-of time included.
+    pub(super) async fn call_batch(
+        &self,
+        operation: &str,
+        args: &[Arguments],
+    ) -> Result<Vec<Reply>, CallError> {
+        let op = self
+            .operations
+            .get(operation)
+            .ok_or_else(|| CallError::UnknownOperation(operation.to_string()))?;
+        let mut wanted = Vec::with_capacity(args.len());
+        let mut distinct: Vec<String> = Vec::new();
+        for entry in args {
+            let key = op
+                .key
+                .render(entry, str::to_string)?
+                .map(|key| key.trim().to_string());
+            if let Some(key) = &key
+                && !distinct.contains(key)
+            {
+                distinct.push(key.clone());
+            }
+            wanted.push(key);
+        }
+        let mut answers: HashMap<String, Reply> = HashMap::new();
+        if !distinct.is_empty() {
+            let Some(store) = self.store.get() else {
+                return Err(CallError::Unreachable(
+                    "the extract connector has no store (built by `check` only)".into(),
+                ));
+            };
+            for chunk in distinct.chunks(BATCH_KEYS) {
+                answers.extend(self.lookup_many(store, op, chunk).await?);
+            }
+        }
+        Ok(wanted
+            .into_iter()
+            .map(|key| match key.and_then(|key| answers.get(&key)) {
+                Some(reply) => reply.clone(),
+                None => Reply {
+                    value: None,
+                    as_of: None,
+                },
+            })
+            .collect())
+    }
+
+    /// One store query for `keys`: every key's records in file order, with the as-of time.
+    async fn lookup_many(
+        &self,
+        store: &Store,
+        op: &Operation,
+        keys: &[String],
+    ) -> Result<Vec<(String, Reply)>, CallError> {
+        let sql = lookup_many(keys.len());
+        let rows: Vec<(DateTime<Utc>, Option<String>, Option<String>)> = on_pool!(store, pool => {
+            let mut query = sqlx::query_as(&sql).bind(&self.connector);
+            for key in keys {
+                query = query.bind(key);
+            }
+            query
+                .fetch_all(pool)
+                .await
+                .map_err(|e| CallError::Unreachable(Box::new(e)))?
+        });
+        let Some(as_of) = rows.first().map(|(as_of, _, _)| *as_of) else {
+            return Err(CallError::Unreachable(
+                format!(
+                    "no extract file has been loaded yet from {}",
+                    self.directory.display()
+                )
+                .into(),
+            ));
+        };
+        let mut records: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (_, key, record) in &rows {
+            if let (Some(key), Some(record)) = (key, record) {
+                records.entry(key).or_default().push(record);
+            }
+        }
+        keys.iter()
+            .map(|key| {
+                let found = records.get(key.as_str()).map_or(&[][..], Vec::as_slice);
+                let value = answer(op, found.iter().copied())?;
+                Ok((
+                    key.clone(),
+                    Reply {
+                        value,
+                        as_of: Some(as_of),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// An operation's answer from one key's stored records (JSON text, in file order).
+fn answer<'r>(
+    op: &Operation,
+    records: impl Iterator<Item = &'r str>,
+) -> Result<Option<Value>, CallError> {
+    let mut selected = Vec::new();
+    for record in records {
+        let value: Value = serde_json::from_str(record).map_err(|e| CallError::BadResponse {
+            reason: format!("stored extract record is not JSON: {e}"),
+        })?;
+        selected.push(match (&op.select, value) {
+            (Some(Selected(path)), Value::Object(map)) => path
+                .as_ref()
+                .and_then(|path| path.get(&map))
+                .cloned()
+                .unwrap_or(Value::Null),
+            (_, value) => value,
+        });
+    }
+    shape(Value::Array(selected), op.returns)
 }
 
 /// `*` matches any run of characters, `?` exactly one; everything else itself.
@@ -771,6 +896,43 @@ mod tests {
                 .iter()
                 .any(|s| s.contains("sqlite_autoindex_mainframe_extract_rows")),
             "{steps:?}"
+        );
+    }
+
+    /// A batch reads its keys through the key index too, never by walking the connector.
+    #[tokio::test]
+    async fn the_batch_lookup_reads_its_keys_through_the_index() {
+        let store = Store::connect(&StorageConfig {
+            url: "sqlite::memory:".into(),
+            max_connections: 1,
+        })
+        .await
+        .expect("in-memory store");
+        let Store::Sqlite(pool) = &store else {
+            panic!("an SQLite store");
+        };
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", lookup_many(3)))
+                .bind("benefit_payments")
+                .bind("BC00000001")
+                .bind("BC00000002")
+                .bind("BC00000003")
+                .fetch_all(pool)
+                .await
+                .expect("a query plan");
+        let steps: Vec<&str> = plan
+            .iter()
+            .map(|(_, _, _, detail)| detail.as_str())
+            .collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("mainframe_extract_rows_by_key") && s.contains("record_key=?")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.starts_with("SCAN r")),
+            "no scan of the rows: {steps:?}"
         );
     }
 

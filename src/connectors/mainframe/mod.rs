@@ -26,7 +26,19 @@
 //! status = { ok = ["BNQ-RC-OK"], not_found = ["BNQ-RC-NOT-FOUND"] }
 //! select = "BNQ-CASES"
 //! returns = "many"
+//!
+//! [operations.cases.batch]                      # optional: a multi-key transaction
+//! request = "BNQ-MULTI-REQUEST"
+//! transaction = { field = "BNQ-M-TRAN-CODE", code = "BNQ2" }
+//! keys = "BNQ-M-CASE-NUMBERS"
+//! response = "BNQ-MULTI-RESPONSE"
+//! count = "BNQ-M-RESULT-COUNT"
+//! match = "BNQ-RESP-CASE-NUMBER"
 //! ```
+//!
+//! An online operation's `batch` names a multi-key transaction (see `online`); an extract
+//! operation whose `key` is one placeholder batches on its own, reading every key of a batch in
+//! one store query with each answer's as-of time.
 //!
 //! The pieces, each in its own module and usable alone: [`copybook`] parses the layout,
 //! [`ebcdic`] and [`codec`] turn records into JSON and back, [`transport`] carries records
@@ -57,7 +69,7 @@ pub use copybook::{
     Picture, Position, Sign, Usage,
 };
 
-use super::{Arguments, CallError, Connector, ConnectorSpec, OperationSpec, Reply};
+use super::{Arguments, BatchSpec, CallError, Connector, ConnectorSpec, OperationSpec, Reply};
 use crate::config::{Diagnostic, Location, MainframeConfig, Returns, TomlFile};
 use crate::store::Store;
 
@@ -235,6 +247,24 @@ impl Connector for MainframeConnector {
         })
     }
 
+    fn call_batch<'a>(
+        &'a self,
+        operation: &'a str,
+        args: &'a [Arguments],
+    ) -> BoxFuture<'a, Result<Vec<Reply>, CallError>> {
+        Box::pin(async move {
+            match &self.backend {
+                Backend::Online(online) => Ok(online
+                    .call_batch(operation, args)
+                    .await?
+                    .into_iter()
+                    .map(|value| Reply { value, as_of: None })
+                    .collect()),
+                Backend::Extract(extract) => extract.call_batch(operation, args).await,
+            }
+        })
+    }
+
     fn attach<'a>(&'a self, store: &'a Store) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Backend::Extract(extract) = &self.backend {
@@ -404,6 +434,7 @@ pub(super) fn operation_spec(
     name: &Spanned<String>,
     required: Vec<String>,
     description: Option<String>,
+    batch: Option<BatchSpec>,
 ) -> OperationSpec {
     OperationSpec {
         required,
@@ -411,7 +442,7 @@ pub(super) fn operation_spec(
         location: file.location(&name.span()),
         page: None,
         description,
-        batch: None,
+        batch,
     }
 }
 
