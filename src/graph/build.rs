@@ -78,6 +78,10 @@ pub(crate) fn build_schema(
                                         let (guard, path, shape) =
                                             (Arc::clone(&guard), path.clone(), Arc::clone(&shape));
                                         FieldFuture::new(async move {
+                                            if let Some(scope) = ctx.data_opt::<Arc<RequestScope>>()
+                                            {
+                                                scope.touch();
+                                            }
                                             if let Err(error) = admit(&ctx, &guard).await {
                                                 return fail(&ctx, error, &shape);
                                             }
@@ -294,6 +298,21 @@ impl BoundCall {
         &self,
         ctx: &ResolverContext<'a>,
     ) -> async_graphql::Result<Option<FieldValue<'a>>> {
+        let scope = ctx.data_opt::<Arc<RequestScope>>();
+        if let Some(scope) = scope {
+            scope.touch();
+        }
+        let result = self.admit_and_call(ctx).await;
+        if let Some(scope) = scope {
+            scope.touch();
+        }
+        result
+    }
+
+    async fn admit_and_call<'a>(
+        &self,
+        ctx: &ResolverContext<'a>,
+    ) -> async_graphql::Result<Option<FieldValue<'a>>> {
         if let Some(guard) = &self.guard
             && let Err(error) = admit(ctx, guard).await
         {
@@ -352,7 +371,7 @@ impl BoundCall {
                         return Err(identity_ops::store_error(LinksError::NoStore));
                     };
                     let links = scope
-                        .links(&citizen)
+                        .links(&citizen, in_list(ctx))
                         .await
                         .map_err(identity_ops::store_error)?;
                     match links.get(*kind) {
@@ -502,7 +521,7 @@ async fn admit(ctx: &ResolverContext<'_>, guard: &FieldGuard) -> Result<(), asyn
             let Some(citizen) = &subject else {
                 return Err(denial_error(&Denial::ConsentRequired { category, purpose }));
             };
-            match scope.live_consents(citizen).await {
+            match scope.live_consents(citizen, in_list(ctx)).await {
                 Ok(live) => policy::with_consents(&category, &purpose, &live),
                 Err(error) => {
                     tracing::error!(%error, "Consent ledger unavailable.");

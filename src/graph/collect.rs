@@ -1,14 +1,27 @@
 //! Collecting what sibling resolvers ask for into one round trip (DataLoader style).
 //!
 //! The resolvers of a list's items run concurrently on the request's task. The first to ask
-//! for something becomes the round's leader: it yields until no sibling has joined for two
-//! turns, then answers everyone with one call. Later askers start a new round. If the leader
+//! for something becomes the round's leader: it waits until the request has been idle (no
+//! resolver started or finished, no sibling joined) for two timer ticks, then answers everyone
+//! with one call. Waiting for idleness rather than for a fixed time keeps a round whole while
+//! the siblings are still busy turning an earlier answer into values. Only reads inside a list
+//! are collected, so a single entity pays nothing for it. Later askers start a new round. If the leader
 //! is dropped before answering, the others get `None` and ask on their own.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
+
+/// Turns a leader yields before it starts waiting on the timer.
+const QUICK_TURNS: usize = 3;
+/// How long a round waits for one more asker (tokio's timer ticks in milliseconds).
+const TICK: std::time::Duration = std::time::Duration::from_micros(500);
+/// Ticks in a row with the request idle that close a round.
+const QUIET_TICKS: usize = 2;
+/// The most ticks a round waits while the request stays busy.
+const MAX_TICKS: usize = 20;
 
 /// The most keys one round collects; larger lists are split across rounds.
 const ROUND_CAPACITY: usize = 1_000;
@@ -38,7 +51,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<K, V> Collector<K, V> {
     /// Asks `key` in the current round. The leader answers the whole round with `run`, which
     /// gets every key asked (in order, duplicates included) and must answer one value per key.
-    pub(crate) async fn ask<F, Fut>(&self, key: K, run: F) -> Option<V>
+    pub(crate) async fn ask<F, Fut>(&self, key: K, activity: &AtomicU64, run: F) -> Option<V>
     where
         F: FnOnce(Vec<K>) -> Fut,
         Fut: Future<Output = Vec<V>>,
@@ -59,17 +72,29 @@ impl<K, V> Collector<K, V> {
             }
         };
         if let Some(round) = led {
-            let (mut seen, mut quiet) = (0, 0);
-            while quiet < 2 {
+            // A few turns let siblings already on their way join cheaply; then the round
+            // stays open until a timer tick passes with no one joining. The timer, not only
+            // `yield_now`, matters: a future that wakes itself makes the executor's set of
+            // futures end its pass early, so several leaders yielding together would keep the
+            // siblings behind them from ever being polled.
+            for _ in 0..QUICK_TURNS {
                 tokio::task::yield_now().await;
-                let asked = lock(&round).len();
-                if asked >= ROUND_CAPACITY {
+            }
+            let progress = || (lock(&round).len(), activity.load(Ordering::Relaxed));
+            let (mut seen, mut quiet) = (progress(), 0);
+            for _ in 0..MAX_TICKS {
+                tokio::time::sleep(TICK).await;
+                let now = progress();
+                if now.0 >= ROUND_CAPACITY {
                     break;
                 }
-                if asked == seen {
+                if now == seen {
                     quiet += 1;
+                    if quiet >= QUIET_TICKS {
+                        break;
+                    }
                 } else {
-                    (seen, quiet) = (asked, 0);
+                    (seen, quiet) = (now, 0);
                 }
             }
             {
@@ -92,7 +117,7 @@ impl<K, V> Collector<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     #[tokio::test]
     async fn siblings_asking_together_share_one_round() {
@@ -102,7 +127,7 @@ mod tests {
             let (collector, rounds) = (&collector, &rounds);
             async move {
                 collector
-                    .ask(n, |keys| async move {
+                    .ask(n, &AtomicU64::new(0), |keys| async move {
                         rounds.fetch_add(1, Ordering::SeqCst);
                         keys.into_iter().map(|k| k * 2).collect()
                     })
@@ -120,8 +145,9 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_leader_leaves_the_others_to_ask_alone() {
         let collector = Collector::<u32, u32>::default();
-        let leader = collector.ask(1, |_| futures::future::pending());
-        let follower = collector.ask(2, |keys| async move { keys });
+        let activity = AtomicU64::new(0);
+        let leader = collector.ask(1, &activity, |_| futures::future::pending());
+        let follower = collector.ask(2, &activity, |keys| async move { keys });
         let (_, answer) = tokio::join!(
             async {
                 let _ = tokio::time::timeout(std::time::Duration::from_millis(20), leader).await;

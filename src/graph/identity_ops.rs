@@ -25,7 +25,7 @@ pub(crate) async fn call(
                     "Only an operator or the citizen themself may see identity links.",
                 ));
             }
-            let links = scope.links(&citizen).await.map_err(store_error)?;
+            let links = scope.links(&citizen, false).await.map_err(store_error)?;
             Ok(Some(Value::Array(links.iter().map(link_json).collect())))
         }
         "link" | "unlink" => {

@@ -69,6 +69,9 @@ pub(crate) struct RequestScope {
     link_rounds: Collector<CitizenId, Option<Links>>,
     consent_rounds: Collector<CitizenId, Option<Arc<[LiveConsent]>>>,
     backend_rounds: Mutex<HashMap<(String, String), Arc<BackendCollector>>>,
+    /// Bumped whenever a resolver starts or finishes, so a collecting round can tell a busy
+    /// request (more askers may come) from an idle one.
+    activity: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -92,6 +95,7 @@ impl RequestScope {
             link_rounds: Collector::default(),
             consent_rounds: Collector::default(),
             backend_rounds: Mutex::new(HashMap::new()),
+            activity: std::sync::atomic::AtomicU64::new(0),
             context,
             crosswalk,
             trust,
@@ -131,6 +135,7 @@ impl RequestScope {
     pub(crate) async fn live_consents(
         &self,
         citizen: &CitizenId,
+        in_list: bool,
     ) -> Result<Arc<[LiveConsent]>, crate::consent::LedgerError> {
         let (Some(services), Principal::Agency(client), Some(purpose)) = (
             &self.services,
@@ -143,9 +148,14 @@ impl RequestScope {
         let ledger = &services.ledger;
         let agency = client.agency.as_str();
         cell.get_or_try_init(|| async {
+            if !in_list {
+                return Ok(live_consents(
+                    ledger.live(citizen, agency, purpose, Utc::now()).await?,
+                ));
+            }
             let collected = self
                 .consent_rounds
-                .ask(citizen.clone(), |citizens| async move {
+                .ask(citizen.clone(), &self.activity, |citizens| async move {
                     match ledger
                         .live_many(&citizens, agency, purpose, Utc::now())
                         .await
@@ -222,16 +232,24 @@ impl RequestScope {
     }
 
     /// The citizen's links, fetched at most once per request however many fields ask
-    /// (concurrent askers wait for the first fetch). A failed fetch is not remembered.
-    pub(crate) async fn links(&self, citizen: &CitizenId) -> Result<Links, LinksError> {
+    /// (concurrent askers wait for the first fetch); inside a list, together with the other
+    /// items' citizens in one query. A failed fetch is not remembered.
+    pub(crate) async fn links(
+        &self,
+        citizen: &CitizenId,
+        in_list: bool,
+    ) -> Result<Links, LinksError> {
         let Some(crosswalk) = &self.crosswalk else {
             return Err(LinksError::NoStore);
         };
         let cell = Arc::clone(lock(&self.links).entry(citizen.clone()).or_default());
         cell.get_or_try_init(|| async {
+            if !in_list {
+                return crosswalk.links(citizen).await;
+            }
             let collected = self
                 .link_rounds
-                .ask(citizen.clone(), |citizens| async move {
+                .ask(citizen.clone(), &self.activity, |citizens| async move {
                     match crosswalk.links_many(&citizens).await {
                         Ok(mut links) => citizens
                             .iter()
@@ -250,6 +268,12 @@ impl RequestScope {
         .await
         .cloned()
         .map_err(LinksError::Crosswalk)
+    }
+
+    /// A resolver started or finished.
+    pub(crate) fn touch(&self) {
+        self.activity
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whose answers this request may share in the caches.
@@ -284,7 +308,7 @@ impl RequestScope {
         );
         let scope = &self.cache_scope;
         let answer = collector
-            .ask(args.clone(), |all| async move {
+            .ask(args.clone(), &self.activity, |all| async move {
                 shield.call_many(operation, &all, scope).await
             })
             .await;
