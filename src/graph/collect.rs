@@ -1,15 +1,17 @@
 //! Collecting what sibling resolvers ask for into one round trip (DataLoader style).
 //!
-//! The resolvers of a list's items run concurrently on the request's task. The first to ask
-//! for something becomes the round's leader: it waits until the request has been idle (no
-//! resolver started or finished, no sibling joined) for two timer ticks, then answers everyone
-//! with one call. Waiting for idleness rather than for a fixed time keeps a round whole while
-//! the siblings are still busy turning an earlier answer into values. Only reads inside a list
+//! The resolvers of a list's items run concurrently on the request's task, but the fields of
+//! each item one after another (async-graphql resolves a nested object's fields serially). The
+//! first to ask for something becomes the round's leader: it waits until the request has been
+//! idle (no resolver started or finished, no sibling joined, no other round's call in flight)
+//! for two timer ticks, then answers everyone with one call. An item whose earlier field had
+//! nothing to fetch reaches the next field early; waiting for the other rounds keeps it in the
+//! same round as the items still waiting on their earlier fields' calls. Only reads inside a list
 //! are collected, so a single entity pays nothing for it. Later askers start a new round. If the leader
 //! is dropped before answering, the others get `None` and ask on their own.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -20,13 +22,39 @@ const QUICK_TURNS: usize = 3;
 const TICK: std::time::Duration = std::time::Duration::from_micros(500);
 /// Ticks in a row with the request idle that close a round.
 const QUIET_TICKS: usize = 2;
-/// The most ticks a round waits while the request stays busy.
-const MAX_TICKS: usize = 20;
+/// The most ticks a round waits while the request stays busy or other rounds are in flight
+/// (a few seconds: a stuck backend delays the rounds queued behind it by at most this).
+const MAX_TICKS: usize = 4_000;
 
 /// The most keys one round collects; larger lists are split across rounds.
 const ROUND_CAPACITY: usize = 1_000;
 
 type Waiting<K, V> = Mutex<Vec<(K, oneshot::Sender<V>)>>;
+
+/// What a round's leader watches to decide its round is complete.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace<'a> {
+    /// Bumped by every resolver of the request that starts or finishes.
+    pub(crate) activity: &'a AtomicU64,
+    /// Rounds of the request whose call is in flight.
+    pub(crate) running: &'a AtomicUsize,
+}
+
+/// Counts a round's call as in flight until it is dropped (answered, or its leader gone).
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// One kind of question collected across sibling resolvers.
 #[derive(Debug)]
@@ -51,7 +79,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<K, V> Collector<K, V> {
     /// Asks `key` in the current round. The leader answers the whole round with `run`, which
     /// gets every key asked (in order, duplicates included) and must answer one value per key.
-    pub(crate) async fn ask<F, Fut>(&self, key: K, activity: &AtomicU64, run: F) -> Option<V>
+    pub(crate) async fn ask<F, Fut>(&self, key: K, pace: Pace<'_>, run: F) -> Option<V>
     where
         F: FnOnce(Vec<K>) -> Fut,
         Fut: Future<Output = Vec<V>>,
@@ -80,7 +108,7 @@ impl<K, V> Collector<K, V> {
             for _ in 0..QUICK_TURNS {
                 tokio::task::yield_now().await;
             }
-            let progress = || (lock(&round).len(), activity.load(Ordering::Relaxed));
+            let progress = || (lock(&round).len(), pace.activity.load(Ordering::Relaxed));
             let (mut seen, mut quiet) = (progress(), 0);
             for _ in 0..MAX_TICKS {
                 tokio::time::sleep(TICK).await;
@@ -88,7 +116,11 @@ impl<K, V> Collector<K, V> {
                 if now.0 >= ROUND_CAPACITY {
                     break;
                 }
-                if now == seen {
+                // Another round answering now may release askers of this one: the fields of a
+                // nested object resolve one after another, so an item's next field asks only
+                // when its previous field's round has answered.
+                let others_running = pace.running.load(Ordering::SeqCst) > 0;
+                if now == seen && !others_running {
                     quiet += 1;
                     if quiet >= QUIET_TICKS {
                         break;
@@ -105,7 +137,10 @@ impl<K, V> Collector<K, V> {
             }
             let waiting = std::mem::take(&mut *lock(&round));
             let (keys, senders): (Vec<K>, Vec<_>) = waiting.into_iter().unzip();
-            let values = run(keys).await;
+            let values = {
+                let _running = Running::new(pace.running);
+                run(keys).await
+            };
             for (sender, value) in senders.into_iter().zip(values) {
                 let _ = sender.send(value);
             }
@@ -117,7 +152,15 @@ impl<K, V> Collector<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+
+    fn pace() -> Pace<'static> {
+        static ACTIVITY: AtomicU64 = AtomicU64::new(0);
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        Pace {
+            activity: &ACTIVITY,
+            running: &RUNNING,
+        }
+    }
 
     #[tokio::test]
     async fn siblings_asking_together_share_one_round() {
@@ -127,7 +170,7 @@ mod tests {
             let (collector, rounds) = (&collector, &rounds);
             async move {
                 collector
-                    .ask(n, &AtomicU64::new(0), |keys| async move {
+                    .ask(n, pace(), |keys| async move {
                         rounds.fetch_add(1, Ordering::SeqCst);
                         keys.into_iter().map(|k| k * 2).collect()
                     })
@@ -145,9 +188,8 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_leader_leaves_the_others_to_ask_alone() {
         let collector = Collector::<u32, u32>::default();
-        let activity = AtomicU64::new(0);
-        let leader = collector.ask(1, &activity, |_| futures::future::pending());
-        let follower = collector.ask(2, &activity, |keys| async move { keys });
+        let leader = collector.ask(1, pace(), |_| futures::future::pending());
+        let follower = collector.ask(2, pace(), |keys| async move { keys });
         let (_, answer) = tokio::join!(
             async {
                 let _ = tokio::time::timeout(std::time::Duration::from_millis(20), leader).await;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use super::TrustServices;
-use super::collect::Collector;
+use super::collect::{Collector, Pace};
 use crate::auth::Principal;
 use crate::config::TrustConfig;
 use crate::connectors::Arguments;
@@ -72,6 +72,8 @@ pub(crate) struct RequestScope {
     /// Bumped whenever a resolver starts or finishes, so a collecting round can tell a busy
     /// request (more askers may come) from an idle one.
     activity: std::sync::atomic::AtomicU64,
+    /// Collecting rounds whose call is in flight.
+    running_rounds: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -96,6 +98,7 @@ impl RequestScope {
             consent_rounds: Collector::default(),
             backend_rounds: Mutex::new(HashMap::new()),
             activity: std::sync::atomic::AtomicU64::new(0),
+            running_rounds: std::sync::atomic::AtomicUsize::new(0),
             context,
             crosswalk,
             trust,
@@ -155,7 +158,7 @@ impl RequestScope {
             }
             let collected = self
                 .consent_rounds
-                .ask(citizen.clone(), &self.activity, |citizens| async move {
+                .ask(citizen.clone(), self.pace(), |citizens| async move {
                     match ledger
                         .live_many(&citizens, agency, purpose, Utc::now())
                         .await
@@ -249,7 +252,7 @@ impl RequestScope {
             }
             let collected = self
                 .link_rounds
-                .ask(citizen.clone(), &self.activity, |citizens| async move {
+                .ask(citizen.clone(), self.pace(), |citizens| async move {
                     match crosswalk.links_many(&citizens).await {
                         Ok(mut links) => citizens
                             .iter()
@@ -268,6 +271,13 @@ impl RequestScope {
         .await
         .cloned()
         .map_err(LinksError::Crosswalk)
+    }
+
+    fn pace(&self) -> Pace<'_> {
+        Pace {
+            activity: &self.activity,
+            running: &self.running_rounds,
+        }
     }
 
     /// A resolver started or finished.
@@ -308,7 +318,7 @@ impl RequestScope {
         );
         let scope = &self.cache_scope;
         let answer = collector
-            .ask(args.clone(), &self.activity, |all| async move {
+            .ask(args.clone(), self.pace(), |all| async move {
                 shield.call_many(operation, &all, scope).await
             })
             .await;
