@@ -32,8 +32,8 @@ pub const PAYMENT_CONNECTOR: &str = include_str!("../../connectors/benefit_payme
 pub const TRANSACTION: &str = "BNQ1";
 /// The transaction code of the multi-key inquiry (up to [`MAX_MULTI_KEYS`] case numbers).
 pub const MULTI_TRANSACTION: &str = "BNQ2";
-/// Most case numbers one multi-key inquiry takes (the copybook's `OCCURS 1 TO 20`).
-pub const MAX_MULTI_KEYS: usize = 20;
+/// Most case numbers one multi-key inquiry takes (the copybook's `OCCURS 1 TO 100`).
+pub const MAX_MULTI_KEYS: usize = 100;
 /// Most cases one inquiry answers with (the copybook's `OCCURS 0 TO 8`).
 const MAX_CASES: usize = 8;
 
@@ -491,7 +491,7 @@ impl BenefitsCodecs {
     }
 
     /// The mainframe's answer to one request record. The region tells the two inquiries
-    /// apart by their records (a `BNQ-REQUEST` is 40 bytes; a `BNQ-MULTI-REQUEST` of 1 to 20
+    /// apart by their records (a `BNQ-REQUEST` is 40 bytes; a `BNQ-MULTI-REQUEST` of 1 to 100
     /// case numbers never is) and answers each in its own response record, with return code
     /// 08 for a transaction code it does not know.
     pub fn answer(&self, records: &BenefitsRecords, request: &[u8]) -> Vec<u8> {

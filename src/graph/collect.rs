@@ -10,6 +10,7 @@
 //! are collected, so a single entity pays nothing for it. Later askers start a new round. If the leader
 //! is dropped before answering, the others get `None` and ask on their own.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,40 @@ pub(crate) struct Pace<'a> {
     pub(crate) activity: &'a AtomicU64,
     /// Rounds of the request whose call is in flight.
     pub(crate) running: &'a AtomicUsize,
+    /// Every round of the request not yet answered, by the order it opened in.
+    pub(crate) open: &'a Mutex<BTreeSet<u64>>,
+    /// Numbers rounds in the order they open.
+    pub(crate) opened: &'a AtomicU64,
+}
+
+/// Keeps a round in the request's open rounds until it is dropped (answered, or its leader
+/// gone).
+struct OpenRound<'a> {
+    open: &'a Mutex<BTreeSet<u64>>,
+    id: u64,
+}
+
+impl<'a> OpenRound<'a> {
+    fn new(pace: Pace<'a>) -> Self {
+        let id = pace.opened.fetch_add(1, Ordering::SeqCst);
+        lock(pace.open).insert(id);
+        Self {
+            open: pace.open,
+            id,
+        }
+    }
+
+    /// Whether a round that opened before this one is still unanswered: its askers go on to
+    /// ask later fields, so they may still join this round.
+    fn older_ones_open(&self) -> bool {
+        lock(self.open).range(..self.id).next().is_some()
+    }
+}
+
+impl Drop for OpenRound<'_> {
+    fn drop(&mut self) {
+        lock(self.open).remove(&self.id);
+    }
 }
 
 /// Counts a round's call as in flight until it is dropped (answered, or its leader gone).
@@ -100,6 +135,7 @@ impl<K, V> Collector<K, V> {
             }
         };
         if let Some(round) = led {
+            let open = OpenRound::new(pace);
             // A few turns let siblings already on their way join cheaply; then the round
             // stays open until a timer tick passes with no one joining. The timer, not only
             // `yield_now`, matters: a future that wakes itself makes the executor's set of
@@ -116,11 +152,13 @@ impl<K, V> Collector<K, V> {
                 if now.0 >= ROUND_CAPACITY {
                     break;
                 }
-                // Another round answering now may release askers of this one: the fields of a
-                // nested object resolve one after another, so an item's next field asks only
-                // when its previous field's round has answered.
-                let others_running = pace.running.load(Ordering::SeqCst) > 0;
-                if now == seen && !others_running {
+                // Another round answering now, or an older one still collecting, may release
+                // askers of this one: the fields of a nested object resolve one after another,
+                // so an item's next field asks only when its previous field's round has
+                // answered. (The oldest open round waits for no collecting round, so rounds
+                // never wait on each other in a circle.)
+                let others_busy = pace.running.load(Ordering::SeqCst) > 0 || open.older_ones_open();
+                if now == seen && !others_busy {
                     quiet += 1;
                     if quiet >= QUIET_TICKS {
                         break;
@@ -156,9 +194,13 @@ mod tests {
     fn pace() -> Pace<'static> {
         static ACTIVITY: AtomicU64 = AtomicU64::new(0);
         static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static OPEN: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+        static OPENED: AtomicU64 = AtomicU64::new(0);
         Pace {
             activity: &ACTIVITY,
             running: &RUNNING,
+            open: &OPEN,
+            opened: &OPENED,
         }
     }
 

@@ -74,6 +74,9 @@ pub(crate) struct RequestScope {
     activity: std::sync::atomic::AtomicU64,
     /// Collecting rounds whose call is in flight.
     running_rounds: std::sync::atomic::AtomicUsize,
+    /// Collecting rounds not yet answered, by opening order.
+    open_rounds: Mutex<std::collections::BTreeSet<u64>>,
+    opened_rounds: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -99,6 +102,8 @@ impl RequestScope {
             backend_rounds: Mutex::new(HashMap::new()),
             activity: std::sync::atomic::AtomicU64::new(0),
             running_rounds: std::sync::atomic::AtomicUsize::new(0),
+            open_rounds: Mutex::new(std::collections::BTreeSet::new()),
+            opened_rounds: std::sync::atomic::AtomicU64::new(0),
             context,
             crosswalk,
             trust,
@@ -277,6 +282,8 @@ impl RequestScope {
         Pace {
             activity: &self.activity,
             running: &self.running_rounds,
+            open: &self.open_rounds,
+            opened: &self.opened_rounds,
         }
     }
 

@@ -512,7 +512,7 @@ async fn more_case_numbers_than_max_take_one_transaction_per_max_keys() {
     let population = Population::generate(200, 42);
     let records = population.benefits().clone();
     let (server, transactions) = mainframe(records.clone()).await;
-    let cases = benefits(&server, |t| t.replace("max = 20", "max = 4"));
+    let cases = benefits(&server, |t| t.replace("max = 100", "max = 4"));
     let batch: Vec<Arguments> = records
         .holders()
         .iter()

@@ -7,12 +7,12 @@
 //! [operations.cases.batch]
 //! request = "BNQ-MULTI-REQUEST"
 //! transaction = { field = "BNQ-M-TRAN-CODE", code = "BNQ2" }
-//! keys = "BNQ-M-CASE-NUMBERS"        # PIC X(10) OCCURS 1 TO 20 TIMES DEPENDING ON …
+//! keys = "BNQ-M-CASE-NUMBERS"        # PIC X(10) OCCURS 1 TO 100 TIMES DEPENDING ON …
 //! response = "BNQ-MULTI-RESPONSE"
 //! count = "BNQ-M-RESULT-COUNT"
 //! status = { ok = ["BNQ-M-RC-OK"] }
 //! match = "BNQ-RESP-CASE-NUMBER"
-//! max = 20
+//! max = 100
 //! ```
 //!
 //! The request record carries every distinct key in the `keys` table (its `DEPENDING ON`
@@ -1089,14 +1089,14 @@ mod tests {
             spec.operations["cases"].batch,
             Some(BatchSpec {
                 key: "case_number".to_string(),
-                max: 20
+                max: 100
             })
         );
         // Without `max`, as many keys as the request table holds.
-        let spec = build(&CASES.replace("max = 20\n", ""), str::to_string).expect("builds");
+        let spec = build(&CASES.replace("max = 100\n", ""), str::to_string).expect("builds");
         assert_eq!(
             spec.operations["cases"].batch.as_ref().map(|b| b.max),
-            Some(20)
+            Some(100)
         );
         // Extract operations batch on their own.
         let spec = build(PAYMENTS, str::to_string).expect("the shipped extract connector");
@@ -1155,26 +1155,26 @@ mod tests {
                 "`match` `BNQ-CASES` must be a field of the operation's response record `BNQ-RESPONSE`",
             ),
             (
-                "max = 20",
-                "max = 21",
+                "max = 100",
+                "max = 101",
                 "benefits.toml:68:7: ",
-                "`max` is 21; it must be 1 to 20, the entries of `BNQ-M-CASE-NUMBERS`",
+                "`max` is 101; it must be 1 to 100, the entries of `BNQ-M-CASE-NUMBERS`",
             ),
             (
-                "max = 20",
-                "max = 20\nkey = \"tin\"",
+                "max = 100",
+                "max = 100\nkey = \"tin\"",
                 "benefits.toml:69:7: ",
                 "`key` `tin` is not a placeholder of the operation's `set` (it has `{case_number}`)",
             ),
             (
-                "max = 20",
-                "max = 20\nset = { BNQ-M-KEY-COUNT = 3 }",
+                "max = 100",
+                "max = 100\nset = { BNQ-M-KEY-COUNT = 3 }",
                 "benefits.toml:63:8: ",
                 "`set` names `BNQ-M-KEY-COUNT`, which the keys fill",
             ),
             (
-                "max = 20",
-                "max = 20\nset = { BNQ-M-REQUESTED-BY = \"{case_number}\" }",
+                "max = 100",
+                "max = 100\nset = { BNQ-M-REQUESTED-BY = \"{case_number}\" }",
                 "benefits.toml:60:",
                 "batch fields take only the operation's other placeholders",
             ),
