@@ -90,6 +90,23 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Every entry of a batch by the single call, concurrently, as live answers: what REST and SQL
+/// batches fall back to for operations or keys their batch form cannot carry.
+pub(crate) async fn each_alone<'a, F, Fut>(
+    args: &'a [Arguments],
+    call: F,
+) -> Result<Vec<Reply>, CallError>
+where
+    F: Fn(&'a Arguments) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Value>, CallError>>,
+{
+    let values = futures::future::try_join_all(args.iter().map(call)).await?;
+    Ok(values
+        .into_iter()
+        .map(|value| Reply { value, as_of: None })
+        .collect())
+}
+
 /// A connector's answer with its as-of time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {

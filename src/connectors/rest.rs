@@ -286,22 +286,6 @@ impl RestConnector {
         })
     }
 
-    /// Every entry by the single call, concurrently: for operations without a batch form,
-    /// and for arguments a batch call cannot carry.
-    async fn one_by_one(
-        &self,
-        op: &CompiledOperation,
-        args: &[Arguments],
-    ) -> Result<Vec<Reply>, CallError> {
-        let values =
-            futures::future::try_join_all(args.iter().map(|args| self.call_operation(op, args)))
-                .await?;
-        Ok(values
-            .into_iter()
-            .map(|value| Reply { value, as_of: None })
-            .collect())
-    }
-
     /// Answers every entry of `args` as the single call would: the distinct keys that fit in
     /// a comma-joined list with one request per `batch.max` of them, the others alone.
     async fn call_batch_operation(
@@ -332,7 +316,7 @@ impl RestConnector {
                 .iter()
                 .all(|entry| others().all(|name| given(entry, name) == given(shared, name)));
         if !fits {
-            return self.one_by_one(op, args).await;
+            return super::each_alone(args, |args| self.call_operation(op, args)).await;
         }
 
         let mut keys: Vec<String> = Vec::new();
@@ -525,7 +509,9 @@ impl super::Connector for RestConnector {
                 .ok_or_else(|| CallError::UnknownOperation(operation.to_string()))?;
             let answered: BoxFuture<'_, _> = match &op.batch {
                 Some(batch) => Box::pin(self.call_batch_operation(op, batch, args)),
-                None => Box::pin(self.one_by_one(op, args)),
+                None => Box::pin(super::each_alone(args, |args| {
+                    self.call_operation(op, args)
+                })),
             };
             tokio::time::timeout(self.timeout, answered)
                 .await

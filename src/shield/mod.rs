@@ -91,11 +91,6 @@ impl ShieldHub {
         let _ = self.redis.set(tier);
     }
 
-    /// Whether calls are shielded.
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// A citizen withdrew a consent given to `agency`: none of that agency's cached answers is
     /// served again, and none of its loads in flight is cached.
     pub fn consent_withdrawn(&self, agency: &str) {
@@ -302,11 +297,6 @@ impl Shield {
         &self.inner.name
     }
 
-    /// The connector behind the shield (for `attach` at start).
-    pub fn connector(&self) -> &Arc<dyn Connector> {
-        &self.inner.connector
-    }
-
     /// The operation's batch form, if it has one.
     pub fn batch_spec(&self, operation: &str) -> Option<&BatchSpec> {
         self.inner.batches.get(operation)
@@ -454,14 +444,17 @@ impl Shield {
         }
         let waits: Vec<(usize, SharedLoad)> = {
             let mut inflight = lock(&inner.inflight);
+            // Each distinct key once: joined if another call already loads it, else loaded here.
+            let mut seen = std::collections::HashSet::new();
             let mut to_load: Vec<usize> = Vec::new();
             for &index in &missing {
                 let key = &keys[index];
+                if !seen.insert(key) {
+                    continue;
+                }
                 if inflight.contains_key(key) {
-                    if !to_load.iter().any(|&i| keys[i] == *key) {
-                        inner.hub.metrics.coalesced(&inner.name, operation);
-                    }
-                } else if !to_load.iter().any(|&i| keys[i] == *key) {
+                    inner.hub.metrics.coalesced(&inner.name, operation);
+                } else {
                     to_load.push(index);
                 }
             }

@@ -390,21 +390,6 @@ impl SqlConnector {
         }
     }
 
-    /// Every entry by the single query, concurrently (the pool bounds how many run at once).
-    async fn one_by_one(
-        &self,
-        op: &CompiledOperation,
-        args: &[Arguments],
-    ) -> Result<Vec<Reply>, CallError> {
-        let values =
-            futures::future::try_join_all(args.iter().map(|args| self.call_operation(op, args)))
-                .await?;
-        Ok(values
-            .into_iter()
-            .map(|value| Reply { value, as_of: None })
-            .collect())
-    }
-
     /// Answers every entry of `args` as the single query would, with one batch query per
     /// `batch.max` distinct keys.
     async fn call_batch_operation(
@@ -435,7 +420,10 @@ impl SqlConnector {
                 // The contract says entries differ only in the key; when they do not, one
                 // query cannot answer them all, and each is asked alone.
                 Some(first) if !same_apart_from(first, &values, batch.key_index) => {
-                    return self.one_by_one(op, args).await;
+                    return crate::connectors::each_alone(args, |args| {
+                        self.call_operation(op, args)
+                    })
+                    .await;
                 }
                 Some(_) => {}
             }
@@ -669,7 +657,9 @@ impl super::Connector for SqlConnector {
                 .ok_or_else(|| CallError::UnknownOperation(operation.to_string()))?;
             match &op.batch {
                 Some(batch) => self.call_batch_operation(op, batch, args).await,
-                None => self.one_by_one(op, args).await,
+                None => {
+                    crate::connectors::each_alone(args, |args| self.call_operation(op, args)).await
+                }
             }
         })
     }
