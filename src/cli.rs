@@ -90,6 +90,11 @@ enum Command {
         /// Default: an SQLite file in a temporary directory.
         #[arg(long, value_name = "URL", env = "CIVICGRAPH_DEMO_UI_DATABASE_URL")]
         ui_database_url: Option<String>,
+        /// How many changes a minute the simulated agencies make (job losses, moves, births),
+        /// for the gateway's life events; 0 keeps their data still. The registry signs its
+        /// birth webhooks with REGISTRY_WEBHOOK_SECRET from the environment, or a fresh secret.
+        #[arg(long, default_value_t = 30, value_name = "N")]
+        events_per_minute: u32,
     },
     /// Validate the configuration, the schema and the connectors; print a summary.
     Check {
@@ -280,6 +285,13 @@ fn check(config: &std::path::Path) -> ExitCode {
         Ok(checked) => {
             println!("{} is valid.", config.display());
             print!("{}", checked.graph.summary);
+            let events = checked.rules.summary();
+            if !events.is_empty() {
+                println!("life events ({} rules):", events.len());
+                for line in events {
+                    println!("  {line}");
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(diagnostics) => {
@@ -454,6 +466,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             port,
             config,
             ui_database_url,
+            events_per_minute,
         } => {
             let demo = demo::start(&DemoOptions {
                 citizens,
@@ -462,6 +475,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 config: config.clone(),
                 ui_database_url,
                 state_dir: None,
+                events_per_minute,
+                // Read from the environment by the demo, never from the command line.
+                registry_webhook_secret: None,
             })
             .await?;
             println!();
@@ -486,6 +502,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "  benefit payments {} (nightly extract files)",
                 demo.agencies.benefits_extract_dir.display()
             );
+            match &demo.simulator {
+                Some(simulator) => println!(
+                    "  life changes     {} a minute: job losses, moves, births (births also POSTed, signed, to {}/events/registry)",
+                    simulator.events_per_minute(),
+                    demo.gateway.url()
+                ),
+                None => println!("  life changes     none (--events-per-minute 0)"),
+            }
+            if let Some(inboxes) = &demo.inboxes {
+                println!(
+                    "  agency inboxes   {} (the signed life-event webhooks each agency received)",
+                    inboxes.url()
+                );
+            }
             println!();
             println!(
                 "Open GraphiQL: {} (one tab per persona, tokens preset)",
@@ -510,6 +540,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!();
             println!(
                 "Then, as the agency, ask for the same citizen: personal fields are CONSENT_REQUIRED until the citizen runs grantConsent (see the GraphiQL tabs)."
+            );
+            println!();
+            println!(
+                "Watch life events arrive (GraphiQL, as the operator): subscription {{ lifeEvents {{ type citizenId subject {{ name id }} recordedAt }} }}"
             );
             println!();
             println!("Check the audit trail from another terminal:");

@@ -62,6 +62,15 @@ pub enum ErrorCode {
     ConsentUnavailable,
     /// The audit trail could not record the read in time, so personal data is withheld.
     AuditUnavailable,
+    /// An inbound webhook's signature, timestamp or id headers did not verify (a forgery, a
+    /// replay past the tolerance, or the wrong secret). Nothing was recorded.
+    SignatureInvalid,
+    /// The event outbox could not be read or written; nothing was recorded, so the sender
+    /// should retry.
+    EventsUnavailable,
+    /// A subscription read events more slowly than they were recorded and the gateway moved
+    /// on: it ends here, and `extensions.afterSeq` / `.missed` name the events it did not get.
+    SubscriptionLagged,
     /// A bug or an unexpected state in the gateway; details are only in the log.
     InternalError,
 }
@@ -95,6 +104,9 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::ConsentUnavailable => "CONSENT_UNAVAILABLE",
+            Self::SignatureInvalid => "SIGNATURE_INVALID",
+            Self::EventsUnavailable => "EVENTS_UNAVAILABLE",
+            Self::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
             Self::InternalError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -109,7 +121,8 @@ impl ErrorCode {
             | Self::BadUserInput
             | Self::BatchNotAllowed
             | Self::PurposeRequired
-            | Self::UnknownPurpose => StatusCode::BAD_REQUEST,
+            | Self::UnknownPurpose
+            | Self::SignatureInvalid => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -118,13 +131,15 @@ impl ErrorCode {
                 StatusCode::BAD_GATEWAY
             }
             Self::BackendTimeout | Self::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
-            Self::BackendBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BackendBusy | Self::SubscriptionLagged => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::ConsentRequired | Self::PurposeNotAllowed => {
                 StatusCode::FORBIDDEN
             }
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::AuditUnavailable | Self::ConsentUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuditUnavailable | Self::ConsentUnavailable | Self::EventsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Conflict => StatusCode::CONFLICT,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -4,7 +4,8 @@
 //!
 //! Modules in the order a request meets them; data flows one way, down this list.
 //!
-//! - [`http`]: axum router — `/graphql` (GraphQL-over-HTTP), GraphiQL, health, request ids.
+//! - [`http`]: axum router — `/graphql` (GraphQL-over-HTTP, and subscriptions over WebSocket),
+//!   GraphiQL, health, metrics, request ids, and `/events/{connector}` for inbound webhooks.
 //! - [`auth`]: who is asking — the request's `Principal`.
 //! - [`graph`]: `schema/*.graphql` + bindings → async-graphql dynamic schema and resolvers.
 //! - [`identity`]: the crosswalk of citizen id ↔ each agency's key (one newtype per key kind),
@@ -16,6 +17,10 @@
 //! - [`audit`]: the append-only, hash-chained record of every protected read, its signed
 //!   checkpoints and `civicgraph audit verify`; citizens read their own records from it.
 //! - [`store`]: the gateway's own database (SQLite, PostgreSQL) and its migrations.
+//!
+//! Beside the request path, [`events`] turns backend changes into life events: change sources
+//! → rules → the outbox in the store → signed webhooks, NATS JetStream, the subscription feed,
+//! and proactive service offers.
 //!
 //! Around them:
 //!
@@ -36,6 +41,7 @@ pub mod connectors;
 pub mod consent;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod graph;
 pub mod http;
 pub mod identity;

@@ -30,6 +30,11 @@ pub const OTHER_LABEL: &str = "_other";
 /// Upper bounds of the latency buckets, in seconds: legacy backends answer anywhere from a
 /// millisecond (a cached mainframe record) to many seconds (a SOAP service under load), and a
 /// call is cut off by its connector's `timeout_ms` well before 10 s.
+/// From 5 ms (same-instance delivery) to a day (the retry schedule's far end).
+const DELIVERY_DELAY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 60.0, 3600.0, 86400.0,
+];
+
 const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
@@ -119,6 +124,17 @@ struct CodeLabels {
     code: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event_type: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    channel: String,
+    outcome: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -142,6 +158,9 @@ pub struct Metrics {
     backend_calls: Family<OutcomeLabels, Counter>,
     backend_latency: Family<OperationLabels, Histogram, fn() -> Histogram>,
     response_errors: Family<CodeLabels, Counter>,
+    events_recorded: Family<EventLabels, Counter>,
+    event_deliveries: Family<DeliveryLabels, Counter>,
+    event_delivery_delay: Histogram,
 }
 
 impl fmt::Debug for Metrics {
@@ -255,6 +274,24 @@ impl Metrics {
             "Errors in GraphQL responses, by extensions.code.",
             response_errors.clone(),
         );
+        let events_recorded = Family::default();
+        registry.register(
+            "events_recorded",
+            "Life events written to the outbox, by type.",
+            events_recorded.clone(),
+        );
+        let event_deliveries = Family::default();
+        registry.register(
+            "event_deliveries",
+            "Life-event delivery attempts by channel (webhook, nats) and outcome: delivered, retry, dead, filtered (no consent), disabled (410 or a blocked endpoint). Alert on dead.",
+            event_deliveries.clone(),
+        );
+        let event_delivery_delay = Histogram::new(DELIVERY_DELAY_BUCKETS);
+        registry.register(
+            "event_delivery_delay_seconds",
+            "Time from an event's recording in the outbox to its acknowledged delivery.",
+            event_delivery_delay.clone(),
+        );
         Self {
             registry,
             cache_hits,
@@ -272,6 +309,9 @@ impl Metrics {
             backend_calls,
             backend_latency,
             response_errors,
+            events_recorded,
+            event_deliveries,
+            event_delivery_delay,
         }
     }
 
@@ -371,6 +411,29 @@ impl Metrics {
                 outcome: label(outcome),
             })
             .inc();
+    }
+
+    /// A life event of `event_type` was recorded in the outbox.
+    pub fn event_recorded(&self, event_type: &str) {
+        self.events_recorded
+            .get_or_create(&EventLabels {
+                event_type: label(event_type),
+            })
+            .inc();
+    }
+
+    /// One delivery attempt on `channel` ended with `outcome`; `delay_s` (recording to
+    /// acknowledgement) is observed for delivered ones.
+    pub fn event_delivery(&self, channel: &str, outcome: &str, delay_s: Option<f64>) {
+        self.event_deliveries
+            .get_or_create(&DeliveryLabels {
+                channel: label(channel),
+                outcome: label(outcome),
+            })
+            .inc();
+        if let Some(delay) = delay_s {
+            self.event_delivery_delay.observe(delay.max(0.0));
+        }
     }
 
     /// A response carried an error with `extensions.code` = `code`.
@@ -548,6 +611,8 @@ mod tests {
         metrics.retry("tax", "account");
         metrics.backend_call("tax", "account", "ok", 0.003);
         metrics.response_error("BACKEND_TIMEOUT");
+        metrics.event_recorded("JobLost");
+        metrics.event_delivery("webhook", "delivered", Some(0.02));
         let text = metrics.render();
         let exposition = Exposition::parse(&text);
         assert!(exposition.eof, "the exposition ends in # EOF:\n{text}");
@@ -568,6 +633,9 @@ mod tests {
             ("civicgraph_backend_calls", "counter"),
             ("civicgraph_backend_call_duration_seconds", "histogram"),
             ("civicgraph_response_errors", "counter"),
+            ("civicgraph_events_recorded", "counter"),
+            ("civicgraph_event_deliveries", "counter"),
+            ("civicgraph_event_delivery_delay_seconds", "histogram"),
         ];
         for (family, kind) in families {
             assert_eq!(

@@ -20,6 +20,10 @@ use crate::auth::TokenValidator;
 use crate::config::{Diagnostics, GatewayConfig, Vars, load_project};
 use crate::connectors::{Connectors, build_shielded_connectors};
 use crate::consent::ConsentLedger;
+use crate::events::feed::EventFeed;
+use crate::events::rules::{CheckAgainst, Rules};
+use crate::events::services::{Catalogue, DOCUMENTED_EVENT_TYPES, OfferRelay, ServiceOffers};
+use crate::events::{Detector, EventServices, Outbox};
 use crate::graph::{Graph, GraphOptions, GraphSummary, TrustServices, build_graph};
 use crate::http::{AppState, app};
 use crate::identity::Crosswalk;
@@ -43,6 +47,15 @@ pub enum StartGatewayError {
     /// then misses until it is back).
     #[error("civicgraph.toml [cache] redis_url: {0}")]
     CacheTier(crate::cache_tier::CacheTierError),
+    /// `[events] nats_url` is set but NATS could not be reached or its stream made.
+    #[error("civicgraph.toml [events] nats_url: {0}")]
+    Nats(crate::events::nats::NatsError),
+    /// The webhook client could not be built.
+    #[error("cannot build the webhook client: {0}")]
+    Egress(crate::events::egress::EgressError),
+    /// The event outbox could not be prepared.
+    #[error(transparent)]
+    Outbox(#[from] crate::events::OutboxError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -66,6 +79,11 @@ pub struct Checked {
     pub tokens: TokenValidator,
     /// The directory of `civicgraph.toml`, which relative paths in it start from.
     pub root: PathBuf,
+    /// `schema/life-events.toml`, checked against the graph (empty when there is none).
+    pub rules: Arc<Rules>,
+    /// `schema/services.toml`, checked against the graph and the rules (empty when there is
+    /// none).
+    pub services: Arc<Catalogue>,
 }
 
 /// Loads and validates everything, opening nothing: what `civicgraph check` runs.
@@ -88,13 +106,60 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
         max_depth: project.gateway.server.max_depth,
         trust: Arc::new(project.gateway.trust.clone()),
     };
-    match build_graph(&project.schema_files, &connectors, &broken, &options) {
+    let built = build_graph(&project.schema_files, &connectors, &broken, &options);
+    let rules = match (&built, &project.life_events) {
+        (Ok(graph), Some(file)) => {
+            let has_mutation = |field: &str| graph.has_mutation_field(field);
+            match Rules::load(
+                file,
+                &CheckAgainst {
+                    connectors: connectors.specs(),
+                    trust: &project.gateway.trust,
+                    has_mutation: &has_mutation,
+                },
+            ) {
+                Ok(rules) => rules,
+                Err(mut problems) => {
+                    diagnostics.append(&mut problems);
+                    Rules::default()
+                }
+            }
+        }
+        _ => Rules::default(),
+    };
+    let services = match &built {
+        Ok(graph) => {
+            // Triggers name the rules' event types; without rules (none, or broken), the
+            // documented ones, so a catalogue is still checked.
+            let mut known = rules.event_types();
+            if known.is_empty() {
+                known = DOCUMENTED_EVENT_TYPES
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect();
+            }
+            let (catalogue, mut problems) = Catalogue::load(
+                &project.root.join(&project.gateway.paths.schema),
+                vars,
+                Some(graph),
+                &project.gateway.trust,
+                &known,
+            );
+            diagnostics.append(&mut problems);
+            catalogue
+        }
+        Err(_) => Catalogue::default(),
+    };
+    let services = Arc::new(services);
+    match built {
         Ok(graph) if diagnostics.is_empty() => Ok(Checked {
             config: project.gateway,
-            graph,
+            graph: graph.with_service_catalogue(Arc::clone(&services)),
             connectors,
             tokens: project.tokens,
             root: project.root,
+            rules: Arc::new(rules),
+            services,
         }),
         Ok(_) => Err(sorted(diagnostics)),
         Err(mut graph_problems) => {
@@ -124,6 +189,20 @@ pub struct Gateway {
     listen: SocketAddr,
     shutdown_grace: Duration,
     checkpoints: CheckpointPlan,
+    events: Option<EventsPlan>,
+    /// Turns life events into service offers while serving (when `[events] enabled` and a
+    /// service has triggers), passing every `feed_poll_ms`.
+    offers: Option<(OfferRelay, Duration)>,
+}
+
+/// What runs in the background for life events while the gateway serves: the pollers and
+/// the delivery dispatcher.
+#[derive(Debug, Clone)]
+struct EventsPlan {
+    detector: Detector,
+    dispatcher: crate::events::deliver::Dispatcher,
+    connectors: Connectors,
+    owner: String,
 }
 
 /// What the audit checkpointer needs; it starts when the gateway serves and writes a last
@@ -175,10 +254,50 @@ impl Gateway {
             writer: AuditWriter::spawn(audit.clone()),
             signing: key.clone(),
         };
-        let graph = checked
+        let events = if checked.config.events.enabled {
+            Some(
+                events_plan(
+                    &checked,
+                    &store,
+                    services.ledger.clone(),
+                    Arc::clone(checked.graph.trust()),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let outbox = Outbox::new(store.clone());
+        let settings = &checked.config.events;
+        let offers = (settings.enabled
+            && checked
+                .services
+                .services()
+                .iter()
+                .any(|s| !s.triggers.is_empty()))
+        .then(|| {
+            let lease = Duration::from_secs(settings.lease_s.max(1));
+            let relay = OfferRelay::new(outbox.clone(), Arc::clone(&checked.services), lease);
+            (relay, Duration::from_millis(settings.feed_poll_ms.max(10)))
+        });
+        let mut graph = checked
             .graph
+            .clone()
             .with_crosswalk(Crosswalk::new(store.clone()))
-            .with_trust_services(services);
+            .with_trust_services(services)
+            .with_service_offers(ServiceOffers::new(outbox, Arc::clone(&checked.services)));
+        if let Some(plan) = &events {
+            graph = graph.with_events(EventServices {
+                detector: plan.detector.clone(),
+                allow_private_endpoints: checked.config.events.allow_private_endpoints,
+            });
+        }
+        if checked.config.events.enabled {
+            graph = graph.with_event_feed(EventFeed::new(
+                Outbox::new(store.clone()),
+                Duration::from_millis(checked.config.events.feed_poll_ms.max(1)),
+            ));
+        }
         let checkpoints = CheckpointPlan {
             audit,
             key,
@@ -186,11 +305,26 @@ impl Gateway {
             interval: Duration::from_secs(checked.config.audit.checkpoint_interval_s.max(1)),
         };
         let server = checked.config.server;
+        let mut state = AppState::new(
+            graph,
+            store,
+            server.clone(),
+            checked.config.auth,
+            checked.tokens,
+        );
+        if let Some(plan) = &events {
+            state = state.with_events(EventServices {
+                detector: plan.detector.clone(),
+                allow_private_endpoints: checked.config.events.allow_private_endpoints,
+            });
+        }
         Ok(Self {
             listen: server.listen,
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
-            state: AppState::new(graph, store, server, checked.config.auth, checked.tokens),
+            state,
             checkpoints,
+            events,
+            offers,
         })
     }
 
@@ -216,6 +350,16 @@ impl Gateway {
             self.state.store.clone(),
             std::sync::Arc::clone(self.state.graph.trust()),
         )
+    }
+
+    /// The live feed behind `Subscription.lifeEvents` (`None` with `[events] enabled = false`).
+    pub fn event_feed(&self) -> Option<EventFeed> {
+        self.state.graph.event_feed().cloned()
+    }
+
+    /// The life-event outbox in this gateway's store (for tests and tools).
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.state.store.clone())
     }
 
     /// The audit trail in this gateway's store.
@@ -257,6 +401,68 @@ impl Gateway {
     }
 }
 
+/// Builds what life events need: the outbox, the detector over the checked rules, NATS when
+/// configured, and the dispatcher that delivers for this instance.
+async fn events_plan(
+    checked: &Checked,
+    store: &Store,
+    ledger: ConsentLedger,
+    trust: Arc<crate::config::TrustConfig>,
+) -> Result<EventsPlan, StartGatewayError> {
+    let settings = checked.config.events.clone();
+    let outbox = Outbox::new(store.clone());
+    let metrics = Arc::clone(checked.connectors.hub().metrics());
+    let detector = Detector::new(
+        Arc::clone(&checked.rules),
+        outbox.clone(),
+        Crosswalk::new(store.clone()),
+        Arc::clone(&metrics),
+    );
+    let nats = match settings
+        .nats_url
+        .as_ref()
+        .filter(|url| !url.expose().is_empty())
+    {
+        Some(url) => {
+            let publisher = crate::events::nats::NatsPublisher::connect(
+                url.expose(),
+                &settings.nats_stream,
+                &settings.subject_prefix,
+            )
+            .await
+            .map_err(StartGatewayError::Nats)?;
+            outbox
+                .ensure_nats_subscriber(&settings.subject_prefix)
+                .await?;
+            Some(publisher)
+        }
+        None => None,
+    };
+    let egress = crate::events::egress::Egress::new(
+        settings.allow_private_endpoints,
+        Duration::from_millis(settings.delivery_timeout_ms.max(1)),
+    )
+    .map_err(StartGatewayError::Egress)?;
+    let owner = format!("gw-{}", uuid::Uuid::new_v4().simple());
+    let dispatcher = crate::events::deliver::Dispatcher::new(
+        outbox,
+        ledger,
+        trust,
+        egress,
+        nats,
+        settings,
+        owner.clone(),
+        metrics,
+        detector.recorded(),
+    );
+    Ok(EventsPlan {
+        detector,
+        dispatcher,
+        connectors: checked.connectors.clone(),
+        owner,
+    })
+}
+
 /// A gateway with its listener bound.
 #[derive(Debug)]
 pub struct BoundGateway {
@@ -287,6 +493,20 @@ impl BoundGateway {
         };
         let plan = gateway.checkpoints.clone();
         let checkpointer = Checkpointer::spawn(plan.audit, plan.key, plan.path, plan.interval);
+        let (stop_events, events_stopped) = tokio::sync::watch::channel(false);
+        let mut background = Vec::new();
+        if let Some(plan) = &gateway.events {
+            background.extend(crate::events::poll::spawn_pollers(
+                &plan.detector,
+                &plan.connectors,
+                &plan.owner,
+                &events_stopped,
+            ));
+            background.push(plan.dispatcher.clone().spawn(events_stopped.clone()));
+        }
+        if let Some((relay, every)) = gateway.offers.clone() {
+            background.push(relay.spawn(every, events_stopped.clone()));
+        }
         let server = axum::serve(listener, gateway.router()).with_graceful_shutdown(signal);
         let grace = gateway.shutdown_grace;
         let result = tokio::select! {
@@ -299,6 +519,14 @@ impl BoundGateway {
                 Ok(())
             }
         };
+        // Open subscriptions end (their sockets close) before the store they read goes away.
+        if let Some(feed) = gateway.state.graph.event_feed() {
+            feed.shutdown();
+        }
+        let _ = stop_events.send(true);
+        for task in background {
+            let _ = task.await;
+        }
         checkpointer.shutdown().await;
         gateway.state.store.close().await;
         result
@@ -404,6 +632,11 @@ mod tests {
         assert_eq!(
             fields("ui"),
             ["Citizen.unemploymentClaims <- claims (claimant_id from the identity crosswalk)"]
+        );
+        assert!(
+            fields("registry").contains(&"Mutation.changeAddress <- change_address".to_string()),
+            "{:?}",
+            fields("registry")
         );
     }
 }

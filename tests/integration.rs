@@ -23,6 +23,15 @@
 //! - `shield`: caching, stale answers, shed load, invalidation and batching through the gateway.
 //! - `batch_rest_sql`, `batch_soap_mainframe`: each connector kind's batch form answers every key
 //!   exactly as its single call does, in one backend call.
+//! - `events`: life events from a change feed or a signed inbound webhook to signed webhooks and
+//!   NATS: retries, dead letters and replay, 410, the consent filter, the SSRF guard.
+//! - `subscriptions`: `Subscription.lifeEvents` over a real WebSocket: order, type filters, who
+//!   sees which events, and sockets authenticated like HTTP requests.
+//! - `services`: proactive services on the demo — suggestions read with the caller's rights,
+//!   offers made from life events, accepting one tells the providing agency.
+//! - `events_world`: a change feed, a webhook receiver and `civicgraph serve` as a child process.
+//! - `events_crash`: `kill -9` between detection and delivery, then a restart on the same file.
+//! - `events_scale`: two instances on one PostgreSQL outbox; a killed one's leases taken over.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -81,6 +90,23 @@ mod shield;
 #[path = "integration/batch_soap_mainframe.rs"]
 mod batch_soap_mainframe;
 
+#[path = "integration/subscriptions.rs"]
+mod subscriptions;
+
 /// The cargo-fuzz harness of the record decoder, so the seed corpus runs on every `cargo test`.
 #[path = "../fuzz/harness/decode_record.rs"]
 mod decode_record_harness;
+
+#[path = "integration/events.rs"]
+mod events;
+
+#[path = "integration/events_world.rs"]
+mod events_world;
+#[path = "integration/services.rs"]
+mod services;
+
+#[path = "integration/events_crash.rs"]
+mod events_crash;
+
+#[path = "integration/events_scale.rs"]
+mod events_scale;

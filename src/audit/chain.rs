@@ -304,7 +304,7 @@ impl AuditLog {
             .map(|record| (json_set(&record.categories), json_set(&record.fields)))
             .collect();
         on_pool!(&self.store, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             let head: Option<(i64, String)> = sqlx::query_as(LOCK).fetch_optional(&mut *tx).await?;
             let Some((mut seq, mut hash)) = head else {
                 return Err(AuditError::Corrupt("the audit_head row is missing".to_string()));

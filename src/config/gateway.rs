@@ -24,6 +24,62 @@ pub struct GatewayConfig {
     pub shield: ShieldSettings,
     /// The cache tier shared by every instance (`[cache]`).
     pub cache: CacheTierConfig,
+    /// Life events: detection, the outbox and delivery (`[events]`).
+    pub events: EventsConfig,
+}
+
+/// `[events]`: how life events are detected and delivered. The rules themselves are in
+/// `schema/life-events.toml`, beside the graph they refer to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Off stops every poller and delivery worker (the outbox keeps what is in it).
+    pub enabled: bool,
+    /// `nats://…`: publish every event to JetStream too; empty publishes none. It may hold a
+    /// password, so it is never logged.
+    pub nats_url: Option<super::Secret>,
+    /// The JetStream stream, created when missing.
+    pub nats_stream: String,
+    /// Subjects are `{subject_prefix}.{EventType}`.
+    pub subject_prefix: String,
+    /// The longest one webhook attempt may take, answer included.
+    pub delivery_timeout_ms: u64,
+    /// Seconds to wait before each retry; after the last, the delivery is dead-lettered.
+    /// Each wait is jittered by ±20 % so receivers that failed together do not retry together.
+    pub retry_schedule_s: Vec<u64>,
+    /// How long a worker holds a claimed delivery; a crashed worker's claims are taken again
+    /// after this. Raised to `delivery_timeout_ms` + 2 s when shorter, so a claim never runs
+    /// out while its attempt is under way (another worker would send the event again).
+    pub lease_s: u64,
+    /// Deliveries in flight to one subscriber at once, so a slow receiver cannot take every
+    /// worker slot from the others.
+    pub max_in_flight_per_subscriber: usize,
+    /// Allow webhook endpoints on loopback and private networks. Off in production: a
+    /// subscriber could otherwise make the gateway call internal services (SSRF).
+    pub allow_private_endpoints: bool,
+    /// How often the subscription feed reads new events from the outbox.
+    pub feed_poll_ms: u64,
+    /// How often an idle delivery worker looks for due deliveries.
+    pub dispatch_poll_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            nats_url: None,
+            nats_stream: "CIVICGRAPH_EVENTS".to_string(),
+            subject_prefix: "civicgraph.events".to_string(),
+            delivery_timeout_ms: 10_000,
+            // Standard Webhooks' schedule stretched to about 75 hours.
+            retry_schedule_s: vec![5, 300, 1800, 7200, 18_000, 36_000, 36_000, 86_400, 86_400],
+            lease_s: 60,
+            max_in_flight_per_subscriber: 8,
+            allow_private_endpoints: false,
+            feed_poll_ms: 200,
+            dispatch_poll_ms: 200,
+        }
+    }
 }
 
 /// `[shield]`: gateway-wide shield settings.

@@ -24,8 +24,8 @@ pub use connector::{
     PageConfig, RestAuth, RestBatch, RestConfig, RestOperation, Returns, Secret,
 };
 pub use gateway::{
-    AuthConfig, CacheTierConfig, GatewayConfig, IssuerConfig, IssuerRole, KeysConfig, PathsConfig,
-    ServerConfig, ShieldSettings, StorageConfig,
+    AuthConfig, CacheTierConfig, EventsConfig, GatewayConfig, IssuerConfig, IssuerRole, KeysConfig,
+    PathsConfig, ServerConfig, ShieldSettings, StorageConfig,
 };
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
 pub use mainframe::{
@@ -123,6 +123,8 @@ pub struct Project {
     pub broken_connectors: HashSet<String>,
     /// Every `schema/*.graphql`, in file-name order.
     pub schema_files: Vec<SourceFile>,
+    /// `schema/life-events.toml`, when there is one (checked against the graph later).
+    pub life_events: Option<TomlFile>,
     /// The bearer-token validator built from `[[auth.issuers]]` (empty when they have errors),
     /// built once here so key files are read once and bad ones reported at their lines.
     pub tokens: crate::auth::TokenValidator,
@@ -207,6 +209,27 @@ pub fn load_project(config_path: &Path, vars: &Vars) -> (Project, Vec<Diagnostic
             )),
         }
     }
+    let rules_path = schema_dir.join(crate::events::rules::RULES_FILE);
+    let life_events = if rules_path.is_file() {
+        match std::fs::read_to_string(&rules_path) {
+            Ok(text) => match TomlFile::from_text(display_path(&rules_path), &text, vars) {
+                Ok(file) => Some(file),
+                Err(mut problems) => {
+                    diagnostics.append(&mut problems);
+                    None
+                }
+            },
+            Err(error) => {
+                diagnostics.push(Diagnostic::file(
+                    &display_path(&rules_path),
+                    format!("cannot read this file: {error}"),
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
     if schema_files.is_empty() && schema_dir.is_dir() {
         diagnostics.push(Diagnostic::file(
             &display_path(&schema_dir),
@@ -221,6 +244,7 @@ pub fn load_project(config_path: &Path, vars: &Vars) -> (Project, Vec<Diagnostic
             connectors,
             broken_connectors,
             schema_files,
+            life_events,
             tokens,
         },
         diagnostics,
@@ -386,7 +410,21 @@ mod tests {
             let text = block.split("```").next().expect("a closed code block");
             let file = TomlFile::from_text(format!("README.md block {i}"), text, &Vars::default())
                 .unwrap_or_else(|e| panic!("README toml block {i}: {e:?}"));
-            if text.contains("kind = ") {
+            if text.contains("[services.") {
+                let trust: TrustConfig =
+                    toml::from_str("[agencies.ui]\nname = \"the Unemployment Insurance Agency\"")
+                        .expect("a trust section");
+                let types = ["JobLost".to_string()].into_iter().collect();
+                let (_, problems) =
+                    crate::events::services::Catalogue::parse(&file, None, &trust, &types);
+                assert!(
+                    problems.is_empty(),
+                    "README services block {i}: {problems:?}"
+                );
+            } else if text.contains("[[events]]") {
+                crate::events::rules::check_syntax(&file)
+                    .unwrap_or_else(|e| panic!("README rules block {i}: {e}"));
+            } else if text.contains("kind = ") {
                 parse_connector(&file)
                     .unwrap_or_else(|e| panic!("README connector block {i}: {e}"));
             } else {

@@ -303,10 +303,116 @@ pub const CONSENT_CONNECTOR: &str = "consent";
 /// The built-in connector through which operators drop a backend's cached answers.
 pub const CACHE_CONNECTOR: &str = "cache";
 
+/// The built-in connector of life events: `live` streams them to a `Subscription` field, each
+/// caller seeing only the events it may; operators and agencies manage webhook subscribers, see
+/// their deliveries and replay dead letters. Its operations check their caller themselves.
+pub const EVENTS_CONNECTOR: &str = "events";
+
+/// The built-in connector of proactive services: the catalogue, suggestions from a citizen's
+/// record, and the offers life events make (which citizens accept or dismiss).
+pub const SERVICES_CONNECTOR: &str = "services";
+
 /// Whether `name` is a connector built into the gateway (no file, no backend), whose fields
 /// police their callers in the gateway's own code.
 pub fn is_built_in(name: &str) -> bool {
-    name == IDENTITY_CONNECTOR || name == CONSENT_CONNECTOR || name == CACHE_CONNECTOR
+    name == IDENTITY_CONNECTOR
+        || name == CONSENT_CONNECTOR
+        || name == CACHE_CONNECTOR
+        || name == EVENTS_CONNECTOR
+        || name == SERVICES_CONNECTOR
+}
+
+fn services_spec() -> ConnectorSpec {
+    let location = built_in_location(SERVICES_CONNECTOR);
+    let op = |name: &str, required: &[&str], description: &str| {
+        (
+            name.to_string(),
+            built_in_operation(&location, required, &[], description),
+        )
+    };
+    ConnectorSpec {
+        kind: "built-in",
+        identifier: None,
+        location: location.clone(),
+        operations: BTreeMap::from([
+            op("catalogue", &[], "Every service in schema/services.toml"),
+            op(
+                "suggested",
+                &["citizen_id"],
+                "Services a citizen's record meets the conditions of, as the caller may read it",
+            ),
+            op(
+                "offers",
+                &["citizen_id"],
+                "Services offered to a citizen after life events (the citizen only)",
+            ),
+            op(
+                "accept",
+                &["citizen_id", "id"],
+                "A citizen accepts an offer; the providing agency is told",
+            ),
+            op(
+                "dismiss",
+                &["citizen_id", "id"],
+                "A citizen dismisses an offer",
+            ),
+        ]),
+    }
+}
+
+fn events_spec() -> ConnectorSpec {
+    let location = built_in_location(EVENTS_CONNECTOR);
+    let op = |name: &str, required: &[&str], optional: &[&str], description: &str| {
+        (
+            name.to_string(),
+            built_in_operation(&location, required, optional, description),
+        )
+    };
+    ConnectorSpec {
+        kind: "built-in",
+        identifier: None,
+        location: location.clone(),
+        operations: BTreeMap::from([
+            op(
+                "live",
+                &[],
+                &["types"],
+                "Life events as they are recorded, of some types or all, that the caller may see (a Subscription field)",
+            ),
+            op(
+                "types",
+                &[],
+                &[],
+                "The life-event types the rules can produce",
+            ),
+            op(
+                "subscribers",
+                &[],
+                &[],
+                "Webhook subscribers: all (operators) or the calling agency's",
+            ),
+            op(
+                "deliveries",
+                &["subscriberId"],
+                &["state", "first"],
+                "A subscriber's deliveries, newest event first",
+            ),
+            op(
+                "register",
+                &["agency", "purpose", "url"],
+                &["eventTypes"],
+                "Registers a webhook subscriber and returns its signing secret, once",
+            ),
+            op("disable", &["id"], &[], "Stops deliveries to a subscriber"),
+            op("enable", &["id"], &[], "Resumes deliveries to a subscriber"),
+            op(
+                "replay",
+                &["subscriberId"],
+                &["eventId"],
+                "Puts dead-lettered deliveries back in line, keeping their event ids",
+            ),
+        ]),
+    }
 }
 
 fn cache_spec() -> ConnectorSpec {
@@ -464,6 +570,12 @@ pub fn build_shielded_connectors(
     connectors
         .specs
         .insert(CACHE_CONNECTOR.to_string(), cache_spec());
+    connectors
+        .specs
+        .insert(EVENTS_CONNECTOR.to_string(), events_spec());
+    connectors
+        .specs
+        .insert(SERVICES_CONNECTOR.to_string(), services_spec());
     let mut diagnostics = Vec::new();
     for connector in loaded {
         let name = connector.config.name().get_ref().clone();

@@ -260,7 +260,7 @@ impl ConsentLedger {
         };
         let categories = join_categories(&consent.categories);
         on_pool!(&self.store, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             sqlx::query(INSERT)
                 .bind(&consent.handle)
                 .bind(consent.citizen.as_str())
@@ -507,7 +507,7 @@ impl ConsentLedger {
         let (action, to, from) = transition.states();
         let now = now.trunc_subsecs(6);
         on_pool!(&self.store, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             let row: Option<Row> = sqlx::query_as(UPDATE)
                 .bind(handle)
                 .bind(citizen.as_str())

@@ -6,18 +6,32 @@
 //! URL layout, status codes and payload shapes. Handlers answer straight from
 //! the in-memory [`Population`] with no artificial delay, so that load tests
 //! measure the gateway rather than the simulation.
+//!
+//! The registry also changes (see [`super::registry`]): people move, by
+//! `PUT /v1/people/{id}/address` or by the demo's change simulator, and
+//! children are born; `GET /v1/changes?since=<seq>` lists those changes for
+//! the gateway's poller, and `GET /v1/milestones/age` finds who just reached
+//! an age (retirement, for a pension agency).
+//!
+//! | registry request | answer |
+//! |---|---|
+//! | `GET /v1/people/{id}`, `/v1/people?limit&cursor`, `/v1/people/batch?ids` | people, with their current address |
+//! | `PUT /v1/people/{id}/address` `{street, city, postal_code}` | `{change_id, citizen_id, address}`; 400 `bad_body`, `bad_street`, `unknown_city`, `bad_postal_code`; 404 |
+//! | `GET /v1/changes?since=<seq>&limit=<1..500>` | `{"changes": [...]}` after `since` (default 0), oldest first; 400 `bad_since`, `bad_limit` |
+//! | `GET /v1/milestones/age?age=<0..150>&within_days=<0..366>[&on=YYYY-MM-DD]` | `{"people": [{citizen_id, reached_on}]}`, `on` defaulting to today (UTC); 400 `bad_age`, `bad_within_days`, `bad_date` |
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, serve};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -27,6 +41,7 @@ use tokio::task::JoinHandle;
 use super::benefits::{BenefitsCodecs, BenefitsMainframe, write_extract};
 use super::data::{Person, Population, TaxAccount};
 use super::dmv::dmv_router;
+use super::registry::{ChangeAddressError, LiveRegistry, MAX_CHANGES_PAGE, NewAddress};
 
 /// Page size when a listing request has no `limit`.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
@@ -49,9 +64,23 @@ pub fn account_json(account: &TaxAccount) -> serde_json::Value {
         .expect("a TaxAccount contains only strings, numbers and string-keyed structs")
 }
 
+/// Largest address change body accepted; a real one is under 200 bytes.
+pub const MAX_ADDRESS_BODY_BYTES: usize = 4 * 1024;
+/// Oldest age `/v1/milestones/age` answers for.
+pub const MAX_MILESTONE_AGE: u32 = 150;
+/// Longest look-back `/v1/milestones/age` answers for, in days.
+pub const MAX_MILESTONE_DAYS: u32 = 366;
+
 /// Builds the person registry API so it can be mounted in-process (e.g.
-/// with `tower::ServiceExt::oneshot`) without opening a socket.
+/// with `tower::ServiceExt::oneshot`) without opening a socket; its changes
+/// start from none.
 pub fn registry_router(population: Arc<Population>) -> Router {
+    live_registry_router(Arc::new(LiveRegistry::new(population)))
+}
+
+/// The person registry API over a registry whose changes someone else also
+/// makes (the demo's change simulator), so both see one state.
+pub fn live_registry_router(registry: Arc<LiveRegistry>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/people", get(list_people))
@@ -59,8 +88,14 @@ pub fn registry_router(population: Arc<Population>) -> Router {
         // treated as a citizen id.
         .route("/v1/people/batch", get(batch_people))
         .route("/v1/people/{id}", get(get_person))
+        .route(
+            "/v1/people/{id}/address",
+            put(put_address).layer(DefaultBodyLimit::max(MAX_ADDRESS_BODY_BYTES)),
+        )
+        .route("/v1/changes", get(list_changes))
+        .route("/v1/milestones/age", get(age_milestones))
         .fallback(unknown_route)
-        .with_state(population)
+        .with_state(registry)
 }
 
 /// Builds the tax agency API, for the same in-process use as
@@ -92,6 +127,9 @@ pub struct SimulatedAgencies {
     pub benefits_addr: String,
     /// The directory the benefits mainframe's nightly payment extract was written to.
     pub benefits_extract_dir: std::path::PathBuf,
+    /// The registry's changing state, which the registry server serves and the demo's
+    /// change simulator changes.
+    pub registry: Arc<LiveRegistry>,
     servers: Vec<RunningServer>,
     mainframe: super::benefits::BenefitsMainframe,
     /// Removed when the agencies stop.
@@ -156,11 +194,12 @@ impl SimulatedAgencies {
         let tax_url = format!("http://{}", tax_listener.local_addr()?);
         let dmv_url = format!("http://{}", dmv_listener.local_addr()?);
 
+        let registry = Arc::new(LiveRegistry::new(Arc::clone(&population)));
         let servers = vec![
             spawn_server(
                 "registry",
                 registry_listener,
-                registry_router(Arc::clone(&population)),
+                live_registry_router(Arc::clone(&registry)),
             ),
             spawn_server("tax", tax_listener, tax_router(Arc::clone(&population))),
             spawn_server("dmv", dmv_listener, dmv_router(Arc::clone(&population))),
@@ -186,6 +225,7 @@ impl SimulatedAgencies {
             dmv_url,
             benefits_addr,
             benefits_extract_dir: extract_dir.path().to_path_buf(),
+            registry,
             servers,
             mainframe,
             _extract_dir: extract_dir,
@@ -240,17 +280,31 @@ enum ApiError {
     MissingKeys,
     TooManyKeys,
     BadRequest,
+    BadSince,
+    BadAge,
+    BadWithinDays,
+    BadDate,
+    BadBody,
+    Address(ChangeAddressError),
 }
 
 impl ApiError {
     fn status(self) -> StatusCode {
         match self {
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::Address(ChangeAddressError::UnknownPerson) => {
+                StatusCode::NOT_FOUND
+            }
             Self::BadLimit
             | Self::BadCursor
             | Self::MissingKeys
             | Self::TooManyKeys
-            | Self::BadRequest => StatusCode::BAD_REQUEST,
+            | Self::BadRequest
+            | Self::BadSince
+            | Self::BadAge
+            | Self::BadWithinDays
+            | Self::BadDate
+            | Self::BadBody
+            | Self::Address(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -262,6 +316,12 @@ impl ApiError {
             Self::MissingKeys => "missing_keys",
             Self::TooManyKeys => "too_many_keys",
             Self::BadRequest => "bad_request",
+            Self::BadSince => "bad_since",
+            Self::BadAge => "bad_age",
+            Self::BadWithinDays => "bad_within_days",
+            Self::BadDate => "bad_date",
+            Self::BadBody => "bad_body",
+            Self::Address(error) => error.code(),
         }
     }
 }
@@ -284,13 +344,30 @@ struct PersonEnvelope<'a> {
 
 #[derive(Serialize)]
 struct PageEnvelope<'a> {
-    people: &'a [Person],
+    people: Vec<Cow<'a, Person>>,
     next_cursor: Option<&'a str>,
 }
 
 #[derive(Serialize)]
 struct PeopleEnvelope<'a> {
-    people: Vec<&'a Person>,
+    people: Vec<Cow<'a, Person>>,
+}
+
+#[derive(Serialize)]
+struct ChangesEnvelope {
+    changes: Vec<super::registry::RegistryChange>,
+}
+
+#[derive(Serialize)]
+struct Milestone<'a> {
+    citizen_id: &'a str,
+    /// `YYYY-MM-DD`.
+    reached_on: String,
+}
+
+#[derive(Serialize)]
+struct MilestonesEnvelope<'a> {
+    people: Vec<Milestone<'a>>,
 }
 
 #[derive(Serialize)]
@@ -317,6 +394,28 @@ struct BatchPeopleParams {
 }
 
 #[derive(Deserialize)]
+struct ChangesParams {
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MilestoneParams {
+    age: Option<String>,
+    within_days: Option<String>,
+    on: Option<String>,
+}
+
+/// The body of an address change; anything else in it is refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressBody {
+    street: String,
+    city: String,
+    postal_code: String,
+}
+
+#[derive(Deserialize)]
 struct BatchAccountsParams {
     tins: Option<String>,
 }
@@ -330,20 +429,20 @@ async fn unknown_route() -> ApiError {
 }
 
 async fn get_person(
-    State(population): State<Arc<Population>>,
+    State(registry): State<Arc<LiveRegistry>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let Ok(Path(id)) = id else {
         return ApiError::BadRequest.into_response();
     };
-    match population.person(&id) {
-        Some(person) => Json(PersonEnvelope { person }).into_response(),
+    match registry.person(&id) {
+        Some(person) => Json(PersonEnvelope { person: &person }).into_response(),
         None => ApiError::NotFound.into_response(),
     }
 }
 
 async fn list_people(
-    State(population): State<Arc<Population>>,
+    State(registry): State<Arc<LiveRegistry>>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
     let Ok(Query(params)) = params else {
@@ -356,6 +455,7 @@ async fn list_people(
             _ => return ApiError::BadLimit.into_response(),
         },
     };
+    let population = registry.population();
     // The cursor is the id of the last person on the previous page.
     let start = match params.cursor.as_deref() {
         None => 0,
@@ -366,14 +466,13 @@ async fn list_people(
     };
     let people = population.people();
     let end = start.saturating_add(limit).min(people.len());
-    let page = &people[start..end];
-    let next_cursor = if end < people.len() {
-        page.last().map(|person| person.id.as_str())
+    let next_cursor = if end < people.len() && end > start {
+        Some(people[end - 1].id.as_str())
     } else {
         None
     };
     Json(PageEnvelope {
-        people: page,
+        people: registry.people(start..end),
         next_cursor,
     })
     .into_response()
@@ -396,7 +495,7 @@ fn parse_keys(raw: Option<&str>) -> Result<Vec<&str>, ApiError> {
 }
 
 async fn batch_people(
-    State(population): State<Arc<Population>>,
+    State(registry): State<Arc<LiveRegistry>>,
     params: Result<Query<BatchPeopleParams>, QueryRejection>,
 ) -> Response {
     let Ok(Query(params)) = params else {
@@ -408,9 +507,91 @@ async fn batch_people(
     };
     let people = ids
         .into_iter()
-        .filter_map(|id| population.person(id))
+        .filter_map(|id| registry.person(id))
         .collect();
     Json(PeopleEnvelope { people }).into_response()
+}
+
+async fn put_address(
+    State(registry): State<Arc<LiveRegistry>>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<AddressBody>, JsonRejection>,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return ApiError::BadRequest.into_response();
+    };
+    if registry.person(&id).is_none() {
+        return ApiError::NotFound.into_response();
+    }
+    let Ok(Json(body)) = body else {
+        return ApiError::BadBody.into_response();
+    };
+    let address = NewAddress {
+        street: body.street,
+        city: body.city,
+        postal_code: body.postal_code,
+    };
+    match registry.change_address(&id, &address, chrono::Utc::now()) {
+        Ok(change) => Json(change).into_response(),
+        Err(error) => ApiError::Address(error).into_response(),
+    }
+}
+
+async fn list_changes(
+    State(registry): State<Arc<LiveRegistry>>,
+    params: Result<Query<ChangesParams>, QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        return ApiError::BadRequest.into_response();
+    };
+    let since = match params.since.as_deref().map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(since)) => since,
+        Some(Err(_)) => return ApiError::BadSince.into_response(),
+    };
+    let limit = match params.limit.as_deref().map(str::parse::<usize>) {
+        None => MAX_CHANGES_PAGE,
+        Some(Ok(limit)) if (1..=MAX_CHANGES_PAGE).contains(&limit) => limit,
+        Some(_) => return ApiError::BadLimit.into_response(),
+    };
+    Json(ChangesEnvelope {
+        changes: registry.changes_since(since, limit),
+    })
+    .into_response()
+}
+
+async fn age_milestones(
+    State(registry): State<Arc<LiveRegistry>>,
+    params: Result<Query<MilestoneParams>, QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        return ApiError::BadRequest.into_response();
+    };
+    let age = match params.age.as_deref().map(str::parse::<u32>) {
+        Some(Ok(age)) if age <= MAX_MILESTONE_AGE => age,
+        _ => return ApiError::BadAge.into_response(),
+    };
+    let within_days = match params.within_days.as_deref().map(str::parse::<u32>) {
+        Some(Ok(days)) if days <= MAX_MILESTONE_DAYS => days,
+        _ => return ApiError::BadWithinDays.into_response(),
+    };
+    let today = match params.on.as_deref() {
+        None => chrono::Utc::now().date_naive(),
+        Some(text) => match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(date) => date,
+            Err(_) => return ApiError::BadDate.into_response(),
+        },
+    };
+    let people = registry
+        .population()
+        .reached_age(age, within_days, today)
+        .into_iter()
+        .map(|(person, reached_on)| Milestone {
+            citizen_id: &person.id,
+            reached_on: reached_on.to_string(),
+        })
+        .collect();
+    Json(MilestonesEnvelope { people }).into_response()
 }
 
 async fn get_account(
@@ -477,6 +658,10 @@ mod tests {
         let request = Request::get(uri)
             .body(Body::empty())
             .expect("valid request");
+        send(router, request).await
+    }
+
+    async fn send(router: &Router, request: Request<Body>) -> Answer {
         let response = router.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let content_type = response
@@ -803,6 +988,229 @@ mod tests {
             let answer = get_from(&router, "/healthz").await;
             assert_eq!(answer.status, StatusCode::OK);
             assert_eq!(answer.body, b"ok");
+        }
+    }
+
+    async fn put_to(router: &Router, uri: &str, content_type: &str, body: &str) -> Answer {
+        let request = Request::put(uri)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body.to_owned()))
+            .expect("valid request");
+        send(router, request).await
+    }
+
+    fn live() -> (Arc<LiveRegistry>, Router) {
+        let registry = Arc::new(LiveRegistry::new(population()));
+        let router = live_registry_router(Arc::clone(&registry));
+        (registry, router)
+    }
+
+    #[tokio::test]
+    async fn a_move_is_served_everywhere_the_person_is() {
+        let (registry, router) = live();
+        let answer = put_to(
+            &router,
+            "/v1/people/C0000003/address",
+            "application/json",
+            r#"{"street": "12 Quarry Lane", "city": "Lakeside", "postal_code": "42211"}"#,
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let confirmed = answer.json();
+        let address = json!({"street": "12 Quarry Lane", "city": "Lakeside",
+            "postal_code": "42211", "county": "Hollis County"});
+        assert_eq!(
+            confirmed,
+            json!({"change_id": "AC-00000001", "citizen_id": "C0000003", "address": address})
+        );
+
+        let one = get_from(&router, "/v1/people/C0000003").await.json();
+        assert_eq!(one["person"]["address"], address);
+        let page = get_from(&router, "/v1/people?limit=5").await.json();
+        assert_eq!(page["people"][2]["address"], address);
+        assert_eq!(page["next_cursor"], "C0000005");
+        let batch = get_from(&router, "/v1/people/batch?ids=C0000004,C0000003")
+            .await
+            .json();
+        assert_eq!(batch["people"][1]["address"], address);
+        let unmoved = &registry.population().people()[3];
+        assert_eq!(batch["people"][0], person_json(unmoved));
+
+        let log = get_from(&router, "/v1/changes?since=0").await.json();
+        assert_eq!(log["changes"][0]["change_id"], "AC-00000001");
+        assert_eq!(log["changes"][0]["kind"], "address");
+        assert_eq!(log["changes"][0]["citizen_id"], "C0000003");
+        assert!(
+            log["changes"][0].get("street").is_none(),
+            "the log carries ids only"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_address_changes_are_400_and_change_nothing() {
+        let (registry, router) = live();
+        let cases = [
+            ("application/json", "not json", "bad_body"),
+            (
+                "text/plain",
+                r#"{"street":"1 Elm Road","city":"Upton","postal_code":"44100"}"#,
+                "bad_body",
+            ),
+            (
+                "application/json",
+                r#"{"street":"1 Elm Road","city":"Upton"}"#,
+                "bad_body",
+            ),
+            (
+                "application/json",
+                r#"{"street":1,"city":"Upton","postal_code":"44100"}"#,
+                "bad_body",
+            ),
+            (
+                "application/json",
+                r#"{"street":"1 Elm Road","city":"Upton","postal_code":"44100","county":"X"}"#,
+                "bad_body",
+            ),
+            (
+                "application/json",
+                r#"{"street":"","city":"Upton","postal_code":"44100"}"#,
+                "bad_street",
+            ),
+            (
+                "application/json",
+                r#"{"street":"1 Elm Road","city":"Springfield","postal_code":"44100"}"#,
+                "unknown_city",
+            ),
+            (
+                "application/json",
+                r#"{"street":"1 Elm Road","city":"Upton","postal_code":"4410"}"#,
+                "bad_postal_code",
+            ),
+        ];
+        for (content_type, body, code) in cases {
+            let answer = put_to(&router, "/v1/people/C0000001/address", content_type, body).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(answer.json(), json!({ "error": code }), "{body}");
+        }
+        let unknown = put_to(
+            &router,
+            "/v1/people/C0009999/address",
+            "application/json",
+            r#"{"street":"1 Elm Road","city":"Upton","postal_code":"44100"}"#,
+        )
+        .await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        assert_eq!(unknown.json(), json!({ "error": "not_found" }));
+        let huge = format!(
+            r#"{{"street":"{}","city":"Upton","postal_code":"44100"}}"#,
+            "x".repeat(MAX_ADDRESS_BODY_BYTES)
+        );
+        let answer = put_to(
+            &router,
+            "/v1/people/C0000001/address",
+            "application/json",
+            &huge,
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(registry.change_count(), 0);
+        let person = get_from(&router, "/v1/people/C0000001").await.json();
+        assert_eq!(
+            person["person"],
+            person_json(&registry.population().people()[0])
+        );
+    }
+
+    #[tokio::test]
+    async fn the_change_log_pages_from_a_sequence_number() {
+        let (registry, router) = live();
+        let now = chrono::Utc::now();
+        for n in 0..4 {
+            let address = NewAddress {
+                street: format!("{n} Mill Way"),
+                city: "Upton".to_owned(),
+                postal_code: "44101".to_owned(),
+            };
+            registry
+                .change_address("C0000002", &address, now)
+                .expect("valid");
+        }
+        registry
+            .register_birth(&["C0000001"], now)
+            .expect("a parent");
+        let seqs = |body: Value| -> Vec<u64> {
+            body["changes"]
+                .as_array()
+                .expect("changes")
+                .iter()
+                .filter_map(|change| change["seq"].as_u64())
+                .collect()
+        };
+        assert_eq!(
+            seqs(get_from(&router, "/v1/changes").await.json()),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            seqs(get_from(&router, "/v1/changes?since=3").await.json()),
+            [4, 5]
+        );
+        assert_eq!(
+            seqs(
+                get_from(&router, "/v1/changes?since=1&limit=2")
+                    .await
+                    .json()
+            ),
+            [2, 3]
+        );
+        assert!(seqs(get_from(&router, "/v1/changes?since=5").await.json()).is_empty());
+        let birth = &get_from(&router, "/v1/changes?since=4").await.json()["changes"][0];
+        assert_eq!(birth["kind"], "birth");
+        assert_eq!(birth["birth_id"], "B0000001");
+        assert_eq!(birth["child_id"], "C9000001");
+        for since in ["-1", "abc", "1.5", "", "99999999999999999999999"] {
+            let uri = format!("/v1/changes?since={since}");
+            assert_error(&router, &uri, StatusCode::BAD_REQUEST, "bad_since").await;
+        }
+        for limit in ["0", "501", "x"] {
+            let uri = format!("/v1/changes?limit={limit}");
+            assert_error(&router, &uri, StatusCode::BAD_REQUEST, "bad_limit").await;
+        }
+    }
+
+    #[tokio::test]
+    async fn age_milestones_list_who_reached_an_age() {
+        let population = Arc::new(Population::generate(3_000, 7));
+        let router = registry_router(Arc::clone(&population));
+        let on = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).expect("a date");
+        let body = get_from(
+            &router,
+            "/v1/milestones/age?age=67&within_days=60&on=2026-11-23",
+        )
+        .await
+        .json();
+        let expected: Vec<Value> = population
+            .reached_age(67, 60, on)
+            .into_iter()
+            .map(|(person, reached)| {
+                json!({"citizen_id": person.id, "reached_on": reached.to_string()})
+            })
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(body, json!({ "people": expected }));
+        let today = get_from(&router, "/v1/milestones/age?age=30&within_days=0").await;
+        assert_eq!(today.status, StatusCode::OK);
+        let cases = [
+            ("within_days=30", "bad_age"),
+            ("age=abc&within_days=30", "bad_age"),
+            ("age=151&within_days=30", "bad_age"),
+            ("age=67", "bad_within_days"),
+            ("age=67&within_days=367", "bad_within_days"),
+            ("age=67&within_days=-1", "bad_within_days"),
+            ("age=67&within_days=30&on=23/11/2026", "bad_date"),
+        ];
+        for (query, code) in cases {
+            let uri = format!("/v1/milestones/age?{query}");
+            assert_error(&router, &uri, StatusCode::BAD_REQUEST, code).await;
         }
     }
 

@@ -686,6 +686,89 @@ impl Population {
     }
 }
 
+impl Population {
+    /// Everyone whose `age`-th birthday fell in the `within_days` days up to and including
+    /// `today` (so `within_days = 0` is today only), in id order, with that birthday: what the
+    /// registry answers a pension agency scanning for people reaching retirement age. A
+    /// birthday on 29 February falls on 28 February in other years.
+    pub fn reached_age(
+        &self,
+        age: u32,
+        within_days: u32,
+        today: NaiveDate,
+    ) -> Vec<(&Person, NaiveDate)> {
+        let earliest = today - Duration::days(i64::from(within_days));
+        self.people
+            .iter()
+            .filter_map(|person| {
+                let birthday = add_years(person.birth_date, age);
+                (earliest <= birthday && birthday <= today).then_some((person, birthday))
+            })
+            .collect()
+    }
+
+    /// Vehicle registrations that expire between `today` and `within_days` days later (both
+    /// included), soonest first: what the motor vehicle agency sends reminders for.
+    ///
+    /// The population holds each registration's expiry as of [`REFERENCE_DATE`]. One that had
+    /// not lapsed by then is renewed on its anniversary every year, so its expiry on `today` is
+    /// the first anniversary on or after `today`; that keeps registrations coming due whatever
+    /// the date. Lapsed registrations (expired before [`REFERENCE_DATE`]) and permanent ones
+    /// never come due.
+    pub fn registrations_expiring(
+        &self,
+        today: NaiveDate,
+        within_days: u32,
+    ) -> Vec<ExpiringRegistration<'_>> {
+        let latest = today + Duration::days(i64::from(within_days));
+        let mut expiring: Vec<ExpiringRegistration<'_>> = self
+            .vehicles
+            .iter()
+            .flatten()
+            .filter_map(|vehicle| {
+                let stored = vehicle.registration_expires_on?;
+                if stored < REFERENCE_DATE {
+                    return None;
+                }
+                let expires_on = next_anniversary(stored, today);
+                (expires_on <= latest).then_some(ExpiringRegistration {
+                    plate: &vehicle.plate,
+                    owner_license_number: &vehicle.owner_license_number,
+                    expires_on,
+                })
+            })
+            .collect();
+        expiring.sort_by(|a, b| (a.expires_on, a.plate).cmp(&(b.expires_on, b.plate)));
+        expiring
+    }
+}
+
+/// A registration coming due, as the motor vehicle agency's reminder scan lists it: ids and a
+/// date only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiringRegistration<'a> {
+    /// The vehicle's plate.
+    pub plate: &'a str,
+    /// The owner's licence number, the key the identity crosswalk links to a citizen.
+    pub owner_license_number: &'a str,
+    /// When the registration expires.
+    pub expires_on: NaiveDate,
+}
+
+/// The first anniversary of `date` (itself included) on or after `today`.
+fn next_anniversary(date: NaiveDate, today: NaiveDate) -> NaiveDate {
+    if date >= today {
+        return date;
+    }
+    // Counted from `date` each time, so a 29 February anniversary comes back in leap years;
+    // the one wanted is this year's or next year's.
+    let years = u32::try_from(today.year() - date.year()).unwrap_or(0);
+    (years..years + 2)
+        .map(|years| add_years(date, years))
+        .find(|anniversary| *anniversary >= today)
+        .unwrap_or(today)
+}
+
 /// Citizen id for a 0-based index; independent of the seed so that
 /// `C0000001` exists in every non-empty population.
 pub fn citizen_id(index: usize) -> String {
@@ -710,6 +793,38 @@ fn age_on(birth: NaiveDate, date: NaiveDate) -> u32 {
 
 fn midnight(date: NaiveDate) -> DateTime<Utc> {
     date.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+/// A home address in one of the registry's municipalities: what a person is born with, and
+/// what the change simulator moves people to. The draws are in a fixed order, so the
+/// population stays a pure function of its seed.
+pub(crate) fn random_address(rng: &mut SplitMix64) -> Address {
+    let (city, county, postal_base) = rng.pick(CITIES);
+    Address {
+        street: format!(
+            "{} {} {}",
+            1 + rng.below(9_999),
+            rng.pick(STREET_NAMES),
+            rng.pick(STREET_SUFFIXES)
+        ),
+        city: city.to_owned(),
+        postal_code: format!("{:05}", postal_base + rng.below(60)),
+        county: county.to_owned(),
+    }
+}
+
+/// The registry's spelling of a municipality and its county, for a name in any letter case;
+/// `None` for a place outside the registry's region.
+pub fn municipality(name: &str) -> Option<(&'static str, &'static str)> {
+    CITIES
+        .iter()
+        .find(|(city, _, _)| city.eq_ignore_ascii_case(name.trim()))
+        .map(|&(city, county, _)| (city, county))
+}
+
+/// An employer a claimant separated from, for claims filed after the population was generated.
+pub(crate) fn random_employer(rng: &mut SplitMix64) -> &'static str {
+    rng.pick(EMPLOYERS)
 }
 
 /// A timestamp uniformly between `start` (inclusive) and the reference
@@ -747,18 +862,7 @@ fn generate_person(index: usize, seed: u64, tin_offset: u64) -> (Person, Option<
     let birth_date =
         earliest + Duration::days(i64::try_from(rng.below(span_days + 1)).unwrap_or(0));
 
-    let (city, county, postal_base) = rng.pick(CITIES);
-    let address = Address {
-        street: format!(
-            "{} {} {}",
-            1 + rng.below(9_999),
-            rng.pick(STREET_NAMES),
-            rng.pick(STREET_SUFFIXES)
-        ),
-        city: city.to_owned(),
-        postal_code: format!("{:05}", postal_base + rng.below(60)),
-        county: county.to_owned(),
-    };
+    let address = random_address(&mut rng);
 
     let recent = midnight(REFERENCE_DATE) - Duration::days(730);
     let updated_at = timestamp_after(&mut rng, midnight(birth_date).max(recent));
@@ -1997,6 +2101,125 @@ mod tests {
             })
             .collect();
         assert_eq!(plates.len(), 20_000);
+    }
+
+    #[test]
+    fn reached_age_finds_exactly_the_birthdays_in_the_window() {
+        let population = Population::generate(5_000, 31);
+        let today = NaiveDate::from_ymd_opt(2026, 11, 23).expect("a date");
+        let found = population.reached_age(67, 30, today);
+        assert!(!found.is_empty(), "about one person a month turns 67");
+        for (person, reached_on) in &found {
+            assert_eq!(*reached_on, add_years(person.birth_date, 67));
+            assert!(today - *reached_on <= Duration::days(30) && *reached_on <= today);
+            assert_eq!(person.age_on(*reached_on), 67);
+        }
+        let expected = population
+            .people()
+            .iter()
+            .filter(|person| {
+                let birthday = add_years(person.birth_date, 67);
+                birthday <= today && today - birthday <= Duration::days(30)
+            })
+            .count();
+        assert_eq!(found.len(), expected);
+        let today_only = population.reached_age(67, 0, today);
+        assert!(today_only.iter().all(|(_, on)| *on == today));
+        assert!(population.reached_age(150, 366, today).is_empty());
+    }
+
+    #[test]
+    fn a_leap_day_birthday_falls_on_the_last_of_february() {
+        assert_eq!(
+            add_years(NaiveDate::from_ymd_opt(1960, 2, 29).expect("a date"), 67),
+            NaiveDate::from_ymd_opt(2027, 2, 28).expect("a date")
+        );
+        let leap = NaiveDate::from_ymd_opt(2024, 2, 29).expect("a date");
+        assert_eq!(
+            next_anniversary(leap, NaiveDate::from_ymd_opt(2027, 3, 1).expect("a date")),
+            NaiveDate::from_ymd_opt(2028, 2, 29).expect("a date")
+        );
+    }
+
+    #[test]
+    fn registrations_come_due_in_a_thousand_citizens_whatever_the_date() {
+        let days = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("a date");
+        for seed in [1, 42, 2026] {
+            let population = Population::generate(1_000, seed);
+            for today in [
+                REFERENCE_DATE,
+                days(2026, 11, 23),
+                days(2027, 6, 15),
+                days(2031, 2, 1),
+            ] {
+                let expiring = population.registrations_expiring(today, 30);
+                assert!(
+                    expiring.len() >= 10,
+                    "seed {seed}, {today}: {} registrations due",
+                    expiring.len()
+                );
+                for pair in expiring.windows(2) {
+                    assert!(pair[0].expires_on <= pair[1].expires_on, "soonest first");
+                }
+                for due in &expiring {
+                    assert!(today <= due.expires_on);
+                    assert!(due.expires_on - today <= Duration::days(30));
+                    let vehicle = population
+                        .vehicles_of(due.owner_license_number)
+                        .iter()
+                        .find(|vehicle| vehicle.plate == due.plate)
+                        .expect("the owner's vehicle");
+                    let stored = vehicle.registration_expires_on.expect("not permanent");
+                    assert!(stored >= REFERENCE_DATE, "lapsed ones never come due");
+                    assert_eq!(
+                        (due.expires_on.month(), due.expires_on.day()),
+                        (stored.month(), stored.day()),
+                        "renewed on the anniversary"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn registrations_due_on_the_reference_date_are_the_stored_ones() {
+        let population = Population::generate(2_000, 7);
+        let mut stored: Vec<(NaiveDate, &str)> = population
+            .vehicles
+            .iter()
+            .flatten()
+            .filter_map(|vehicle| {
+                let expiry = vehicle.registration_expires_on?;
+                (expiry >= REFERENCE_DATE && expiry - REFERENCE_DATE <= Duration::days(45))
+                    .then_some((expiry, vehicle.plate.as_str()))
+            })
+            .collect();
+        stored.sort_unstable();
+        let due: Vec<(NaiveDate, &str)> = population
+            .registrations_expiring(REFERENCE_DATE, 45)
+            .iter()
+            .map(|due| (due.expires_on, due.plate))
+            .collect();
+        assert_eq!(due, stored);
+    }
+
+    #[test]
+    fn moving_addresses_stay_in_the_registrys_region() {
+        let mut rng = SplitMix64::new(9);
+        for _ in 0..200 {
+            let address = random_address(&mut rng);
+            let (city, county) = municipality(&address.city).expect("a known city");
+            assert_eq!(
+                (city, county),
+                (address.city.as_str(), address.county.as_str())
+            );
+            assert_eq!(address.postal_code.len(), 5);
+        }
+        assert_eq!(
+            municipality(" lakeside "),
+            Some(("Lakeside", "Hollis County"))
+        );
+        assert_eq!(municipality("Springfield"), None);
     }
 
     #[test]

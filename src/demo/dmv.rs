@@ -10,7 +10,8 @@
 //! |---|---|
 //! | `POST /dmv/soap`, `GetLicense` / `GetVehicles` | 200, the response element (empty when the licence number is unknown) |
 //! | `POST /dmv/soap`, `GetLicenses` / `GetVehicleLists` with up to [`MAX_LIST_NUMBERS`] licence numbers | 200, one `license` / `holder` per known number, in licence-number order; unknown numbers are left out |
-//! | malformed XML, a DTD, an unknown operation, a malformed licence number (any of a list's), too many numbers, a wrong `SOAPAction` | 500, `soap:Client` fault |
+//! | `POST /dmv/soap`, `GetExpiringRegistrations` with `withinDays` (0 to [`MAX_EXPIRING_DAYS`]) and an optional `asOf` date (default: today, UTC) | 200, one `registration` (plate, owner's licence number, expiry date) per registration expiring in that window, soonest first (see [`Population::registrations_expiring`]) |
+//! | malformed XML, a DTD, an unknown operation, a malformed licence number (any of a list's), too many numbers, a `withinDays` out of range, a malformed `asOf`, a wrong `SOAPAction` | 500, `soap:Client` fault |
 //! | an envelope in another SOAP version's namespace | 500, `soap:VersionMismatch` fault |
 //! | a header entry with `soap:mustUnderstand="1"` | 500, `soap:MustUnderstand` fault |
 //! | a `Content-Type` other than `text/xml` | 415, `soap:Client` fault |
@@ -54,6 +55,11 @@ pub const GET_VEHICLES_ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetVehicles";
 pub const GET_LICENSES_ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetLicenses";
 /// `SOAPAction` of `GetVehicleLists`, the list form of `GetVehicles`, as declared in the WSDL.
 pub const GET_VEHICLE_LISTS_ACTION: &str = "urn:civicgraph:demo:dmv:v1#GetVehicleLists";
+/// `SOAPAction` of `GetExpiringRegistrations`, the reminder scan, as declared in the WSDL.
+pub const GET_EXPIRING_REGISTRATIONS_ACTION: &str =
+    "urn:civicgraph:demo:dmv:v1#GetExpiringRegistrations";
+/// The longest window `GetExpiringRegistrations` looks ahead, in days.
+pub const MAX_EXPIRING_DAYS: u32 = 366;
 /// Most licence numbers one list operation takes (the WSDL's `maxOccurs`).
 pub const MAX_LIST_NUMBERS: usize = 100;
 /// Largest request body accepted; a licence lookup is a few hundred bytes.
@@ -92,6 +98,7 @@ enum Operation {
     Vehicles,
     Licenses,
     VehicleLists,
+    ExpiringRegistrations,
 }
 
 impl Operation {
@@ -101,6 +108,7 @@ impl Operation {
             b"GetVehicles" => Some(Self::Vehicles),
             b"GetLicenses" => Some(Self::Licenses),
             b"GetVehicleLists" => Some(Self::VehicleLists),
+            b"GetExpiringRegistrations" => Some(Self::ExpiringRegistrations),
             _ => None,
         }
     }
@@ -111,12 +119,45 @@ impl Operation {
             Self::Vehicles => GET_VEHICLES_ACTION,
             Self::Licenses => GET_LICENSES_ACTION,
             Self::VehicleLists => GET_VEHICLE_LISTS_ACTION,
+            Self::ExpiringRegistrations => GET_EXPIRING_REGISTRATIONS_ACTION,
         }
     }
 
     /// Whether the operation takes a list of licence numbers.
     fn is_list(self) -> bool {
         matches!(self, Self::Licenses | Self::VehicleLists)
+    }
+
+    /// Whether the operation is about licence numbers (all but the reminder scan).
+    fn takes_license_numbers(self) -> bool {
+        !matches!(self, Self::ExpiringRegistrations)
+    }
+}
+
+/// The elements an operation's parameters come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parameter {
+    LicenseNumber,
+    WithinDays,
+    AsOf,
+}
+
+impl Parameter {
+    fn from_local_name(operation: Operation, name: &[u8]) -> Option<Self> {
+        match (operation.takes_license_numbers(), name) {
+            (true, b"licenseNumber") => Some(Self::LicenseNumber),
+            (false, b"withinDays") => Some(Self::WithinDays),
+            (false, b"asOf") => Some(Self::AsOf),
+            _ => None,
+        }
+    }
+
+    fn not_text(self) -> Fault {
+        match self {
+            Self::LicenseNumber => Fault::Client("licenseNumber must be text"),
+            Self::WithinDays => Fault::Client("withinDays must be text"),
+            Self::AsOf => Fault::Client("asOf must be text"),
+        }
     }
 }
 
@@ -179,11 +220,23 @@ impl IntoResponse for Fault {
 }
 
 /// A parsed request: which operation, about which licence numbers (exactly one for the
-/// single operations).
+/// single operations, none for the reminder scan), or over which window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Call {
     operation: Operation,
     license_numbers: Vec<String>,
+    /// The reminder scan's `withinDays`, as sent.
+    within_days: Option<String>,
+    /// The reminder scan's `asOf`, as sent.
+    as_of: Option<String>,
+}
+
+/// What the parameter elements held, collected while parsing.
+#[derive(Debug, Default)]
+struct Params {
+    license_numbers: Vec<String>,
+    within_days: Option<String>,
+    as_of: Option<String>,
 }
 
 async fn wsdl(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
@@ -252,6 +305,12 @@ async fn soap(
     if !action.is_empty() && action != call.operation.action() {
         return Fault::Client("the SOAPAction header does not match the operation").into_response();
     }
+    if call.operation == Operation::ExpiringRegistrations {
+        return match expiring_registrations_response(&population, &call) {
+            Ok(body) => xml_response(StatusCode::OK, &envelope(&body)),
+            Err(fault) => fault.into_response(),
+        };
+    }
     if !call.license_numbers.iter().all(|n| is_license_number(n)) {
         return Fault::InvalidLicenseNumber.into_response();
     }
@@ -289,8 +348,40 @@ async fn soap(
             out.push_str("</dmv:GetVehicleListsResponse>");
             out
         }
+        // Answered above.
+        Operation::ExpiringRegistrations => String::new(),
     };
     xml_response(StatusCode::OK, &envelope(&body))
+}
+
+/// The `GetExpiringRegistrationsResponse` element for a checked window.
+fn expiring_registrations_response(population: &Population, call: &Call) -> Result<String, Fault> {
+    let within_days = call
+        .within_days
+        .as_deref()
+        .map(str::trim)
+        .and_then(|days| days.parse::<u32>().ok())
+        .filter(|days| *days <= MAX_EXPIRING_DAYS)
+        .ok_or(Fault::Client(
+            "withinDays must be a whole number of days from 0 to 366",
+        ))?;
+    let today = match call.as_of.as_deref().map(str::trim) {
+        None => chrono::Utc::now().date_naive(),
+        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| Fault::Client("asOf must be a date, YYYY-MM-DD"))?,
+    };
+    let expiring = population.registrations_expiring(today, within_days);
+    let mut out = String::with_capacity(64 + 160 * expiring.len());
+    out.push_str("<dmv:GetExpiringRegistrationsResponse>");
+    for registration in expiring {
+        out.push_str("<dmv:registration>");
+        element(&mut out, "plate", registration.plate);
+        element(&mut out, "licenseNumber", registration.owner_license_number);
+        element(&mut out, "expiresOn", registration.expires_on);
+        out.push_str("</dmv:registration>");
+    }
+    out.push_str("</dmv:GetExpiringRegistrationsResponse>");
+    Ok(out)
 }
 
 fn xml_response(status: StatusCode, body: &str) -> Response {
@@ -398,8 +489,8 @@ enum Place {
     Body,
     /// Inside the operation element.
     Operation,
-    /// Inside `dmv:licenseNumber`.
-    LicenseNumber,
+    /// Inside a parameter element (`dmv:licenseNumber`, `dmv:withinDays`, `dmv:asOf`).
+    Parameter(Parameter),
     /// Inside an element whose content is skipped (a header entry).
     Skipped,
     /// After the operation element, inside `soap:Body`.
@@ -418,9 +509,9 @@ fn is_namespace(resolved: &ResolveResult<'_>, uri: &str) -> bool {
 ///
 /// Accepts exactly `Envelope > [Header] > Body > (GetLicense | GetVehicles) >
 /// licenseNumber`, or up to [`MAX_LIST_NUMBERS`] `licenseNumber`s in `GetLicenses` and
-/// `GetVehicleLists`, namespace-aware (any prefixes), with whitespace and
-/// comments anywhere and optional header entries that need not be
-/// understood. Everything else is a fault.
+/// `GetVehicleLists`, or `GetExpiringRegistrations > withinDays, [asOf]`, namespace-aware
+/// (any prefixes), with whitespace and comments anywhere and optional header entries that
+/// need not be understood. Everything else is a fault.
 fn parse_request(body: &[u8]) -> Result<Call, Fault> {
     const MALFORMED: Fault = Fault::Client("the request is not well-formed XML");
     let text = std::str::from_utf8(body).map_err(|_| Fault::Client("the request is not UTF-8"))?;
@@ -433,7 +524,7 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
     let mut stack: Vec<Place> = Vec::with_capacity(8);
     let mut place = Place::Prolog;
     let mut operation: Option<Operation> = None;
-    let mut license_numbers: Vec<String> = Vec::new();
+    let mut params = Params::default();
     let mut value = String::new();
 
     loop {
@@ -479,24 +570,38 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
                             None => return Err(Fault::Client("unknown operation")),
                         }
                     }
-                    Place::Operation
-                        if is_namespace(&resolved, NAMESPACE) && local == b"licenseNumber" =>
-                    {
-                        let list = operation.is_some_and(Operation::is_list);
-                        if !list && !license_numbers.is_empty() {
-                            return Err(Fault::Client("licenseNumber is given twice"));
-                        }
-                        if license_numbers.len() >= MAX_LIST_NUMBERS {
-                            return Err(Fault::Client("too many licence numbers in one request"));
+                    Place::Operation => {
+                        let parameter = operation
+                            .filter(|_| is_namespace(&resolved, NAMESPACE))
+                            .and_then(|operation| Parameter::from_local_name(operation, local));
+                        let Some(parameter) = parameter else {
+                            return Err(Fault::Client("unexpected element in the operation"));
+                        };
+                        match parameter {
+                            Parameter::LicenseNumber => {
+                                let list = operation.is_some_and(Operation::is_list);
+                                if !list && !params.license_numbers.is_empty() {
+                                    return Err(Fault::Client("licenseNumber is given twice"));
+                                }
+                                if params.license_numbers.len() >= MAX_LIST_NUMBERS {
+                                    return Err(Fault::Client(
+                                        "too many licence numbers in one request",
+                                    ));
+                                }
+                            }
+                            Parameter::WithinDays if params.within_days.is_some() => {
+                                return Err(Fault::Client("withinDays is given twice"));
+                            }
+                            Parameter::AsOf if params.as_of.is_some() => {
+                                return Err(Fault::Client("asOf is given twice"));
+                            }
+                            Parameter::WithinDays | Parameter::AsOf => {}
                         }
                         value.clear();
-                        Place::LicenseNumber
+                        Place::Parameter(parameter)
                     }
-                    Place::Operation => {
-                        return Err(Fault::Client("unexpected element in the operation"));
-                    }
-                    Place::LicenseNumber => {
-                        return Err(Fault::Client("licenseNumber must be text"));
+                    Place::Parameter(parameter) => {
+                        return Err(parameter.not_text());
                     }
                     Place::AfterOperation => {
                         return Err(Fault::Client("the body holds more than one operation"));
@@ -506,7 +611,7 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
                     }
                 };
                 if is_empty {
-                    close(next, &mut place, &mut license_numbers, &value);
+                    close(next, &mut place, &mut params, &value);
                 } else {
                     if stack.len() >= MAX_DEPTH {
                         return Err(Fault::Client("the request is nested too deeply"));
@@ -518,19 +623,19 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
             Event::End(_) => {
                 let closed = place;
                 place = stack.pop().ok_or(MALFORMED)?;
-                close(closed, &mut place, &mut license_numbers, &value);
+                close(closed, &mut place, &mut params, &value);
             }
             Event::Text(text) => {
                 let text = text.xml_content().map_err(|_| MALFORMED)?;
                 match place {
-                    Place::LicenseNumber => value.push_str(&text),
+                    Place::Parameter(_) => value.push_str(&text),
                     Place::Skipped => {}
                     _ if text.trim().is_empty() => {}
                     _ => return Err(Fault::Client("unexpected text in the envelope")),
                 }
             }
             Event::CData(data) => match place {
-                Place::LicenseNumber => {
+                Place::Parameter(_) => {
                     value.push_str(&data.xml_content().map_err(|_| MALFORMED)?);
                 }
                 Place::Skipped => {}
@@ -550,7 +655,7 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
                     Err(_) => return Err(MALFORMED),
                 };
                 match place {
-                    Place::LicenseNumber => value.push_str(&resolved),
+                    Place::Parameter(_) => value.push_str(&resolved),
                     Place::Skipped => {}
                     _ => return Err(Fault::Client("unexpected text in the envelope")),
                 }
@@ -563,20 +668,29 @@ fn parse_request(body: &[u8]) -> Result<Call, Fault> {
         return Err(MALFORMED);
     }
     let operation = operation.ok_or(Fault::Client("the body holds no operation"))?;
-    if license_numbers.is_empty() {
+    if operation.takes_license_numbers() && params.license_numbers.is_empty() {
         return Err(Fault::Client("the operation has no licenseNumber"));
+    }
+    if !operation.takes_license_numbers() && params.within_days.is_none() {
+        return Err(Fault::Client("the operation has no withinDays"));
     }
     Ok(Call {
         operation,
-        license_numbers,
+        license_numbers: params.license_numbers,
+        within_days: params.within_days,
+        as_of: params.as_of,
     })
 }
 
 /// Moves past an element that just closed: `closed` was its place, `place`
 /// is its parent's and becomes where the parser continues.
-fn close(closed: Place, place: &mut Place, license_numbers: &mut Vec<String>, value: &str) {
+fn close(closed: Place, place: &mut Place, params: &mut Params, value: &str) {
     match closed {
-        Place::LicenseNumber => license_numbers.push(value.trim().to_owned()),
+        Place::Parameter(Parameter::LicenseNumber) => {
+            params.license_numbers.push(value.trim().to_owned());
+        }
+        Place::Parameter(Parameter::WithinDays) => params.within_days = Some(value.to_owned()),
+        Place::Parameter(Parameter::AsOf) => params.as_of = Some(value.to_owned()),
         Place::Operation => *place = Place::AfterOperation,
         Place::Body => *place = Place::AfterBody,
         Place::Envelope | Place::AfterBody => *place = Place::Epilog,
@@ -616,7 +730,9 @@ mod tests {
             call,
             Ok(Call {
                 operation: Operation::License,
-                license_numbers: vec!["D1234567".to_owned()]
+                license_numbers: vec!["D1234567".to_owned()],
+                within_days: None,
+                as_of: None,
             })
         );
         let default_ns = format!(
@@ -742,6 +858,154 @@ mod tests {
             parse_request(list("GetLicenses", 0).as_bytes()),
             Err(Fault::Client("the operation has no licenseNumber"))
         );
+    }
+
+    fn expiring(params: &str) -> String {
+        format!(
+            r#"<s:Envelope xmlns:s="{SOAP11_ENVELOPE}" xmlns:d="{NAMESPACE}"><s:Body><d:GetExpiringRegistrations>{params}</d:GetExpiringRegistrations></s:Body></s:Envelope>"#
+        )
+    }
+
+    #[test]
+    fn reads_the_expiring_registrations_scan() {
+        let call = parse_request(
+            expiring("<d:withinDays> 30 </d:withinDays><d:asOf>2026-11-23</d:asOf>").as_bytes(),
+        );
+        assert_eq!(
+            call,
+            Ok(Call {
+                operation: Operation::ExpiringRegistrations,
+                license_numbers: Vec::new(),
+                within_days: Some(" 30 ".to_owned()),
+                as_of: Some("2026-11-23".to_owned()),
+            })
+        );
+        let cases = [
+            ("", "the operation has no withinDays"),
+            (
+                "<d:asOf>2026-11-23</d:asOf>",
+                "the operation has no withinDays",
+            ),
+            (
+                "<d:withinDays>1</d:withinDays><d:withinDays>2</d:withinDays>",
+                "withinDays is given twice",
+            ),
+            (
+                "<d:withinDays>1</d:withinDays><d:asOf>2026-01-01</d:asOf><d:asOf>2026-01-02</d:asOf>",
+                "asOf is given twice",
+            ),
+            (
+                "<d:licenseNumber>D1234567</d:licenseNumber>",
+                "unexpected element in the operation",
+            ),
+            (
+                "<d:withinDays><d:x/></d:withinDays>",
+                "withinDays must be text",
+            ),
+        ];
+        for (params, message) in cases {
+            assert_eq!(
+                parse_request(expiring(params).as_bytes()),
+                Err(Fault::Client(message)),
+                "{params}"
+            );
+        }
+        assert_eq!(
+            parse_request(
+                request("GetLicense", "D1234567")
+                    .replace("licenseNumber", "withinDays")
+                    .as_bytes()
+            ),
+            Err(Fault::Client("unexpected element in the operation"))
+        );
+    }
+
+    async fn post(router: &Router, body: String, action: &str) -> (StatusCode, String) {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+        let request = axum::http::Request::post(SOAP_PATH)
+            .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header("soapaction", action)
+            .body(axum::body::Body::from(body))
+            .expect("a request");
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn answers_the_registrations_expiring_in_the_window() {
+        let population = Arc::new(Population::generate(1_000, 42));
+        let router = dmv_router(Arc::clone(&population));
+        let (status, body) = post(
+            &router,
+            expiring("<d:withinDays>30</d:withinDays><d:asOf>2026-11-23</d:asOf>"),
+            GET_EXPIRING_REGISTRATIONS_ACTION,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).expect("a date");
+        let due = population.registrations_expiring(today, 30);
+        assert!(!due.is_empty());
+        let mut expected = String::from("<dmv:GetExpiringRegistrationsResponse>");
+        for registration in &due {
+            expected.push_str(&format!(
+                "<dmv:registration><dmv:plate>{}</dmv:plate><dmv:licenseNumber>{}</dmv:licenseNumber><dmv:expiresOn>{}</dmv:expiresOn></dmv:registration>",
+                registration.plate, registration.owner_license_number, registration.expires_on
+            ));
+        }
+        expected.push_str("</dmv:GetExpiringRegistrationsResponse>");
+        assert_eq!(body, envelope(&expected));
+
+        let (status, body) = post(
+            &router,
+            expiring("<d:withinDays>0</d:withinDays>"),
+            GET_EXPIRING_REGISTRATIONS_ACTION,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        for (params, message) in [
+            (
+                "<d:withinDays>367</d:withinDays>",
+                "withinDays must be a whole number of days from 0 to 366",
+            ),
+            (
+                "<d:withinDays>-1</d:withinDays>",
+                "withinDays must be a whole number of days from 0 to 366",
+            ),
+            (
+                "<d:withinDays>soon</d:withinDays>",
+                "withinDays must be a whole number of days from 0 to 366",
+            ),
+            (
+                "<d:withinDays>3</d:withinDays><d:asOf>23.11.2026</d:asOf>",
+                "asOf must be a date, YYYY-MM-DD",
+            ),
+        ] {
+            let (status, body) =
+                post(&router, expiring(params), GET_EXPIRING_REGISTRATIONS_ACTION).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{params}");
+            assert!(
+                body.contains("<faultcode>soap:Client</faultcode>"),
+                "{body}"
+            );
+            assert!(body.contains(message), "{params}: {body}");
+        }
+        let (status, body) = post(
+            &router,
+            expiring("<d:withinDays>3</d:withinDays>"),
+            GET_LICENSE_ACTION,
+        )
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains("does not match the operation"), "{body}");
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! servers that mimic the registry's and the tax agency's APIs
 //! ([`agencies`]), a SOAP 1.1 service for the motor vehicle agency
 //! ([`dmv`]), and a real SQL database for unemployment insurance ([`ui`]).
+//! With `events_per_minute` set, their data also changes over time
+//! ([`changes`]): people lose jobs, move and have children, so the gateway
+//! has life events to detect ([`registry`] keeps the registry's changes).
 //!
 //! The same code backs three users, which is why it lives in the library
 //! rather than under `tests/`:
@@ -21,9 +24,12 @@
 
 pub mod agencies;
 pub mod benefits;
+pub mod changes;
 pub mod data;
 pub mod dmv;
+pub mod inbox;
 pub mod mainframe_server;
+pub mod registry;
 pub mod ui;
 
 pub use agencies::SimulatedAgencies;
@@ -35,6 +41,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::Vars;
+use crate::events::signature::WebhookSecret;
 use crate::identity::{AnyKey, CitizenId, Crosswalk, CrosswalkError};
 use crate::server::{Gateway, RunningGateway, StartGatewayError};
 
@@ -78,6 +85,13 @@ pub struct DemoOptions {
     /// Where the gateway's database and audit checkpoints go (emptied first); `None` is
     /// `.civicgraph/demo` beside the configuration.
     pub state_dir: Option<PathBuf>,
+    /// How many changes a minute the simulated agencies make (job losses, moves, births);
+    /// 0 keeps their data as generated. At most [`changes::MAX_EVENTS_PER_MINUTE`].
+    pub events_per_minute: u32,
+    /// The secret the registry signs its birth webhooks with (`whsec_…`), which the gateway
+    /// sees as `${REGISTRY_WEBHOOK_SECRET}`; `None` takes `REGISTRY_WEBHOOK_SECRET` from the
+    /// environment, or else makes a fresh one.
+    pub registry_webhook_secret: Option<String>,
 }
 
 impl Default for DemoOptions {
@@ -92,6 +106,8 @@ impl Default for DemoOptions {
             config: PathBuf::from("civicgraph.toml"),
             ui_database_url: None,
             state_dir: None,
+            events_per_minute: 0,
+            registry_webhook_secret: None,
         }
     }
 }
@@ -128,6 +144,20 @@ pub enum StartDemoError {
     /// The persona tokens could not be minted.
     #[error("cannot mint the demo's tokens: {0}")]
     Tokens(String),
+    /// `--events-per-minute` is out of range.
+    #[error("--events-per-minute must be at most {max}, not {got}")]
+    EventsPerMinute {
+        /// The fastest rate the simulator runs at.
+        max: u32,
+        /// What was asked for.
+        got: u32,
+    },
+    /// The registry's webhook secret is not a Standard Webhooks secret.
+    #[error("REGISTRY_WEBHOOK_SECRET: {0}")]
+    WebhookSecret(#[source] crate::events::signature::SignatureError),
+    /// The change simulator could not start (its database connection, its HTTP client).
+    #[error("cannot start the change simulator: {0}")]
+    Simulator(String),
 }
 
 /// Writes every citizen's agency keys (TIN, licence number, claimant id) to the identity
@@ -158,6 +188,13 @@ pub struct RunningDemo {
     pub personas: Option<Personas>,
     /// Where the gateway's database and audit checkpoints are.
     pub state: DemoState,
+    /// The secret the registry signs its webhooks with, as the gateway sees it in
+    /// `${REGISTRY_WEBHOOK_SECRET}`.
+    pub registry_webhook_secret: WebhookSecret,
+    /// The change simulator, when `events_per_minute` is above 0.
+    pub simulator: Option<changes::RunningSimulator>,
+    /// The agencies' webhook inboxes, subscribed to life events.
+    pub inboxes: Option<inbox::AgencyInboxes>,
 }
 
 /// The unemployment insurance database behind a running demo.
@@ -167,6 +204,8 @@ pub struct UiDatabase {
     pub url: String,
     /// What seeding wrote.
     pub seeded: ui::SeedSummary,
+    /// The URL the agency itself writes with (`mode=rwc` for SQLite); may hold a password.
+    write_url: String,
     /// Keeps the default SQLite file's directory until the demo ends.
     _directory: Option<tempfile::TempDir>,
 }
@@ -193,10 +232,17 @@ impl RunningDemo {
         format!("{}/graphql", self.gateway.url())
     }
 
-    /// Stops the gateway first (so no request reaches a stopped agency), then the agencies,
-    /// then lets go of the unemployment insurance database.
+    /// Stops the change simulator first (so no webhook reaches a stopped gateway), then the
+    /// gateway (so no request reaches a stopped agency), then the agencies, then lets go of
+    /// the unemployment insurance database.
     pub async fn shutdown(self) -> std::io::Result<()> {
+        if let Some(simulator) = self.simulator {
+            simulator.shutdown().await;
+        }
         let result = self.gateway.shutdown().await;
+        if let Some(inboxes) = self.inboxes {
+            inboxes.shutdown();
+        }
         self.agencies.shutdown().await;
         // Last, so no backend call can find the database gone; removes a temporary SQLite file.
         drop(self.ui_database);
@@ -207,7 +253,10 @@ impl RunningDemo {
 /// Starts the agencies on loopback, seeds the unemployment insurance
 /// database, and starts the gateway configured by the shipped files, with
 /// the backends' addresses passed in as `${REGISTRY_URL}`, `${TAX_URL}`,
-/// `${DMV_URL}` and `${UI_DATABASE_URL}`, and an in-memory store.
+/// `${DMV_URL}` and `${UI_DATABASE_URL}`, the registry's webhook secret as
+/// `${REGISTRY_WEBHOOK_SECRET}`, and an in-memory store. With
+/// `events_per_minute` above 0, the change simulator then starts changing
+/// the agencies' data and sends the registry's webhooks to the gateway.
 pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError> {
     if options.citizens == 0 || options.citizens > data::MAX_POPULATION {
         return Err(StartDemoError::Citizens {
@@ -215,6 +264,23 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
             got: options.citizens,
         });
     }
+    if options.events_per_minute > changes::MAX_EVENTS_PER_MINUTE {
+        return Err(StartDemoError::EventsPerMinute {
+            max: changes::MAX_EVENTS_PER_MINUTE,
+            got: options.events_per_minute,
+        });
+    }
+    let from_env = Vars::from_env();
+    let registry_webhook_secret = match options
+        .registry_webhook_secret
+        .clone()
+        .or_else(|| from_env.get("REGISTRY_WEBHOOK_SECRET"))
+        .filter(|secret| !secret.trim().is_empty())
+    {
+        Some(secret) => WebhookSecret::parse(&secret),
+        None => WebhookSecret::generate(),
+    }
+    .map_err(StartDemoError::WebhookSecret)?;
     let population = Arc::new(Population::generate(options.citizens, options.seed));
     let agencies = SimulatedAgencies::start(Arc::clone(&population))
         .await
@@ -233,8 +299,9 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
             return Err(error);
         }
     };
-    let vars = Vars::from_env()
+    let vars = from_env
         .set("REGISTRY_URL", &agencies.registry_url)
+        .set("REGISTRY_WEBHOOK_SECRET", registry_webhook_secret.expose())
         .set("TAX_URL", &agencies.tax_url)
         .set("DMV_URL", &agencies.dmv_url)
         .set("BENEFITS_MAINFRAME_ADDR", &agencies.benefits_addr)
@@ -257,7 +324,9 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
         // The local development issuer: the personas below are real signed tokens.
         .set("CIVICGRAPH_DEV_TOKENS", "true")
         // Lets GraphiQL users also act with a plain header.
-        .set("CIVICGRAPH_DEMO_HEADERS", "true");
+        .set("CIVICGRAPH_DEMO_HEADERS", "true")
+        // The agencies' webhook inboxes are on loopback.
+        .set("CIVICGRAPH_EVENTS_ALLOW_PRIVATE", "true");
     let gateway = match Gateway::load(&options.config, &vars).await {
         Ok(gateway) => gateway,
         Err(error) => {
@@ -280,6 +349,20 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
         agencies.shutdown().await;
         return Err(error.into());
     }
+    let inboxes = match inbox::AgencyInboxes::start().await {
+        Ok(inboxes) => match inboxes.subscribe(&gateway.outbox()).await {
+            Ok(()) => Some(inboxes),
+            Err(error) => {
+                tracing::warn!(%error, "The demo's agency inboxes could not subscribe.");
+                inboxes.shutdown();
+                None
+            }
+        },
+        Err(error) => {
+            tracing::warn!(%error, "The demo's agency inboxes could not start.");
+            None
+        }
+    };
     let bound = match gateway
         .with_listen_addr(SocketAddr::from(([127, 0, 0, 1], options.port)))
         .bind()
@@ -291,13 +374,65 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
             return Err(error.into());
         }
     };
+    let gateway = bound.spawn();
+    let simulator = if options.events_per_minute > 0 {
+        match start_simulator(
+            options,
+            &agencies,
+            &ui_database,
+            &gateway.url(),
+            &registry_webhook_secret,
+        )
+        .await
+        {
+            Ok(simulator) => Some(simulator),
+            Err(error) => {
+                // Best effort: the start failed anyway, and the error says why.
+                let _ = gateway.shutdown().await;
+                agencies.shutdown().await;
+                return Err(error);
+            }
+        }
+    } else {
+        None
+    };
     Ok(RunningDemo {
-        gateway: bound.spawn(),
+        gateway,
         agencies,
         ui_database,
         personas,
         state,
+        registry_webhook_secret,
+        simulator,
+        inboxes,
     })
+}
+
+/// The change simulator over the running agencies, writing claims to the demo's database and
+/// posting the registry's webhooks to the gateway at `gateway_url`.
+async fn start_simulator(
+    options: &DemoOptions,
+    agencies: &SimulatedAgencies,
+    ui_database: &UiDatabase,
+    gateway_url: &str,
+    secret: &WebhookSecret,
+) -> Result<changes::RunningSimulator, StartDemoError> {
+    let writer = ui::UiWriter::connect(&ui_database.write_url, &ui::UiTables::default())
+        .await
+        .map_err(|error| StartDemoError::Simulator(error.to_string()))?;
+    let webhook = changes::RegistryWebhook::new(
+        format!("{}/events/registry", gateway_url.trim_end_matches('/')),
+        secret.clone(),
+        std::time::Duration::from_millis(500),
+    )
+    .map_err(|error| StartDemoError::Simulator(error.to_string()))?;
+    let simulator = changes::ChangeSimulator::new(
+        Arc::clone(&agencies.registry),
+        Some(writer),
+        Some(webhook),
+        options.seed,
+    );
+    Ok(simulator.spawn(options.events_per_minute))
 }
 
 /// Where the demo keeps its gateway database and audit checkpoints: files, not memory, so
@@ -460,6 +595,18 @@ impl Personas {
                 ),
                 headers: bearer(&self.operator),
             },
+            PlaygroundTab {
+                query: format!(
+                    "# As an operator: life events as the agencies' backends change.\n{LIFE_EVENTS_SUBSCRIPTION}"
+                ),
+                headers: bearer(&self.operator),
+            },
+            PlaygroundTab {
+                query: format!(
+                    "# As citizen {id}: what you may be entitled to, and the offers life events made you.\n{SERVICES_QUERY}"
+                ),
+                headers: bearer(&self.citizen),
+            },
         ]
     }
 }
@@ -470,6 +617,25 @@ pub fn agency_query(citizen_id: &str) -> String {
         "# As the benefits agency's eligibility portal (purpose: {DEMO_PURPOSE}).\n# Without the citizen's consent the personal fields are CONSENT_REQUIRED.\n{{\n  citizen(id: \"{citizen_id}\") {{\n    id\n    name\n    driverLicense {{ class status expiresOn }}\n  }}\n}}"
     )
 }
+
+/// Life events as they are detected (run it, then wait: the simulated agencies change).
+pub const LIFE_EVENTS_SUBSCRIPTION: &str = r#"subscription {
+  lifeEvents {
+    type
+    citizenId
+    citizenSequence
+    subject { name id }
+    recordedAt
+  }
+}"#;
+
+/// The citizen's suggested services and offers.
+pub const SERVICES_QUERY: &str = r#"{
+  me {
+    suggestedServices { service { name agency { name } } reason }
+    serviceOffers { id state service { name } event { type recordedAt } }
+  }
+}"#;
 
 /// The citizen consents to the demo agency reading their licence.
 pub const GRANT_MUTATION: &str = r#"mutation {
@@ -505,6 +671,7 @@ async fn seed_ui_database(
             Ok(UiDatabase {
                 url: ui::read_only_url(url),
                 seeded,
+                write_url: url.clone(),
                 _directory: None,
             })
         }
@@ -514,10 +681,12 @@ async fn seed_ui_database(
                 .tempdir()
                 .map_err(StartDemoError::UiDirectory)?;
             let path = directory.path().join("ui.db");
-            let seeded = ui::seed(&ui::sqlite_url(&path, "rwc"), population).await?;
+            let write_url = ui::sqlite_url(&path, "rwc");
+            let seeded = ui::seed(&write_url, population).await?;
             Ok(UiDatabase {
                 url: ui::sqlite_url(&path, "ro"),
                 seeded,
+                write_url,
                 _directory: Some(directory),
             })
         }

@@ -26,6 +26,11 @@
 //!
 //! Seeding drops and recreates the tables, then inserts all rows in one
 //! transaction with bound parameters, in multi-row batches.
+//!
+//! Afterwards the agency keeps working: a [`UiWriter`] files new claims (the
+//! demo's job losses, see [`super::changes`]) with the same column types, so
+//! the gateway's change feed (`claims_changed_since`) sees them. SQLite's
+//! `updated_at` is whole seconds, fixed width, so its text sorts in time order.
 
 use std::fmt;
 use std::path::Path;
@@ -535,6 +540,142 @@ macro_rules! define_fill {
 define_fill!(fill_sqlite, Sqlite);
 define_fill!(fill_postgres, Postgres);
 define_fill!(fill_mysql, MySql);
+
+/// Why a claim could not be filed in the unemployment insurance database. Messages never
+/// contain the URL, which may hold a password.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteClaimError {
+    /// The URL names a database this module cannot write.
+    #[error(transparent)]
+    Scheme(#[from] SeedUiDatabaseError),
+    /// The database did not accept a connection.
+    #[error("cannot connect to the unemployment insurance database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// The insert failed (a duplicate claim id, a closed database).
+    #[error("cannot insert the claim: {0}")]
+    Insert(#[source] sqlx::Error),
+}
+
+/// A writing connection to the unemployment insurance database, as the agency's own
+/// case-handling system has: it files new claims after seeding.
+pub struct UiWriter {
+    pool: WriterPool,
+    claims_table: String,
+}
+
+enum WriterPool {
+    Sqlite(Pool<Sqlite>),
+    Postgres(Pool<Postgres>),
+    MySql(Pool<MySql>),
+}
+
+impl fmt::Debug for UiWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.pool {
+            WriterPool::Sqlite(_) => "sqlite",
+            WriterPool::Postgres(_) => "postgres",
+            WriterPool::MySql(_) => "mysql",
+        };
+        f.debug_struct("UiWriter")
+            .field("database", &kind)
+            .field("claims_table", &self.claims_table)
+            .finish()
+    }
+}
+
+/// Defines `async fn $name(pool, table, claim)`, one `INSERT` of one claim with bound values.
+macro_rules! define_insert {
+    ($name:ident, $db:ty) => {
+        async fn $name(
+            pool: &Pool<$db>,
+            table: &str,
+            claim: &UnemploymentClaim,
+        ) -> Result<(), sqlx::Error> {
+            let mut insert = QueryBuilder::<$db>::new(format!(
+                "INSERT INTO {table} \
+                 (claim_id, claimant_id, filed_on, status, separation_reason, \
+                 last_employer, weekly_benefit, weeks_paid, benefit_end_date, updated_at) "
+            ));
+            insert.push_values(std::iter::once(claim), |mut row, claim| {
+                <$db as Dialect>::push_claim(&mut row, claim);
+            });
+            insert.build().execute(pool).await.map(|_| ())
+        }
+    };
+}
+
+define_insert!(insert_sqlite, Sqlite);
+define_insert!(insert_postgres, Postgres);
+define_insert!(insert_mysql, MySql);
+
+impl UiWriter {
+    /// Connects (one connection: claims are filed one at a time) to the database at `url`,
+    /// a URL that may write (`mode=rwc` for SQLite), whose tables [`seed_tables`] created.
+    ///
+    /// # Errors
+    ///
+    /// If the URL's scheme is not supported or the database cannot be reached.
+    pub async fn connect(url: &str, tables: &UiTables) -> Result<Self, WriteClaimError> {
+        let pool = match UiDatabaseKind::of_url(url)? {
+            UiDatabaseKind::Sqlite => {
+                let options =
+                    SqliteConnectOptions::from_str(url).map_err(WriteClaimError::Connect)?;
+                WriterPool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .acquire_timeout(CONNECT_TIMEOUT)
+                        .connect_with(options)
+                        .await
+                        .map_err(WriteClaimError::Connect)?,
+                )
+            }
+            UiDatabaseKind::Postgres => WriterPool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect(url)
+                    .await
+                    .map_err(WriteClaimError::Connect)?,
+            ),
+            UiDatabaseKind::MySql => WriterPool::MySql(
+                MySqlPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect(&mysql_url(url))
+                    .await
+                    .map_err(WriteClaimError::Connect)?,
+            ),
+        };
+        Ok(Self {
+            pool,
+            claims_table: tables.claims(),
+        })
+    }
+
+    /// Files one claim (its claimant must already be in the claimants table).
+    ///
+    /// # Errors
+    ///
+    /// If the insert fails, e.g. for a claim id already taken; nothing is written then.
+    pub async fn insert_claim(&self, claim: &UnemploymentClaim) -> Result<(), WriteClaimError> {
+        let table = self.claims_table.as_str();
+        match &self.pool {
+            WriterPool::Sqlite(pool) => insert_sqlite(pool, table, claim).await,
+            WriterPool::Postgres(pool) => insert_postgres(pool, table, claim).await,
+            WriterPool::MySql(pool) => insert_mysql(pool, table, claim).await,
+        }
+        .map_err(WriteClaimError::Insert)
+    }
+
+    /// Closes the connection, so a temporary SQLite file can be removed after.
+    pub async fn close(self) {
+        match self.pool {
+            WriterPool::Sqlite(pool) => pool.close().await,
+            WriterPool::Postgres(pool) => pool.close().await,
+            WriterPool::MySql(pool) => pool.close().await,
+        }
+    }
+}
 
 impl fmt::Display for UiTables {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -47,6 +47,7 @@ pub(crate) fn bind(
     let mut bindings = Bindings::new();
     let roots: Vec<&str> = std::iter::once(system.query.as_str())
         .chain(system.mutation.as_deref())
+        .chain(system.subscription.as_deref())
         .collect();
     for ty in system.types.values() {
         let TypeDefKind::Object(fields) = &ty.kind else {

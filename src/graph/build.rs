@@ -19,15 +19,18 @@ use super::bind::{Bindings, ConnectBinding, FieldSource};
 use super::cache_ops;
 use super::consent_ops;
 use super::directives::{ArgSource, SubjectSource};
+use super::event_ops;
 use super::guard::{FieldGuard, Guards};
 use super::identity_ops;
 use super::scalars::{self, Leaf};
 use super::scope::{LinksError, Read, RequestScope};
 use super::sdl::{InputDef, TypeDefKind, TypeSystem, deprecation};
+use super::service_ops;
 use crate::auth::Principal;
 use crate::config::PageConfig;
 use crate::connectors::{
-    Arguments, CACHE_CONNECTOR, CONSENT_CONNECTOR, CallError, Connectors, IDENTITY_CONNECTOR,
+    Arguments, CACHE_CONNECTOR, CONSENT_CONNECTOR, CallError, Connectors, EVENTS_CONNECTOR,
+    IDENTITY_CONNECTOR, SERVICES_CONNECTOR,
 };
 use crate::consent::policy::{self, Access, Caller, Denial, FieldPolicy, Pending};
 use crate::error::ErrorCode;
@@ -52,9 +55,34 @@ pub(crate) fn build_schema(
     guards: &Guards,
     connectors: &Connectors,
 ) -> SchemaBuilder {
-    let mut builder = Schema::build(&system.query, system.mutation.as_deref(), None);
+    build_rooted_schema(
+        system,
+        &system.query,
+        system.mutation.as_deref(),
+        system.subscription.as_deref(),
+        bindings,
+        guards,
+        connectors,
+    )
+}
+
+/// [`build_schema`] with other root types: the same types and resolvers, entered at `query`
+/// (the service catalogue's conditions run from a `Citizen`).
+pub(crate) fn build_rooted_schema(
+    system: &TypeSystem,
+    query: &str,
+    mutation: Option<&str>,
+    subscription: Option<&str>,
+    bindings: &Bindings,
+    guards: &Guards,
+    connectors: &Connectors,
+) -> SchemaBuilder {
+    let mut builder = Schema::build(query, mutation, subscription);
     for ty in system.types.values() {
         builder = match &ty.kind {
+            TypeDefKind::Object(fields) if system.subscription.as_deref() == Some(&ty.name) => {
+                builder.register(super::live::subscription_type(ty, fields, bindings))
+            }
             TypeDefKind::Object(fields) => {
                 let mut object = Object::new(&ty.name);
                 if let Some(description) = &ty.description {
@@ -101,6 +129,10 @@ pub(crate) fn build_schema(
                                 Target::Consent
                             } else if binding.connector == CACHE_CONNECTOR {
                                 Target::Cache(Box::new(connectors.clone()))
+                            } else if binding.connector == EVENTS_CONNECTOR {
+                                Target::Events
+                            } else if binding.connector == SERVICES_CONNECTOR {
+                                Target::Services
                             } else {
                                 match connectors.shield(&binding.connector) {
                                     Some(shield) => Target::Backend(shield.clone()),
@@ -182,7 +214,7 @@ pub(crate) fn build_schema(
     builder
 }
 
-fn input_value(def: &InputDef) -> InputValue {
+pub(super) fn input_value(def: &InputDef) -> InputValue {
     let mut input = InputValue::new(&def.name, type_ref(&def.ty));
     if let Some(description) = &def.description {
         input = input.description(description);
@@ -193,7 +225,7 @@ fn input_value(def: &InputDef) -> InputValue {
     input
 }
 
-fn type_ref(ty: &SdlType) -> TypeRef {
+pub(super) fn type_ref(ty: &SdlType) -> TypeRef {
     let inner = match &ty.base {
         BaseType::Named(name) => TypeRef::Named(name.to_string().into()),
         BaseType::List(item) => TypeRef::List(Box::new(type_ref(item))),
@@ -279,6 +311,10 @@ enum Target {
     Consent,
     /// The shields' caches (operators invalidating them).
     Cache(Box<Connectors>),
+    /// Life-event subscribers and deliveries.
+    Events,
+    /// The service catalogue and citizens' offers.
+    Services,
 }
 
 /// A field bound to an operation, with the connector looked up once at build time.
@@ -396,6 +432,8 @@ impl BoundCall {
         let (connector, operation) = (&self.binding.connector, &self.binding.operation);
         let result = match &self.target {
             Target::Backend(shield) => {
+                // A write's arguments are the change its life events are made from.
+                let written = (self.kind == CallKind::Write).then(|| args.clone());
                 let served = match scope {
                     Some(scope) if self.kind == CallKind::Read && in_list(ctx) => {
                         scope.batched(shield, operation, args).await
@@ -419,6 +457,15 @@ impl BoundCall {
                             }
                             if let Some(stale) = &served.stale {
                                 scope.saw_stale(connector, stale);
+                            }
+                            if let Some(args) = &written {
+                                scope
+                                    .mutation_succeeded(
+                                        ctx.field().name(),
+                                        args,
+                                        served.reply.value.as_ref(),
+                                    )
+                                    .await;
                             }
                         }
                         match Arc::try_unwrap(served.reply) {
@@ -455,6 +502,22 @@ impl BoundCall {
                     return Err(consent_ops::unavailable());
                 };
                 cache_ops::call(operation, &args, scope, connectors).await?
+            }
+            Target::Events => {
+                let Some(scope) = scope else {
+                    return Err(consent_ops::unavailable());
+                };
+                event_ops::call(operation, &args, scope).await?
+            }
+            Target::Services => {
+                let Some(scope) = scope else {
+                    return Err(consent_ops::unavailable());
+                };
+                let parent = ctx.parent_value.downcast_ref::<Value>().unwrap_or(&NULL);
+                let proactive = ctx
+                    .data_opt::<Arc<service_ops::Proactive>>()
+                    .map(Arc::as_ref);
+                service_ops::call(operation, &args, scope, parent, proactive).await?
             }
         };
         let Some(value) = result else {

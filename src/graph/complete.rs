@@ -33,6 +33,7 @@ pub(crate) struct TypeIndex {
     objects: HashMap<String, HashMap<String, SdlType>>,
     query: String,
     mutation: Option<String>,
+    subscription: Option<String>,
 }
 
 impl TypeIndex {
@@ -55,15 +56,16 @@ impl TypeIndex {
             objects,
             query: system.query.clone(),
             mutation: system.mutation.clone(),
+            subscription: system.subscription.clone(),
         }
     }
 
-    /// The root object type of an operation type (`None` for subscriptions, or no mutation).
+    /// The root object type of an operation type (`None` when the schema has none).
     pub(crate) fn root(&self, ty: OperationType) -> Option<&str> {
         match ty {
             OperationType::Query => Some(&self.query),
             OperationType::Mutation => self.mutation.as_deref(),
-            OperationType::Subscription => None,
+            OperationType::Subscription => self.subscription.as_deref(),
         }
     }
 
@@ -84,12 +86,7 @@ impl TypeIndex {
         let Some(operation) = selected_operation(document, operation_name) else {
             return;
         };
-        let root = match operation.node.ty {
-            OperationType::Query => Some(&self.query),
-            OperationType::Mutation => self.mutation.as_ref(),
-            OperationType::Subscription => None,
-        };
-        let Some(root) = root else {
+        let Some(root) = self.root(operation.node.ty) else {
             return;
         };
         if response.data == Value::Null {

@@ -13,12 +13,15 @@ mod consent_ops;
 mod delivery;
 mod directives;
 mod documents;
+mod event_ops;
 mod guard;
 mod identity_ops;
+mod live;
 mod precheck;
 mod scalars;
 mod scope;
 mod sdl;
+mod service_ops;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -32,6 +35,8 @@ use crate::audit::{AuditLog, AuditWriter};
 use crate::config::{Diagnostic, OnDenied, SourceFile, TrustConfig};
 use crate::consent::ConsentLedger;
 use crate::error::ErrorCode;
+use crate::events::feed::EventFeed;
+use crate::events::services::{CONDITION_ROOT, Catalogue, FieldKind, FieldTypes, ServiceOffers};
 use crate::identity::Crosswalk;
 use crate::shield::ShieldHub;
 use crate::signing::SigningKey;
@@ -80,6 +85,15 @@ pub struct Graph {
     trust: Arc<TrustConfig>,
     services: Option<TrustServices>,
     shields: Arc<ShieldHub>,
+    events: Option<crate::events::EventServices>,
+    feed: Option<EventFeed>,
+    /// Object fields by type, for checking the service catalogue's condition paths.
+    fields: Arc<service_ops::FieldIndex>,
+    /// The same types and resolvers rooted at `Citizen`, where suggestions are evaluated;
+    /// `None` when nothing in the graph is bound to the `services` connector.
+    citizen_schema: Option<Schema>,
+    /// The service catalogue and the offers store, for the `services` resolvers.
+    proactive: Arc<service_ops::Proactive>,
 }
 
 /// How one operation ended.
@@ -107,6 +121,107 @@ impl Graph {
     pub fn with_trust_services(mut self, services: TrustServices) -> Self {
         self.services = Some(services);
         self
+    }
+
+    /// Gives resolvers the life-event services (mutation sources, subscriber management).
+    pub fn with_events(mut self, events: crate::events::EventServices) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Whether the graph has this `Mutation` field (rules name mutation sources by field).
+    pub fn has_mutation_field(&self, field: &str) -> bool {
+        self.types
+            .root(async_graphql::parser::types::OperationType::Mutation)
+            .is_some_and(|root| self.types.field_type(root, field).is_some())
+    }
+
+    /// Gives `Subscription` fields the gateway's live feed of life events (a graph without
+    /// one answers them with `BACKEND_UNAVAILABLE`).
+    pub fn with_event_feed(mut self, feed: EventFeed) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// The live feed of life events, so the server can end its subscriptions when it stops.
+    pub fn event_feed(&self) -> Option<&EventFeed> {
+        self.feed.as_ref()
+    }
+
+    /// A request's scope: its caller and everything its resolvers reach through it.
+    fn request_scope(&self, context: RequestContext) -> Arc<scope::RequestScope> {
+        Arc::new(
+            scope::RequestScope::new(
+                context,
+                self.crosswalk.clone(),
+                Arc::clone(&self.trust),
+                self.services.clone(),
+                Some(Arc::clone(&self.shields)),
+            )
+            .with_events(self.events.clone()),
+        )
+    }
+
+    /// Runs one parsed subscription for the caller in `context`: a response per event the
+    /// caller may see, each completed like [`Graph::execute`]'s. The subscription keeps one
+    /// request scope, so its principal, purpose and request id are those it started with.
+    /// Queries and mutations go through [`Graph::execute`].
+    pub fn subscribe(
+        &self,
+        request: async_graphql::Request,
+        document: &ExecutableDocument,
+        context: RequestContext,
+    ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
+        use futures::StreamExt as _;
+        let operation_name = request.operation_name.clone();
+        let variables = request.variables.clone();
+        let scope = self.request_scope(context);
+        let mut request = request.data(scope);
+        if let Some(feed) = &self.feed {
+            request = request.data(feed.clone());
+        }
+        request.set_parsed_query(document.clone());
+        let types = Arc::clone(&self.types);
+        let document = document.clone();
+        self.schema
+            .execute_stream(request)
+            .map(move |mut response| {
+                let executed = response.data != async_graphql::Value::Null
+                    || response.errors.iter().any(|e| !e.path.is_empty());
+                if executed {
+                    types.complete(
+                        &mut response,
+                        &document,
+                        operation_name.as_deref(),
+                        &variables,
+                    );
+                }
+                response
+            })
+            .boxed()
+    }
+
+    /// Gives the `services` fields their catalogue (suggestions, and the services offers name).
+    pub fn with_service_catalogue(mut self, catalogue: Arc<Catalogue>) -> Self {
+        let proactive = Arc::make_mut(&mut self.proactive);
+        proactive.conditions = self
+            .citizen_schema
+            .as_ref()
+            .and_then(|schema| service_ops::Conditions::new(schema, &catalogue));
+        proactive.catalogue = catalogue;
+        self
+    }
+
+    /// Gives the `services` fields the store of citizens' offers (a graph from `check` alone
+    /// has none, and answers offers with `BACKEND_UNAVAILABLE`).
+    pub fn with_service_offers(mut self, offers: ServiceOffers) -> Self {
+        Arc::make_mut(&mut self.proactive).offers = Some(offers);
+        self
+    }
+
+    /// The service catalogue the graph answers from.
+    pub fn service_catalogue(&self) -> &Arc<Catalogue> {
+        &self.proactive.catalogue
     }
 
     /// What the graph's shields share: metrics, the Redis tier, consent generations.
@@ -147,14 +262,10 @@ impl Graph {
             purpose: context.purpose.clone(),
             request_id: Some(context.request_id.clone()).filter(|id| !id.is_empty()),
         };
-        let scope = Arc::new(scope::RequestScope::new(
-            context,
-            self.crosswalk.clone(),
-            Arc::clone(&self.trust),
-            self.services.clone(),
-            Some(Arc::clone(&self.shields)),
-        ));
-        let mut request = request.data(Arc::clone(&scope));
+        let scope = self.request_scope(context);
+        let mut request = request
+            .data(Arc::clone(&scope))
+            .data(Arc::clone(&self.proactive));
         request.set_parsed_query(document.clone());
         let mut response =
             crate::connectors::context::scope(call_context, self.schema.execute(request)).await;
@@ -195,6 +306,13 @@ impl Graph {
             &variables,
         );
         Outcome::Executed(response)
+    }
+}
+
+/// Condition paths of the service catalogue start at `Citizen`.
+impl FieldTypes for Graph {
+    fn field_kind(&self, path: &str) -> Result<FieldKind, String> {
+        self.fields.kind(CONDITION_ROOT, path)
     }
 }
 
@@ -276,6 +394,7 @@ pub fn build_graph(
         &mut policies,
         &mut diagnostics,
     );
+    live::check(&system, &bindings, &policies, &mut diagnostics);
     let guards = guard::guards(
         &system,
         &bindings,
@@ -324,6 +443,34 @@ pub fn build_graph(
         }
     }
 
+    let serves_citizens = system.types.contains_key(CONDITION_ROOT)
+        && bindings.iter().any(|((ty, _), source)| {
+            ty == CONDITION_ROOT
+                && matches!(source, bind::FieldSource::Connect(b) if b.connector == crate::connectors::SERVICES_CONNECTOR)
+        });
+    let citizen_schema = if serves_citizens {
+        build::build_rooted_schema(
+            &system,
+            CONDITION_ROOT,
+            None,
+            None,
+            &bindings,
+            &guards,
+            connectors,
+        )
+        .limit_depth(options.max_depth)
+        .disable_introspection()
+        .finish()
+        .map_err(|error| {
+            vec![Diagnostic {
+                location: None,
+                message: format!("the graph cannot be entered at `{CONDITION_ROOT}`: {error}"),
+            }]
+        })
+        .map(Some)?
+    } else {
+        None
+    };
     let mut builder =
         build::build_schema(&system, &bindings, &guards, connectors).limit_depth(options.max_depth);
     if !options.introspection {
@@ -350,5 +497,10 @@ pub fn build_graph(
         trust: Arc::clone(&options.trust),
         services: None,
         shields: Arc::clone(connectors.hub()),
+        events: None,
+        feed: None,
+        fields: Arc::new(service_ops::FieldIndex::new(&system, &bindings)),
+        citizen_schema,
+        proactive: Arc::default(),
     })
 }

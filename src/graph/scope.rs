@@ -77,6 +77,8 @@ pub(crate) struct RequestScope {
     /// Collecting rounds not yet answered, by opening order.
     open_rounds: Mutex<std::collections::BTreeSet<u64>>,
     opened_rounds: std::sync::atomic::AtomicU64,
+    /// Life events: mutation sources record through it; subscriber management reads it.
+    pub(crate) events: Option<crate::events::EventServices>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,6 +114,49 @@ impl RequestScope {
             consents: Mutex::new(HashMap::new()),
             reads: Mutex::new(Vec::new()),
             freshness: Mutex::new(BTreeMap::new()),
+            events: None,
+        }
+    }
+
+    /// Gives the request the gateway's life-event services.
+    pub(crate) fn with_events(mut self, events: Option<crate::events::EventServices>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Records the life events a successful mutation field is a source of: the change is the
+    /// field's arguments with its answer under `result`. The backend has already changed, so
+    /// a failure here is logged, not returned (a polled feed of the same backend, with the
+    /// same event key, is the safety net).
+    pub(crate) async fn mutation_succeeded(
+        &self,
+        field: &str,
+        args: &crate::connectors::Arguments,
+        result: Option<&serde_json::Value>,
+    ) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        let Some(source) = events.detector.rules().mutation_source(field) else {
+            return;
+        };
+        let mut change: serde_json::Map<String, serde_json::Value> =
+            args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        change.insert(
+            "result".to_string(),
+            result.cloned().unwrap_or(serde_json::Value::Null),
+        );
+        let name = source.name.clone();
+        if let Err(error) = events
+            .detector
+            .record(
+                &name,
+                crate::events::Mark::Nothing,
+                &[serde_json::Value::Object(change)],
+            )
+            .await
+        {
+            tracing::error!(source = %name, %error, "A mutation's life events could not be recorded.");
         }
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct TypeSystem {
     pub(crate) types: IndexMap<String, TypeDef>,
     pub(crate) query: String,
     pub(crate) mutation: Option<String>,
+    /// The root type of subscriptions (its fields stream; see `live`).
+    pub(crate) subscription: Option<String>,
 }
 
 #[derive(Debug)]
@@ -163,12 +165,7 @@ pub(crate) fn load_type_system(files: &[SourceFile]) -> (TypeSystem, Vec<Diagnos
                         system.query = query.node.to_string();
                     }
                     system.mutation = schema.node.mutation.map(|m| m.node.to_string());
-                    if let Some(subscription) = schema.node.subscription {
-                        diagnostics.push(Diagnostic::at(
-                            Location::at(&file.path, subscription.pos.line, subscription.pos.column),
-                            "subscriptions are not supported yet; remove `subscription:` from `schema`",
-                        ));
-                    }
+                    system.subscription = schema.node.subscription.map(|s| s.node.to_string());
                 }
                 TypeSystemDefinition::Directive(directive) => {
                     let name = directive.node.name.node.as_str();
@@ -190,6 +187,14 @@ pub(crate) fn load_type_system(files: &[SourceFile]) -> (TypeSystem, Vec<Diagnos
         if has_mutation && schema_roots_at.is_none() {
             system.mutation = Some("Mutation".to_string());
         }
+    }
+    if system.subscription.is_none()
+        && schema_roots_at.is_none()
+        && definitions
+            .iter()
+            .any(|p| p.def.name.node == "Subscription")
+    {
+        system.subscription = Some("Subscription".to_string());
     }
 
     for pending in definitions {
@@ -455,13 +460,13 @@ fn check_references(system: &TypeSystem, diagnostics: &mut Vec<Diagnostic>) {
             message,
         });
     }
-    if let Some(mutation) = &system.mutation
-        && let Some(message) = root_problem(mutation)
-    {
-        diagnostics.push(Diagnostic {
-            location: None,
-            message,
-        });
+    for root in system.mutation.iter().chain(system.subscription.iter()) {
+        if let Some(message) = root_problem(root) {
+            diagnostics.push(Diagnostic {
+                location: None,
+                message,
+            });
+        }
     }
 }
 

@@ -273,11 +273,7 @@ pub(crate) const INVALID_TOKEN_MESSAGE: &str = "The bearer token is not valid.";
 /// Who the request is from. An `Authorization` header must carry a valid bearer token (it
 /// wins over the demo headers); without one the caller is anonymous, or whoever the demo
 /// headers name when they are on. A refused token ends the request with 401.
-async fn principal(
-    state: &AppState,
-    headers: &HeaderMap,
-    format: Format,
-) -> Result<Principal, Response> {
+async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, Refusal> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -303,13 +299,10 @@ async fn principal(
         };
         return result.map_err(|reason| {
             tracing::info!(%reason, "bearer token refused");
-            let mut response =
-                request_error(format, ErrorCode::Unauthenticated, INVALID_TOKEN_MESSAGE);
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-            response
+            Refusal {
+                code: ErrorCode::Unauthenticated,
+                message: INVALID_TOKEN_MESSAGE.to_string(),
+            }
         });
     }
     if state.auth.demo_headers {
@@ -335,27 +328,60 @@ fn certificate_der(header: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
-/// Who the request is from and why: the principal, the purpose an agency states (its
-/// `X-Purpose` header, else its token's), and the request id. An agency request without a
-/// usable purpose ends here: 400 when none or an unknown one is stated, 403 when the token
-/// does not allow it.
+/// Why a caller could not be identified: the code and the message the client is told.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// `UNAUTHENTICATED`, or one of the purpose codes.
+    pub(crate) code: ErrorCode,
+    /// Safe to show: it never says why a token was refused.
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    /// The HTTP answer: the code's status, and `WWW-Authenticate` for a refused token.
+    pub(crate) fn into_response(self, format: Format) -> Response {
+        let mut response = request_error(format, self.code, &self.message);
+        if self.code == ErrorCode::Unauthenticated {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
+        response
+    }
+}
+
+/// Who the request is from and why, as an HTTP handler needs it: see [`identify`]. An agency
+/// request without a usable purpose ends here: 400 when none or an unknown one is stated, 403
+/// when the token does not allow it; a refused token ends it with 401.
 async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     format: Format,
 ) -> Result<RequestContext, Response> {
-    let principal = principal(state, headers, format).await?;
+    identify(state, headers)
+        .await
+        .map_err(|refusal| refusal.into_response(format))
+}
+
+/// Who the request is from and why: the principal, the purpose an agency states (its
+/// `X-Purpose` header, else its token's), and the request id. HTTP requests and WebSocket
+/// connections (their upgrade request, or their `connection_init` payload) both come here.
+pub(crate) async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<RequestContext, Refusal> {
+    let principal = principal(state, headers).await?;
     let purpose = match &principal {
         Principal::Agency(client) => {
             let header = match headers.get(PURPOSE_HEADER).map(|v| v.to_str()) {
                 None => None,
                 Some(Ok(text)) => Some(text),
                 Some(Err(_)) => {
-                    return Err(request_error(
-                        format,
-                        ErrorCode::UnknownPurpose,
-                        "The `X-Purpose` header is not readable text.",
-                    ));
+                    return Err(Refusal {
+                        code: ErrorCode::UnknownPurpose,
+                        message: "The `X-Purpose` header is not readable text.".to_string(),
+                    });
                 }
             };
             match client.stated_purpose(header, state.graph.trust()) {
@@ -371,7 +397,7 @@ async fn caller(
                         crate::error::capitalised(&error.to_string()),
                         allowed(client)
                     );
-                    return Err(request_error(format, code, &message));
+                    return Err(Refusal { code, message });
                 }
             }
         }
@@ -429,6 +455,15 @@ async fn execute(
             return graphql_request_error(format, vec![server_error]);
         }
     };
+    if selected_type(&document, request.operation_name.as_deref())
+        == Some(OperationType::Subscription)
+    {
+        return request_error(
+            format,
+            ErrorCode::BadRequest,
+            "Subscriptions run over WebSocket: open /graphql with the `graphql-transport-ws` subprotocol.",
+        );
+    }
     if is_get && selects_mutation(&document, request.operation_name.as_deref()) {
         let mut response = request_error(
             format,
@@ -516,7 +551,7 @@ async fn execute(
 }
 
 /// A one-line, human message for a query that does not parse.
-fn parse_error_message(error: &async_graphql::parser::Error) -> String {
+pub(crate) fn parse_error_message(error: &async_graphql::parser::Error) -> String {
     use async_graphql::parser::Error;
     match error {
         Error::Syntax { message, .. } => {
@@ -534,19 +569,27 @@ fn parse_error_message(error: &async_graphql::parser::Error) -> String {
 
 /// Whether the operation that would run is a mutation (an unknown name selects none).
 fn selects_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    selected_type(document, operation_name) == Some(OperationType::Mutation)
+}
+
+/// The type of the operation that would run (`None` when the name selects none).
+pub(crate) fn selected_type(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<OperationType> {
     use async_graphql::parser::types::DocumentOperations;
-    let ty = match (&document.operations, operation_name) {
+    match (&document.operations, operation_name) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
             ops.values().next().map(|op| op.node.ty)
         }
         (DocumentOperations::Multiple(_), None) => None,
-    };
-    ty == Some(OperationType::Mutation)
+    }
 }
 
-fn set_code(error: &mut ServerError, code: ErrorCode) {
+/// Sets `extensions.code` unless the error already has one.
+pub(crate) fn set_code(error: &mut ServerError, code: ErrorCode) {
     let extensions = error.extensions.get_or_insert_with(Default::default);
     if extensions.get("code").is_none() {
         extensions.set("code", code.as_str());

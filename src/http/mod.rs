@@ -1,11 +1,14 @@
-//! The HTTP surface: `/graphql` (POST, GET), GraphiQL, `/healthz`, `/readyz`, `/metrics`.
+//! The HTTP surface: `/graphql` (POST, GET, WebSocket), GraphiQL, `/healthz`, `/readyz`,
+//! `/metrics`, and `/events/{connector}` for backends' signed change notifications.
 //!
 //! `app(state)` builds the whole router so tests can drive it with `oneshot` and the server
 //! can wrap it with its listener; request ids and tracing are layered here, once.
 
+mod events;
 mod graphql;
 mod health;
 pub mod playground;
+mod ws;
 
 use std::sync::Arc;
 
@@ -43,6 +46,8 @@ pub struct Shared {
     pub tokens: TokenValidator,
     /// Parsed queries, reused across requests.
     pub documents: DocumentCache,
+    /// Life events, for inbound webhooks (`None` when `[events] enabled = false`).
+    pub events: Option<crate::events::EventServices>,
     pub(crate) graphiql: String,
 }
 
@@ -64,6 +69,7 @@ impl AppState {
     ) -> Self {
         let graphiql = async_graphql::http::GraphiQLSource::build()
             .endpoint("/graphql")
+            .subscription_endpoint("/graphql")
             .title("CivicGraph")
             .finish();
         let documents = DocumentCache::new(server.document_cache_mb.saturating_mul(1024 * 1024));
@@ -75,11 +81,22 @@ impl AppState {
             auth,
             tokens,
             graphiql,
+            events: None,
         }))
     }
 }
 
 impl AppState {
+    /// Accepts inbound webhooks on `POST /events/{connector}` for these life events. Only
+    /// before the state is shared, like [`AppState::with_playground`].
+    pub fn with_events(mut self, events: crate::events::EventServices) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => shared.events = Some(events),
+            None => tracing::warn!("Life events were set after the gateway started; ignored."),
+        }
+        self
+    }
+
     /// Serves GraphiQL with these persona tabs instead of the stock page. Only before the
     /// state is shared (right after it is built); later calls are ignored with a warning.
     pub fn with_playground(mut self, tabs: &[playground::PlaygroundTab]) -> Self {
@@ -115,10 +132,11 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id));
     Router::new()
         .route("/", get(health::graphiql))
-        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql", get(ws::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/events/{connector}", axum::routing::post(events::receive))
         .with_state(state)
         .layer(layers)
 }

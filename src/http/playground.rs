@@ -2,7 +2,12 @@
 //! an operator, each tab carrying its own `Authorization` header, so a developer sees what each
 //! caller may read and why (the denials name the category and purpose).
 //!
-//! Without tabs the gateway serves async-graphql's stock GraphiQL page.
+//! Subscriptions run over a WebSocket on the same endpoint (`ws://` or `wss://`, from the page's
+//! own address); a tab's headers travel in the socket's `connection_init` payload, since a
+//! browser cannot set headers on a WebSocket.
+//!
+//! Without tabs the gateway serves async-graphql's stock GraphiQL page (subscriptions there
+//! run anonymously unless the caller's headers are sent by other means).
 
 use serde::Serialize;
 
@@ -50,7 +55,24 @@ pub fn page(endpoint: &str, tabs: &[PlaygroundTab]) -> String {
 <script id="civicgraph-playground" type="application/json">{data}</script>
 <script>
   const settings = JSON.parse(document.getElementById("civicgraph-playground").textContent);
-  const fetcher = GraphiQL.createFetcher({{ url: settings.endpoint }});
+  const endpoint = new URL(settings.endpoint, window.location.href);
+  const socket = new URL(endpoint);
+  socket.protocol = endpoint.protocol === "https:" ? "wss:" : "ws:";
+  // Subscriptions go over a WebSocket, which a browser cannot give headers: each tab's headers
+  // travel in `connection_init` instead, so one socket (and fetcher) per set of headers.
+  const fetchers = new Map();
+  const fetcherFor = (headers) => {{
+    const key = JSON.stringify(headers || {{}});
+    if (!fetchers.has(key)) {{
+      fetchers.set(key, GraphiQL.createFetcher({{
+        url: endpoint.href,
+        subscriptionUrl: socket.href,
+        wsConnectionParams: headers || {{}},
+      }}));
+    }}
+    return fetchers.get(key);
+  }};
+  const fetcher = (params, options) => fetcherFor(options && options.headers)(params, options);
   ReactDOM.createRoot(document.getElementById("graphiql")).render(
     React.createElement(GraphiQL, {{
       fetcher,
@@ -80,5 +102,7 @@ mod tests {
         assert!(!html.contains("</script><script>alert"));
         assert_eq!(html.matches("</script>").count(), 5);
         assert!(html.contains("Bearer abc"));
+        assert!(html.contains("subscriptionUrl: socket.href"));
+        assert!(html.contains("wsConnectionParams: headers"));
     }
 }

@@ -1,6 +1,6 @@
 //! The crosswalk table in the gateway's store: which agency key belongs to which citizen.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -142,16 +142,42 @@ impl Crosswalk {
 
     /// The citizen an agency key belongs to, for changes an agency reports by its own key.
     pub async fn citizen_of(&self, key: &AnyKey) -> Result<Option<CitizenId>, CrosswalkError> {
-        const SQL: &str =
-            "SELECT citizen_id FROM identity_links WHERE kind = $1 AND agency_key = $2";
-        let row: Option<(String,)> = on_pool!(&self.store, pool => {
-            sqlx::query_as(SQL)
-                .bind(key.kind().as_str())
-                .bind(key.as_str())
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(row.map(|(id,)| CitizenId::parse(&id)).transpose()?)
+        Ok(self
+            .citizens_of(key.kind(), &[key.as_str()])
+            .await?
+            .remove(key.as_str()))
+    }
+
+    /// [`Crosswalk::citizen_of`] for many keys of one kind, one query per 500 of them: a polled
+    /// change feed reports hundreds of changes by agency key at once. Keys with no link are
+    /// absent from the answer.
+    pub async fn citizens_of(
+        &self,
+        kind: KeyKind,
+        keys: &[&str],
+    ) -> Result<HashMap<String, CitizenId>, CrosswalkError> {
+        let wanted: BTreeSet<&str> = keys.iter().copied().collect();
+        let wanted: Vec<&str> = wanted.into_iter().collect();
+        let mut found = HashMap::new();
+        for chunk in wanted.chunks(500) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT agency_key, citizen_id FROM identity_links \
+                 WHERE kind = $1 AND agency_key IN ({})",
+                placeholders.join(", ")
+            );
+            let rows: Vec<(String, String)> = on_pool!(&self.store, pool => {
+                let mut query = sqlx::query_as(&sql).bind(kind.as_str());
+                for key in chunk {
+                    query = query.bind(*key);
+                }
+                query.fetch_all(pool).await?
+            });
+            for (key, citizen) in rows {
+                found.insert(key, CitizenId::parse(&citizen)?);
+            }
+        }
+        Ok(found)
     }
 
     /// Links `key` to `citizen`, replacing the citizen's previous key of that kind. A key that
@@ -171,7 +197,7 @@ impl Crosswalk {
         let linked_at = now();
         let kind = key.kind().as_str();
         let outcome: Result<(), CrosswalkError> = on_pool!(&self.store, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             let owner: Option<(String,)> = sqlx::query_as(OWNER)
                 .bind(kind)
                 .bind(key.as_str())
@@ -251,7 +277,7 @@ impl Crosswalk {
         let links: Vec<(CitizenId, AnyKey)> = links.into_iter().collect();
         let linked_at = now();
         on_pool!(&self.store, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             for chunk in links.chunks(ROWS_PER_INSERT) {
                 let mut sql = String::from(
                     "INSERT INTO identity_links (citizen_id, kind, agency_key, linked_at, linked_by) VALUES ",
@@ -407,6 +433,36 @@ mod tests {
     #[tokio::test]
     async fn sqlite_links_round_trip() {
         links_round_trip(sqlite().await).await;
+    }
+
+    /// Regression: a link that read before it wrote failed at once with "database is locked"
+    /// when another connection held SQLite's write lock (an upgrade from a read lock never
+    /// waits). The link now waits its turn and lands.
+    #[tokio::test]
+    async fn a_link_waits_for_another_sqlite_writer_instead_of_failing() {
+        let db = TestStore::sqlite("crosswalk.db").await;
+        let crosswalk = Crosswalk::new(db.store.clone());
+        let other = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        let mut writing = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query(
+            "INSERT INTO identity_links (citizen_id, kind, agency_key, linked_at, linked_by) \
+             VALUES ('C0000009', 'tin', 'T-9', '2026-01-01T00:00:00Z', 'other')",
+        )
+        .execute(&mut *writing)
+        .await
+        .unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            writing.commit().await.unwrap();
+        });
+        let tin = AnyKey::from(Tin::parse("900-00-0001").unwrap());
+        let linked = crosswalk.link(&citizen("C0000001"), &tin, "op").await;
+        release.await.unwrap();
+        assert!(linked.is_ok(), "the link waited for the writer: {linked:?}");
+        assert_eq!(
+            crosswalk.citizen_of(&tin).await.unwrap(),
+            Some(citizen("C0000001"))
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! The gateway's own database: SQLite by default, PostgreSQL for several instances.
 //!
 //! It holds the identity crosswalk, the mainframe extract tables and the consent ledger (consents
-//! and their change history) today; audit and the event outbox join it later.
+//! and their change history), the audit trail, and the life-event outbox with its deliveries.
 //! The schema is versioned by embedded migrations that run when the store opens, so a fresh
 //! database and an old one end up the same.
 
@@ -48,6 +48,43 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Opens a transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes cannot upgrade its
+/// lock while another connection writes, and SQLite refuses it at once ("database is locked")
+/// instead of waiting out the busy timeout. PostgreSQL's row locks need no such care.
+pub(crate) trait BeginWrite {
+    /// The database the pool speaks.
+    type Db: sqlx::Database;
+
+    /// A transaction that holds the right to write from its first statement.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin()
+    }
+}
+
 /// One schema change: its version, a description, and the SQL per database.
 struct Change {
     version: i64,
@@ -88,6 +125,12 @@ const CHANGES: &[Change] = &[
         description: "audit trail",
         sqlite: include_str!("migrations/sqlite/20261122000005_audit_trail.sql"),
         postgres: include_str!("migrations/postgres/20261122000005_audit_trail.sql"),
+    },
+    Change {
+        version: 20261123000001,
+        description: "life events",
+        sqlite: include_str!("migrations/sqlite/20261123000001_life_events.sql"),
+        postgres: include_str!("migrations/postgres/20261123000001_life_events.sql"),
     },
 ];
 

@@ -2,22 +2,34 @@
 //! SOAP 1.1 service on a loopback port, and the unemployment insurance database seeded on
 //! SQLite always, and on PostgreSQL / MariaDB when `CIVICGRAPH_TEST_POSTGRES_URL` /
 //! `CIVICGRAPH_TEST_MYSQL_URL` name a database the tests may create tables in.
+//!
+//! Then the agencies changing over time: the change feeds the gateway's life-event pollers
+//! read (`ui.claims_changed_since`, `registry.changes`, `registry.retirement`,
+//! `dmv.expiring_registrations`) and the registry's `change_address`, each called through the
+//! shipped connector files; `changeAddress` through the graph; and `demo::start` with the
+//! change simulator running.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use civicgraph::config::{ConnectorConfig, LoadedConnector, TomlFile, Vars, load_project};
+use civicgraph::connectors::{Arguments, CallError, Connectors, build_connectors};
+use civicgraph::demo::changes::{AppliedChange, ChangeSimulator};
 use civicgraph::demo::data::{DriverLicense, REFERENCE_DATE, UnemploymentClaim};
 use civicgraph::demo::dmv::{
     GET_LICENSE_ACTION, GET_VEHICLES_ACTION, NAMESPACE, SOAP_PATH, SOAP11_ENVELOPE, WSDL,
 };
-use civicgraph::demo::ui::{self, UiTables};
+use civicgraph::demo::ui::{self, UiTables, UiWriter};
 use civicgraph::demo::{self, DemoOptions, Population, SimulatedAgencies};
+use civicgraph::events::signature::WebhookSecret;
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 use rust_decimal::Decimal;
+use serde_json::{Value, json};
 
 const SEED: u64 = 42;
 
@@ -908,4 +920,620 @@ fn first_query_asks_every_agency() {
     ] {
         assert!(demo::FIRST_QUERY.contains(field), "{field}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agencies that change over time: the feeds the life-event pollers read, through the gateway's
+// own connectors (the shipped connector files)
+// ---------------------------------------------------------------------------------------------
+
+/// The simulated agencies with a seeded SQLite database, changed by the simulator, and the
+/// shipped connector files built against them as the gateway builds them.
+struct ChangingAgencies {
+    population: Arc<Population>,
+    agencies: SimulatedAgencies,
+    connectors: Connectors,
+    applied: Vec<AppliedChange>,
+    _ui_directory: tempfile::TempDir,
+}
+
+impl ChangingAgencies {
+    /// Starts everything and applies `changes` simulated changes, one a second apart.
+    async fn start(changes: usize) -> ChangingAgencies {
+        let population = Arc::new(Population::generate(1_000, SEED));
+        let agencies = SimulatedAgencies::start(Arc::clone(&population))
+            .await
+            .expect("the simulated agencies start");
+        let directory = tempfile::tempdir().expect("a directory");
+        let path = directory.path().join("ui.db");
+        ui::seed(&ui::sqlite_url(&path, "rwc"), &population)
+            .await
+            .expect("seeded");
+        let writer = UiWriter::connect(&ui::sqlite_url(&path, "rwc"), &UiTables::default())
+            .await
+            .expect("a writer");
+        let mut simulator =
+            ChangeSimulator::new(Arc::clone(&agencies.registry), Some(writer), None, SEED);
+        let start = Utc::now() - chrono::Duration::seconds(changes as i64);
+        let mut applied = Vec::with_capacity(changes);
+        for n in 0..changes {
+            let at = start + chrono::Duration::seconds(n as i64);
+            applied.push(simulator.step(at).await.expect("a change"));
+        }
+        simulator.finish(Duration::from_secs(1)).await;
+
+        let vars = Vars::only(HashMap::from([
+            ("REGISTRY_URL".to_string(), agencies.registry_url.clone()),
+            ("TAX_URL".to_string(), agencies.tax_url.clone()),
+            ("DMV_URL".to_string(), agencies.dmv_url.clone()),
+            ("UI_DATABASE_URL".to_string(), ui::sqlite_url(&path, "ro")),
+            (
+                "BENEFITS_MAINFRAME_ADDR".to_string(),
+                agencies.benefits_addr.clone(),
+            ),
+            (
+                "BENEFITS_EXTRACT_DIR".to_string(),
+                agencies.benefits_extract_dir.display().to_string(),
+            ),
+        ]));
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("civicgraph.toml");
+        let (project, _) = load_project(&config, &vars);
+        let (connectors, problems) = build_connectors(&project.connectors);
+        assert!(problems.is_empty(), "{problems:?}");
+        ChangingAgencies {
+            population,
+            agencies,
+            connectors,
+            applied,
+            _ui_directory: directory,
+        }
+    }
+
+    async fn call(&self, connector: &str, operation: &str, args: &[(&str, Value)]) -> Value {
+        let args: Arguments = args
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect();
+        let connector = self.connectors.get(connector).expect("a shipped connector");
+        match connector.call(operation, &args).await {
+            Ok(Some(value)) => value,
+            Ok(None) => panic!("`{operation}` answered nothing"),
+            Err(error) => panic!("`{operation}` failed: {error}"),
+        }
+    }
+
+    fn claims(&self) -> Vec<&UnemploymentClaim> {
+        self.applied
+            .iter()
+            .filter_map(|change| match change {
+                AppliedChange::JobLoss(claim) => Some(claim),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[tokio::test]
+async fn ui_change_feed_pages_new_claims_from_a_watermark() {
+    let world = ChangingAgencies::start(40).await;
+    let claims = world.claims();
+    assert!(claims.len() >= 5, "{} job losses", claims.len());
+
+    // Every seeded claim changed before the synthetic world's "today"; only new ones after.
+    let reference = format!("{REFERENCE_DATE}T00:00:00Z");
+    let fresh = world
+        .call("ui", "claims_changed_since", &[("since", json!(reference))])
+        .await;
+    let expected: Vec<Value> = claims
+        .iter()
+        .map(|claim| {
+            json!({
+                "claimant_id": claim.claimant_id,
+                "claim_id": claim.claim_id,
+                "status": "PENDING",
+                "separation_reason": claim.separation_reason.as_str(),
+                "filed_on": claim.filed_on.to_string(),
+                "updated_at": rfc3339(claim.updated_at),
+            })
+        })
+        .collect();
+    assert_eq!(fresh, Value::Array(expected));
+
+    // The watermark a poller keeps is the last `updated_at` it saw.
+    let third = fresh[2]["updated_at"].clone();
+    let after = world
+        .call("ui", "claims_changed_since", &[("since", third)])
+        .await;
+    assert_eq!(after.as_array().map(Vec::len), Some(claims.len() - 3));
+    assert_eq!(after[0], fresh[3]);
+    let last = fresh[claims.len() - 1]["updated_at"].clone();
+    let none = world
+        .call("ui", "claims_changed_since", &[("since", last)])
+        .await;
+    assert_eq!(none, json!([]));
+
+    // From the beginning: the oldest 500 changes, in `updated_at` order.
+    let all = world
+        .call(
+            "ui",
+            "claims_changed_since",
+            &[("since", json!("1970-01-01T00:00:00Z"))],
+        )
+        .await;
+    let rows = all.as_array().expect("a list");
+    let seeded: usize = world.population.claimants().map(|(_, c)| c.len()).sum();
+    assert_eq!(rows.len(), (seeded + claims.len()).min(500));
+    for pair in rows.windows(2) {
+        let key = |row: &Value| {
+            (
+                row["updated_at"].as_str().unwrap_or_default().to_owned(),
+                row["claim_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        };
+        assert!(key(&pair[0]) < key(&pair[1]), "{pair:?}");
+    }
+
+    // A watermark that is not a time is the caller's mistake, named without its value.
+    let args: Arguments = [("since".to_string(), json!("yesterday"))].into();
+    let error = world
+        .connectors
+        .get("ui")
+        .expect("ui")
+        .call("claims_changed_since", &args)
+        .await
+        .expect_err("not a timestamp");
+    assert!(
+        matches!(error, CallError::InvalidArgument { .. }),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("yesterday"));
+    world.agencies.shutdown().await;
+}
+
+#[tokio::test]
+async fn registry_change_feed_lists_moves_and_births_from_a_sequence_number() {
+    let world = ChangingAgencies::start(30).await;
+    let log = world.agencies.registry.changes_since(0, 500);
+    assert!(!log.is_empty());
+    let all = world
+        .call("registry", "changes", &[("since", json!("0"))])
+        .await;
+    let expected: Vec<Value> = log
+        .iter()
+        .map(|change| serde_json::to_value(change).expect("JSON"))
+        .collect();
+    assert_eq!(all, Value::Array(expected));
+    let kinds: HashSet<&str> = all
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|change| change["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, HashSet::from(["address", "birth"]));
+    for change in all.as_array().expect("a list") {
+        let keys: HashSet<&str> = change
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let ids_only = HashSet::from([
+            "seq",
+            "change_id",
+            "kind",
+            "citizen_id",
+            "birth_id",
+            "child_id",
+            "recorded_at",
+        ]);
+        assert!(keys.is_subset(&ids_only), "{keys:?}");
+    }
+
+    // A poller's next call starts after the last `seq` it saw.
+    let last = log.len() as u64;
+    let after = world
+        .call("registry", "changes", &[("since", json!(last - 2))])
+        .await;
+    assert_eq!(after, json!([all[log.len() - 2], all[log.len() - 1]]));
+    let none = world
+        .call("registry", "changes", &[("since", json!(last))])
+        .await;
+    assert_eq!(none, json!([]));
+
+    // The moves show in the registry's people, as the graph reads them.
+    let moved = world.applied.iter().rev().find_map(|change| match change {
+        AppliedChange::AddressChange(change) => Some(change),
+        _ => None,
+    });
+    let moved = moved.expect("a move");
+    let person = world
+        .call("registry", "person", &[("id", json!(moved.citizen_id))])
+        .await;
+    let mut latest = moved.address.clone();
+    for change in &world.applied {
+        if let AppliedChange::AddressChange(change) = change
+            && change.citizen_id == moved.citizen_id
+        {
+            latest = change.address.clone();
+        }
+    }
+    assert_eq!(person["address"]["street"], latest.street.as_str());
+    assert_eq!(person["address"]["city"], latest.city.as_str());
+    world.agencies.shutdown().await;
+}
+
+#[tokio::test]
+async fn registry_lists_who_reached_retirement_age() {
+    let world = ChangingAgencies::start(0).await;
+    let today = Utc::now().date_naive();
+    let answer = world
+        .call(
+            "registry",
+            "retirement",
+            &[("age", json!(67)), ("within_days", json!(365))],
+        )
+        .await;
+    let expected: Vec<Value> = world
+        .population
+        .reached_age(67, 365, today)
+        .into_iter()
+        .map(|(person, on)| json!({"citizen_id": person.id, "reached_on": on.to_string()}))
+        .collect();
+    assert!(
+        !expected.is_empty(),
+        "about ten of 1000 citizens turn 67 a year"
+    );
+    assert_eq!(answer, Value::Array(expected));
+    world.agencies.shutdown().await;
+}
+
+#[tokio::test]
+async fn dmv_lists_registrations_coming_due() {
+    let world = ChangingAgencies::start(0).await;
+    let today = Utc::now().date_naive();
+    let answer = world
+        .call(
+            "dmv",
+            "expiring_registrations",
+            &[("within_days", json!(30))],
+        )
+        .await;
+    let expected: Vec<Value> = world
+        .population
+        .registrations_expiring(today, 30)
+        .iter()
+        .map(|due| {
+            json!({
+                "plate": due.plate,
+                "licenseNumber": due.owner_license_number,
+                "expiresOn": due.expires_on.to_string(),
+            })
+        })
+        .collect();
+    assert!(expected.len() >= 10, "{} registrations due", expected.len());
+    assert_eq!(answer, Value::Array(expected));
+    let none = world
+        .call(
+            "dmv",
+            "expiring_registrations",
+            &[("within_days", json!(0))],
+        )
+        .await;
+    assert!(none.is_array());
+    let args: Arguments = [("within_days".to_string(), json!(400))].into();
+    let error = world
+        .connectors
+        .get("dmv")
+        .expect("dmv")
+        .call("expiring_registrations", &args)
+        .await
+        .expect_err("beyond 366 days");
+    assert!(
+        matches!(&error, CallError::Fault { fault_code, .. } if fault_code == "soap:Client"),
+        "{error}"
+    );
+    world.agencies.shutdown().await;
+}
+
+#[tokio::test]
+async fn registry_records_an_address_change_through_its_connector() {
+    let world = ChangingAgencies::start(0).await;
+    let answer = world
+        .call(
+            "registry",
+            "change_address",
+            &[
+                ("id", json!("C0000007")),
+                ("street", json!("12 Quarry Lane")),
+                ("city", json!("lakeside")),
+                ("postal_code", json!("42211")),
+            ],
+        )
+        .await;
+    assert_eq!(
+        answer,
+        json!({"change_id": "AC-00000001", "citizen_id": "C0000007", "address": {
+            "street": "12 Quarry Lane", "city": "Lakeside", "postal_code": "42211",
+            "county": "Hollis County"}})
+    );
+    let person = world
+        .call("registry", "person", &[("id", json!("C0000007"))])
+        .await;
+    assert_eq!(person["address"], answer["address"]);
+    let log = world
+        .call("registry", "changes", &[("since", json!(0))])
+        .await;
+    assert_eq!(log[0]["change_id"], "AC-00000001");
+
+    let args: Arguments = [
+        ("id", json!("C0000007")),
+        ("street", json!("1 Elm Road")),
+        ("city", json!("Upton")),
+        ("postal_code", json!("ABCDE")),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect();
+    let error = world
+        .connectors
+        .get("registry")
+        .expect("registry")
+        .call("change_address", &args)
+        .await
+        .expect_err("a bad postal code");
+    assert!(
+        matches!(error, CallError::Rejected { status: 400 }),
+        "{error}"
+    );
+    assert_eq!(
+        world.agencies.registry.change_count(),
+        1,
+        "nothing more recorded"
+    );
+    world.agencies.shutdown().await;
+}
+
+/// Seeds a server database, files claims with the simulator's writer, and reads them back
+/// through an `sql` connector with the shipped `claims_changed_since` query (on the test's
+/// own tables): a timestamp watermark compares exactly on every database.
+async fn check_change_feed_on_server(url: &str, seed_url: &str) {
+    let population = Population::generate(200, SEED);
+    let tables = unique_prefix("feed");
+    ui::seed_tables(seed_url, &population, &tables)
+        .await
+        .expect("seeding");
+    let writer = UiWriter::connect(seed_url, &tables)
+        .await
+        .expect("a writer");
+    let registry = Arc::new(civicgraph::demo::registry::LiveRegistry::new(Arc::new(
+        population,
+    )));
+    let mut simulator = ChangeSimulator::new(registry, Some(writer), None, SEED);
+    let now = Utc::now();
+    let mut claims = Vec::new();
+    while claims.len() < 4 {
+        if let AppliedChange::JobLoss(claim) = simulator.step(now).await.expect("a change") {
+            claims.push(claim);
+        }
+    }
+    simulator.finish(Duration::from_secs(1)).await;
+
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/ui.toml"))
+            .expect("connectors/ui.toml");
+    let toml = shipped
+        .replace("${UI_DATABASE_URL:-sqlite://ui.db?mode=ro}", url)
+        .replace("ui_claims", &tables.claims());
+    let file = TomlFile::from_text("ui.toml", &toml, &Vars::default()).expect("valid TOML");
+    let config = ConnectorConfig::Sql(file.parse().expect("an sql connector"));
+    let (connectors, problems) = build_connectors(&[LoadedConnector { config, file }]);
+    assert!(problems.is_empty(), "{problems:?}");
+    let ui = connectors.get("ui").expect("ui");
+    let feed = |since: Value| {
+        let args: Arguments = [("since".to_string(), since)].into();
+        async move {
+            ui.call("claims_changed_since", &args)
+                .await
+                .expect("the feed answers")
+                .expect("a list")
+        }
+    };
+    let fresh = feed(json!(format!("{REFERENCE_DATE}T00:00:00Z"))).await;
+    let ids: Vec<&str> = fresh
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|row| row["claim_id"].as_str())
+        .collect();
+    let expected: Vec<&str> = claims.iter().map(|claim| claim.claim_id.as_str()).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(
+        fresh[0]["updated_at"].as_str(),
+        Some(rfc3339(claims[0].updated_at).as_str())
+    );
+    let after = feed(fresh[1]["updated_at"].clone()).await;
+    assert_eq!(after, json!([fresh[2], fresh[3]]));
+    assert_eq!(feed(fresh[3]["updated_at"].clone()).await, json!([]));
+
+    let drop = [
+        format!("DROP TABLE {}", tables.claims()),
+        format!("DROP TABLE {}", tables.claimants()),
+    ];
+    match ui::UiDatabaseKind::of_url(url).expect("a server URL") {
+        ui::UiDatabaseKind::Postgres => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .expect("a connection");
+            for statement in &drop {
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .expect("clean up");
+            }
+            pool.close().await;
+        }
+        _ => {
+            let pool = sqlx::mysql::MySqlPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .expect("a connection");
+            for statement in &drop {
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .expect("clean up");
+            }
+            pool.close().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn ui_change_feed_works_on_postgres() {
+    let Ok(url) = std::env::var("CIVICGRAPH_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: CIVICGRAPH_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    check_change_feed_on_server(&url, &url).await;
+}
+
+#[tokio::test]
+async fn ui_change_feed_works_on_mariadb() {
+    let Ok(url) = std::env::var("CIVICGRAPH_TEST_MYSQL_URL") else {
+        eprintln!("skipped: CIVICGRAPH_TEST_MYSQL_URL is not set");
+        return;
+    };
+    let mariadb = match url.split_once("://") {
+        Some((_, rest)) => format!("mariadb://{rest}"),
+        None => url.clone(),
+    };
+    check_change_feed_on_server(&url, &mariadb).await;
+}
+
+#[tokio::test]
+async fn demo_with_events_changes_its_agencies_until_it_stops() {
+    let project = registry_and_tax_project();
+    let secret = WebhookSecret::generate().expect("a secret");
+    let running = demo::start(&DemoOptions {
+        citizens: 200,
+        port: 0,
+        config: project.path().join("civicgraph.toml"),
+        events_per_minute: 1_200,
+        registry_webhook_secret: Some(secret.expose()),
+        ..DemoOptions::default()
+    })
+    .await
+    .expect("the demo starts");
+    assert_eq!(running.registry_webhook_secret, secret);
+    let simulator = running.simulator.as_ref().expect("a simulator");
+    assert_eq!(simulator.events_per_minute(), 1_200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while simulator.counts().job_losses == 0 || simulator.counts().address_changes == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            simulator.counts()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let counts = simulator.counts();
+    assert!(running.agencies.registry.change_count() >= counts.address_changes);
+
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&running.ui_database.url)
+        .await
+        .expect("the demo's database");
+    let (new_claims,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM ui_claims WHERE updated_at > ?")
+            .bind(format!("{REFERENCE_DATE}T00:00:00Z"))
+            .fetch_one(&pool)
+            .await
+            .expect("a count");
+    assert!(
+        new_claims as u64 >= counts.job_losses,
+        "{new_claims} < {counts:?}"
+    );
+    pool.close().await;
+
+    let bad = demo::start(&DemoOptions {
+        citizens: 10,
+        port: 0,
+        config: project.path().join("civicgraph.toml"),
+        events_per_minute: 1,
+        registry_webhook_secret: Some("not-a-secret".to_string()),
+        ..DemoOptions::default()
+    })
+    .await
+    .expect_err("a malformed secret");
+    assert!(bad.to_string().contains("REGISTRY_WEBHOOK_SECRET"), "{bad}");
+    assert!(!bad.to_string().contains("not-a-secret"), "{bad}");
+    let too_fast = demo::start(&DemoOptions {
+        events_per_minute: 1_000_000,
+        ..DemoOptions::default()
+    })
+    .await
+    .expect_err("too fast");
+    assert!(
+        too_fast.to_string().contains("--events-per-minute"),
+        "{too_fast}"
+    );
+
+    tokio::time::timeout(Duration::from_secs(20), running.shutdown())
+        .await
+        .expect("the demo stops in time")
+        .expect("the demo stops");
+}
+
+#[tokio::test]
+async fn change_address_moves_the_signed_in_citizen_only() {
+    let demo = crate::support::start_demo(50).await;
+    let mutation = r#"mutation { changeAddress(street: "12 Quarry Lane", city: "Lakeside", postalCode: "42211") { changeId citizenId address { street city postalCode county } } }"#;
+    let answer = demo.post_as_citizen("C0000002", mutation).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        answer.body,
+        json!({"data": {"changeAddress": {"changeId": "AC-00000001", "citizenId": "C0000002",
+            "address": {"street": "12 Quarry Lane", "city": "Lakeside", "postalCode": "42211",
+                "county": "Hollis County"}}}})
+    );
+    let me = demo
+        .post_as_citizen("C0000002", "{ me { address { street city postalCode } } }")
+        .await;
+    assert_eq!(
+        me.body["data"]["me"]["address"],
+        json!({"street": "12 Quarry Lane", "city": "Lakeside", "postalCode": "42211"})
+    );
+
+    let code = |answer: &crate::support::Answer| {
+        answer.body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let anonymous = demo.post(mutation).await;
+    assert_eq!(code(&anonymous), "UNAUTHENTICATED", "{}", anonymous.text);
+    let operator = demo.post_as_operator("ops", mutation).await;
+    assert_eq!(code(&operator), "FORBIDDEN", "{}", operator.text);
+    let refused = demo
+        .post_as_citizen(
+            "C0000002",
+            r#"mutation { changeAddress(street: "1 Elm Road", city: "Springfield", postalCode: "44100") { changeId } }"#,
+        )
+        .await;
+    assert_eq!(refused.body["data"], Value::Null, "{}", refused.text);
+    // The registry's 400 is a refused backend call; what it refused stays in the log.
+    assert_eq!(code(&refused), "BACKEND_BAD_RESPONSE", "{}", refused.text);
+    assert!(!refused.text.contains("Springfield"), "{}", refused.text);
+    let me = demo
+        .post_as_citizen("C0000002", "{ me { address { city } } }")
+        .await;
+    assert_eq!(me.body["data"]["me"]["address"]["city"], "Lakeside");
 }

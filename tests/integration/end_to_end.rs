@@ -132,6 +132,29 @@ async fn first_query_joins_registry_tax_motor_vehicles_and_unemployment() {
     assert_eq!(answer.body, first_query_answer(&demo.population));
 }
 
+#[tokio::test]
+async fn the_demo_services_tab_answers_the_citizen() {
+    let demo = start_demo(20).await;
+
+    let answer = demo.post_as_citizen("C0000001", demo::SERVICES_QUERY).await;
+
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(answer.body["errors"].is_null(), "{:#}", answer.body);
+    let suggested = answer.body["data"]["me"]["suggestedServices"]
+        .as_array()
+        .expect("a list of suggestions");
+    assert!(
+        suggested
+            .iter()
+            .all(|s| s["reason"].as_str().is_some_and(|r| !r.is_empty())),
+        "every suggestion says why: {suggested:?}"
+    );
+    assert_eq!(
+        answer.body["data"]["me"]["serviceOffers"],
+        serde_json::json!([])
+    );
+}
+
 /// `demo::start` with the unemployment-insurance agency in an SQLite file (`None`) or in the
 /// server database at `ui_database_url`: the first query, sent with the citizen token the demo
 /// mints (as its first GraphiQL tab sends it), answers, and the demo stops cleanly.
@@ -144,6 +167,7 @@ async fn demo_serves_the_first_query(ui_database_url: Option<String>) {
         config: repo_config(),
         ui_database_url,
         state_dir: Some(state.path().to_path_buf()),
+        ..DemoOptions::default()
     })
     .await
     .expect("the demo starts");

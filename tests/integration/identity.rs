@@ -319,14 +319,19 @@ async fn links_survive_a_restart_on_a_file_store() {
         dir.path().join("gateway.db").display()
     );
     let first = project(&registry, &tax, &storage, true).build().await;
-    mutate(&first, LINK_ADA, &[OPERATOR]).await;
+    let linked = mutate(&first, LINK_ADA, &[OPERATOR]).await;
+    assert_eq!(
+        linked["data"]["linkIdentity"]["key"], "123456789",
+        "the link was written: {linked}"
+    );
     first.shutdown().await.unwrap();
 
     let second = project(&registry, &tax, &storage, true).build().await;
     let answer = second.post(ADA_TAX).await;
     assert_eq!(
-        answer.body["data"]["citizen"]["taxAccount"]["tin"],
-        "123456789"
+        answer.body["data"]["citizen"]["taxAccount"]["tin"], "123456789",
+        "the link survived the restart: {}",
+        answer.body
     );
 }
 

@@ -658,6 +658,10 @@ pub(crate) struct DemoStack {
     pub(crate) population: Arc<Population>,
     /// The gateway's consent ledger, for granting consents as citizens would.
     pub(crate) ledger: civicgraph::consent::ConsentLedger,
+    /// The gateway's life-event outbox, for recording events as its detectors would.
+    pub(crate) outbox: civicgraph::events::Outbox,
+    /// The gateway's live feed, to see how many subscriptions listen.
+    pub(crate) feed: Option<civicgraph::events::feed::EventFeed>,
     /// What the development issuer needs to mint tokens for this stack.
     vars: Vars,
     _gateway: RunningGateway,
@@ -768,11 +772,15 @@ pub(crate) async fn start_demo(citizens: usize) -> DemoStack {
         .await
         .expect("link the demo citizens");
     let ledger = gateway.consent_ledger();
+    let outbox = gateway.outbox();
+    let feed = gateway.event_feed();
     let running = serve_on_loopback(gateway).await;
     DemoStack {
         client: GatewayClient::new(running.addr),
         population,
         ledger,
+        outbox,
+        feed,
         vars,
         _gateway: running,
         _agencies: agencies,

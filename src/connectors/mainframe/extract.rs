@@ -616,7 +616,7 @@ impl Extract {
         let modified = candidate.id.modified;
         let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         on_pool!(store, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             // The upsert comes first: on PostgreSQL it locks this connector's row, so two
             // gateway instances loading at once take turns instead of interleaving rows.
             sqlx::query(UPSERT)
