@@ -90,6 +90,16 @@ type TaxAccount {
 "#;
 
 fn project(backend: &RunningTax, tax_shield: &str) -> TestGatewayBuilder {
+    project_with_timeout(backend, tax_shield, 400)
+}
+
+/// The test project with the tax backend's `timeout_ms`: tests about keys rather than timing
+/// use a long one, so a loaded machine cannot turn their answers into timeouts.
+fn project_with_timeout(
+    backend: &RunningTax,
+    tax_shield: &str,
+    timeout_ms: u64,
+) -> TestGatewayBuilder {
     TestGateway::builder()
         .gateway_toml(
             "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\nurl = \"sqlite::memory:\"\n\n[auth]\ndemo_headers = true\n",
@@ -104,7 +114,7 @@ fn project(backend: &RunningTax, tax_shield: &str) -> TestGatewayBuilder {
         .connector(
             "tax.toml",
             &format!(
-                "name = \"tax\"\nkind = \"rest\"\nbase_url = \"${{URL}}\"\ntimeout_ms = 400\n{tax_shield}\n\n[operations.account]\npath = \"/v1/taxpayers/{{tin}}/account\"\nselect = \"/account\"\n"
+                "name = \"tax\"\nkind = \"rest\"\nbase_url = \"${{URL}}\"\ntimeout_ms = {timeout_ms}\n{tax_shield}\n\n[operations.account]\npath = \"/v1/taxpayers/{{tin}}/account\"\nselect = \"/account\"\n"
             ),
         )
         .var("URL", &backend.url)
@@ -162,7 +172,9 @@ async fn answers_are_cached_and_served_stale_marked_when_the_backend_fails() {
 async fn one_citizens_data_is_never_served_for_another() {
     let backend = tax().await;
     backend.state.delay_ms.store(20, Ordering::SeqCst);
-    let gateway = project(&backend, "cache = { ttl_s = 60 }").build().await;
+    let gateway = project_with_timeout(&backend, "cache = { ttl_s = 60 }", 10_000)
+        .build()
+        .await;
     let asks = (0..200).map(|n| {
         let citizen = format!("C{:07}", n % 13 + 1);
         let gateway = &gateway;
