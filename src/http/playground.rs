@@ -215,6 +215,8 @@ pub fn page(endpoint: &str, tabs: &[PlaygroundTab], assets: AssetSource) -> Stri
     React.createElement(GraphiQL, {{
       fetcher,
       defaultTabs: settings.tabs.length ? settings.tabs : undefined,
+      // GraphiQL 3 fills the first tab's headers editor from `headers`, not from the tab.
+      headers: settings.tabs.length ? settings.tabs[0].headers : undefined,
       defaultEditorToolsVisibility: "headers",
       shouldPersistHeaders: false,
     }})
