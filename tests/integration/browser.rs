@@ -514,3 +514,75 @@ async fn graphiql_runs_a_query_in_headless_chromium_without_a_cdn() {
     browser.close().await;
     running.shutdown().await.expect("the demo stops cleanly");
 }
+
+/// Four small stand-ins for GraphiQL's files, by name.
+fn fake_assets() -> Vec<(String, String)> {
+    civicgraph::http::playground::ASSET_FILES
+        .iter()
+        .map(|(file, _)| (format!("graphiql/{file}"), format!("/* {file} */")))
+        .collect()
+}
+
+#[test]
+fn a_graphiql_assets_dir_missing_a_file_is_named_at_its_line() {
+    let mut project = crate::support::citizen_project("http://127.0.0.1:9", "http://127.0.0.1:9")
+        .server(r#"graphiql_assets_dir = "graphiql""#);
+    for (path, contents) in fake_assets()
+        .into_iter()
+        .filter(|(path, _)| !path.ends_with(".css"))
+    {
+        project = project.file(&path, contents);
+    }
+    let project = project.write();
+    let problems = match crate::support::check(&project) {
+        Ok(_) => panic!("a directory without the stylesheet passed the check"),
+        Err(problems) => problems.to_string(),
+    };
+    assert!(problems.contains("civicgraph.toml:3:"), "{problems}");
+    assert!(problems.contains("lacks `graphiql.min.css`"), "{problems}");
+    assert!(!problems.contains("graphiql.min.js`"), "{problems}");
+}
+
+#[tokio::test]
+async fn the_gateway_serves_only_graphiqls_files_from_its_directory() {
+    let registry = crate::support::ada_registry().await;
+    let mut project = crate::support::citizen_project(&registry.url(), &registry.url())
+        .server(r#"graphiql_assets_dir = "graphiql""#)
+        .file("graphiql/notes.txt", "not for browsers");
+    for (path, contents) in fake_assets() {
+        project = project.file(&path, contents);
+    }
+    let gateway = project.build().await;
+
+    let script = gateway.get("/graphiql/graphiql.min.js", &[]).await;
+    assert_eq!(script.status.as_u16(), 200);
+    assert_eq!(script.text, "/* graphiql.min.js */");
+    assert!(script.content_type().starts_with("text/javascript"));
+    let stylesheet = gateway.get("/graphiql/graphiql.min.css", &[]).await;
+    assert!(stylesheet.content_type().starts_with("text/css"));
+    for path in [
+        "/graphiql/notes.txt",
+        "/graphiql/..%2Fcivicgraph.toml",
+        "/graphiql/",
+    ] {
+        assert_eq!(gateway.get(path, &[]).await.status.as_u16(), 404, "{path}");
+    }
+    let page = gateway.get("/", &[]).await;
+    assert!(page.text.contains(r#"src="/graphiql/graphiql.min.js""#));
+    assert!(!page.text.contains("unpkg.com"), "{}", page.text);
+}
+
+#[tokio::test]
+async fn without_a_directory_the_page_uses_the_cdn_and_nothing_is_served() {
+    let registry = crate::support::ada_registry().await;
+    let gateway = crate::support::citizen_project(&registry.url(), &registry.url())
+        .build()
+        .await;
+    let page = gateway.get("/", &[]).await;
+    assert!(
+        page.text
+            .contains("https://unpkg.com/graphiql@3/graphiql.min.js")
+    );
+    let script = gateway.get("/graphiql/graphiql.min.js", &[]).await;
+    assert_eq!(script.status.as_u16(), 404);
+}
