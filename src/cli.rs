@@ -478,6 +478,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 events_per_minute,
                 // Read from the environment by the demo, never from the command line.
                 registry_webhook_secret: None,
+                // `CIVICGRAPH_GRAPHIQL_ASSETS` in the environment, through the configuration.
+                graphiql_assets_dir: None,
             })
             .await?;
             println!();

@@ -64,6 +64,9 @@ pub enum StartGatewayError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `[server] graphiql_assets_dir` lost a file between the check and the start.
+    #[error("civicgraph.toml [server] graphiql_assets_dir: {0}")]
+    GraphiqlAssets(#[from] crate::http::playground::LoadGraphiqlAssetsError),
 }
 
 /// A validated configuration and its graph, before anything is opened or bound.
@@ -312,6 +315,16 @@ impl Gateway {
             checked.config.auth,
             checked.tokens,
         );
+        if let Some(dir) = server
+            .graphiql_assets_dir
+            .as_ref()
+            .filter(|dir| !dir.get_ref().trim().is_empty())
+        {
+            let assets = crate::http::playground::GraphiqlAssets::load(
+                &checked.root.join(dir.get_ref().trim()),
+            )?;
+            state = state.with_graphiql_assets(assets);
+        }
         if let Some(plan) = &events {
             state = state.with_events(EventServices {
                 detector: plan.detector.clone(),

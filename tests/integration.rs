@@ -32,6 +32,8 @@
 //! - `events_world`: a change feed, a webhook receiver and `civicgraph serve` as a child process.
 //! - `events_crash`: `kill -9` between detection and delivery, then a restart on the same file.
 //! - `events_scale`: two instances on one PostgreSQL outbox; a killed one's leases taken over.
+//! - `browser`: GraphiQL in headless Chromium, its files served by the gateway (no CDN).
+//! - `conformance`: the `graphql-http` audit suite (GraphQL over HTTP) against a running gateway.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -110,3 +112,9 @@ mod events_crash;
 
 #[path = "integration/events_scale.rs"]
 mod events_scale;
+
+#[path = "integration/browser.rs"]
+mod browser;
+
+#[path = "integration/conformance.rs"]
+mod conformance;

@@ -217,6 +217,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Serve the GraphiQL playground to browsers on `GET /graphql` and `/`.
     pub graphiql: bool,
+    /// A directory (relative to `civicgraph.toml`) holding GraphiQL's four browser files, served
+    /// by the gateway itself so the playground works without reaching a CDN; unset or empty:
+    /// the page loads them from unpkg.com.
+    pub graphiql_assets_dir: Option<toml::Spanned<String>>,
     /// Answer introspection queries (GraphiQL's docs need it; production may turn it off).
     pub introspection: bool,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
@@ -233,6 +237,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
             max_body_bytes: 1024 * 1024,
             graphiql: true,
+            graphiql_assets_dir: None,
             introspection: true,
             shutdown_grace_ms: 10_000,
             max_depth: 32,

@@ -155,6 +155,24 @@ pub fn load_project(config_path: &Path, vars: &Vars) -> (Project, Vec<Diagnostic
                     let location = file.location(&span.unwrap_or(0..0));
                     diagnostics.push(Diagnostic::at(location, message));
                 }
+                if let Some(dir) = &gateway.server.graphiql_assets_dir
+                    && !dir.get_ref().trim().is_empty()
+                {
+                    let path = root.join(dir.get_ref().trim());
+                    let missing = crate::http::playground::GraphiqlAssets::missing(&path);
+                    if !missing.is_empty() {
+                        let message = format!(
+                            "`graphiql_assets_dir` {} lacks {}; put GraphiQL's browser files there (see the README's \"GraphiQL without a CDN\") or remove the setting",
+                            path.display(),
+                            missing
+                                .iter()
+                                .map(|f| format!("`{f}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                        diagnostics.push(Diagnostic::at(file.location(&dir.span()), message));
+                    }
+                }
                 gateway
             }
             Err(d) => {

@@ -92,6 +92,10 @@ pub struct DemoOptions {
     /// sees as `${REGISTRY_WEBHOOK_SECRET}`; `None` takes `REGISTRY_WEBHOOK_SECRET` from the
     /// environment, or else makes a fresh one.
     pub registry_webhook_secret: Option<String>,
+    /// A directory with GraphiQL's browser files for the gateway to serve (the shipped
+    /// configuration's `${CIVICGRAPH_GRAPHIQL_ASSETS}`), so the playground works offline;
+    /// `None` leaves that variable to the environment (unset: the CDN).
+    pub graphiql_assets_dir: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
@@ -108,6 +112,7 @@ impl Default for DemoOptions {
             state_dir: None,
             events_per_minute: 0,
             registry_webhook_secret: None,
+            graphiql_assets_dir: None,
         }
     }
 }
@@ -327,6 +332,10 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, StartDemoError>
         .set("CIVICGRAPH_DEMO_HEADERS", "true")
         // The agencies' webhook inboxes are on loopback.
         .set("CIVICGRAPH_EVENTS_ALLOW_PRIVATE", "true");
+    let vars = match &options.graphiql_assets_dir {
+        Some(dir) => vars.set("CIVICGRAPH_GRAPHIQL_ASSETS", dir.display().to_string()),
+        None => vars,
+    };
     let gateway = match Gateway::load(&options.config, &vars).await {
         Ok(gateway) => gateway,
         Err(error) => {

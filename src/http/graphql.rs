@@ -78,11 +78,8 @@ pub(crate) struct GraphqlRequest {
     operation_name: Option<String>,
     #[serde(default)]
     variables: Option<serde_json::Value>,
+    /// Accepted per the spec (no extension is understood yet), but only as a map.
     #[serde(default)]
-    #[allow(
-        dead_code,
-        reason = "accepted per the spec; no extension is understood yet"
-    )]
     extensions: Option<serde_json::Value>,
 }
 
@@ -435,6 +432,16 @@ async fn execute(
     let Some(query) = request.query else {
         return request_error(format, ErrorCode::BadRequest, "The request has no `query`.");
     };
+    if !matches!(
+        request.extensions,
+        None | Some(serde_json::Value::Null | serde_json::Value::Object(_))
+    ) {
+        return request_error(
+            format,
+            ErrorCode::BadRequest,
+            "`extensions` must be a JSON object.",
+        );
+    }
     let variables = match request.variables {
         None | Some(serde_json::Value::Null) => Variables::default(),
         Some(value @ serde_json::Value::Object(_)) => Variables::from_json(value),

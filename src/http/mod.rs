@@ -1,4 +1,5 @@
-//! The HTTP surface: `/graphql` (POST, GET, WebSocket), GraphiQL, `/healthz`, `/readyz`,
+//! The HTTP surface: `/graphql` (POST, GET, WebSocket), GraphiQL (and its files on
+//! `/graphiql/{file}` when the gateway serves them), `/healthz`, `/readyz`,
 //! `/metrics`, and `/events/{connector}` for backends' signed change notifications.
 //!
 //! `app(state)` builds the whole router so tests can drive it with `oneshot` and the server
@@ -49,6 +50,21 @@ pub struct Shared {
     /// Life events, for inbound webhooks (`None` when `[events] enabled = false`).
     pub events: Option<crate::events::EventServices>,
     pub(crate) graphiql: String,
+    /// GraphiQL's files when the gateway serves them (`[server] graphiql_assets_dir`).
+    pub(crate) graphiql_assets: Option<playground::GraphiqlAssets>,
+    /// The persona tabs GraphiQL opens with, kept so the page can be rendered again.
+    playground_tabs: Vec<playground::PlaygroundTab>,
+}
+
+impl Shared {
+    /// Renders GraphiQL's page from the tabs and where its files come from.
+    fn render_graphiql(&mut self) {
+        let source = match self.graphiql_assets {
+            Some(_) => playground::AssetSource::Gateway,
+            None => playground::AssetSource::Cdn,
+        };
+        self.graphiql = playground::page("/graphql", &self.playground_tabs, source);
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -67,11 +83,7 @@ impl AppState {
         auth: AuthConfig,
         tokens: TokenValidator,
     ) -> Self {
-        let graphiql = async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql")
-            .title("CivicGraph")
-            .finish();
+        let graphiql = playground::page("/graphql", &[], playground::AssetSource::Cdn);
         let documents = DocumentCache::new(server.document_cache_mb.saturating_mul(1024 * 1024));
         Self(Arc::new(Shared {
             graph,
@@ -81,6 +93,8 @@ impl AppState {
             auth,
             tokens,
             graphiql,
+            graphiql_assets: None,
+            playground_tabs: Vec::new(),
             events: None,
         }))
     }
@@ -101,8 +115,24 @@ impl AppState {
     /// state is shared (right after it is built); later calls are ignored with a warning.
     pub fn with_playground(mut self, tabs: &[playground::PlaygroundTab]) -> Self {
         match Arc::get_mut(&mut self.0) {
-            Some(shared) => shared.graphiql = playground::page("/graphql", tabs),
+            Some(shared) => {
+                shared.playground_tabs = tabs.to_vec();
+                shared.render_graphiql();
+            }
             None => tracing::warn!("GraphiQL tabs were set after the gateway started; ignored."),
+        }
+        self
+    }
+
+    /// Serves GraphiQL's files from the gateway (on `/graphiql/{file}`) and points the page
+    /// at them, so the playground works without a CDN. Only before the state is shared.
+    pub fn with_graphiql_assets(mut self, assets: playground::GraphiqlAssets) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => {
+                shared.graphiql_assets = Some(assets);
+                shared.render_graphiql();
+            }
+            None => tracing::warn!("GraphiQL files were set after the gateway started; ignored."),
         }
         self
     }
@@ -132,6 +162,7 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id));
     Router::new()
         .route("/", get(health::graphiql))
+        .route("/graphiql/{file}", get(playground::asset))
         .route("/graphql", get(ws::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
