@@ -84,6 +84,8 @@ pub struct Checked {
     /// `schema/services.toml`, checked against the graph and the rules (empty when there is
     /// none).
     pub services: Arc<Catalogue>,
+    /// `[persisted]`: the manifests, read and checked.
+    pub persisted: Arc<crate::http::persisted::PersistedOperations>,
 }
 
 /// Loads and validates everything, opening nothing: what `civicgraph check` runs.
@@ -151,6 +153,9 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
         Err(_) => Catalogue::default(),
     };
     let services = Arc::new(services);
+    let (persisted, mut persisted_problems) =
+        crate::http::persisted::PersistedOperations::load(config_path, &project.gateway.persisted);
+    diagnostics.append(&mut persisted_problems);
     match built {
         Ok(graph) if diagnostics.is_empty() => Ok(Checked {
             config: project.gateway,
@@ -160,6 +165,7 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
             root: project.root,
             rules: Arc::new(rules),
             services,
+            persisted: Arc::new(persisted),
         }),
         Ok(_) => Err(sorted(diagnostics)),
         Err(mut graph_problems) => {
@@ -311,6 +317,10 @@ impl Gateway {
             server.clone(),
             checked.config.auth,
             checked.tokens,
+        );
+        state = state.with_limits(
+            checked.persisted,
+            &checked.config.quotas,
         );
         if let Some(plan) = &events {
             state = state.with_events(EventServices {

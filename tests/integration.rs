@@ -32,6 +32,9 @@
 //! - `events_world`: a change feed, a webhook receiver and `civicgraph serve` as a child process.
 //! - `events_crash`: `kill -9` between detection and delivery, then a restart on the same file.
 //! - `events_scale`: two instances on one PostgreSQL outbox; a killed one's leases taken over.
+//! - `quotas`: request rates and cost budgets (429 + `Retry-After`), the distinct-citizen cap,
+//!   load shedding (503), all with zero backend calls for what is refused.
+//! - `persisted`: APQ on POST and GET, hash mismatches, the safelist and per-partner manifests.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -110,3 +113,9 @@ mod events_crash;
 
 #[path = "integration/events_scale.rs"]
 mod events_scale;
+
+#[path = "integration/quotas.rs"]
+mod quotas;
+
+#[path = "integration/persisted.rs"]
+mod persisted;
