@@ -180,9 +180,10 @@ impl Quotas {
                 cost: budget.map(|rate| (rate, Bucket::full(&rate, now))),
             }))
         });
-        let mut buckets = entry
+        let mut guard = entry
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let buckets = &mut *guard;
         let cost = cost as f64;
         let mut wait = Duration::ZERO;
         let mut reason = "rate";
@@ -366,10 +367,7 @@ mod tests {
             ..QuotasConfig::default()
         });
         let first = quotas.enter().expect("room for one");
-        assert_eq!(
-            quotas.enter().unwrap_err(),
-            Overloaded { retry_after_s: 2 }
-        );
+        assert_eq!(quotas.enter().unwrap_err(), Overloaded { retry_after_s: 2 });
         drop(first);
         assert!(quotas.enter().is_ok());
     }

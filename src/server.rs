@@ -318,10 +318,7 @@ impl Gateway {
             checked.config.auth,
             checked.tokens,
         );
-        state = state.with_limits(
-            checked.persisted,
-            &checked.config.quotas,
-        );
+        state = state.with_limits(checked.persisted, &checked.config.quotas);
         if let Some(plan) = &events {
             state = state.with_events(EventServices {
                 detector: plan.detector.clone(),

@@ -576,10 +576,9 @@ async fn admit(ctx: &ResolverContext<'_>, guard: &FieldGuard) -> Result<(), asyn
     });
     // An agency client over its distinct-citizen cap asks about no new citizen: refused
     // before the policy, the ledger or any backend is consulted.
-    if let (Some(citizen), Some(allowance)) = (
-        &subject,
-        ctx.data_opt::<crate::quota::CitizenAllowance>(),
-    ) && let Err(reached) = allowance.admit(citizen)
+    if let (Some(citizen), Some(allowance)) =
+        (&subject, ctx.data_opt::<crate::quota::CitizenAllowance>())
+        && let Err(reached) = allowance.admit(citizen)
     {
         return Err(identity_ops::coded(
             ErrorCode::RateLimited,

@@ -624,12 +624,7 @@ fn persisted_refusal(
 }
 
 /// A request refused by a limit, with `Retry-After` when waiting helps.
-fn limited(
-    format: Format,
-    code: ErrorCode,
-    message: &str,
-    retry_after_s: Option<u64>,
-) -> Response {
+fn limited(format: Format, code: ErrorCode, message: &str, retry_after_s: Option<u64>) -> Response {
     let mut response = request_error(format, code, message);
     if let Some(value) = retry_after_s.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -226,8 +226,8 @@ impl PersistedOperations {
                 if safelist && !listed {
                     return Err(not_allowed());
                 }
-                let register = (key.is_some() && !listed && !self.apq.contains_key(&digest))
-                    .then_some(digest);
+                let register =
+                    (key.is_some() && !listed && !self.apq.contains_key(&digest)).then_some(digest);
                 Ok(Resolved {
                     query: Some(text),
                     register,
@@ -282,12 +282,17 @@ fn persisted_hash(extensions: Option<&serde_json::Value>) -> Result<Option<&str>
         return Ok(None);
     };
     let Some(persisted) = persisted.as_object() else {
-        return bad("`extensions.persistedQuery` must be an object with `version` and `sha256Hash`.");
+        return bad(
+            "`extensions.persistedQuery` must be an object with `version` and `sha256Hash`.",
+        );
     };
     if persisted.get("version").and_then(serde_json::Value::as_u64) != Some(1) {
         return bad("`extensions.persistedQuery.version` must be 1.");
     }
-    match persisted.get("sha256Hash").and_then(serde_json::Value::as_str) {
+    match persisted
+        .get("sha256Hash")
+        .and_then(serde_json::Value::as_str)
+    {
         Some(hash) if !hash.trim().is_empty() && hash.len() <= 256 => Ok(Some(hash.trim())),
         _ => bad("`extensions.persistedQuery.sha256Hash` must be a non-empty string."),
     }
@@ -391,7 +396,10 @@ fn parse_manifest(source: &SourceFile, diagnostics: &mut Vec<Diagnostic>) -> Vec
             None => format!("operations[{index}]"),
         };
         let mut problem = |message: String| {
-            diagnostics.push(Diagnostic::at(location.clone(), format!("{label}: {message}")));
+            diagnostics.push(Diagnostic::at(
+                location.clone(),
+                format!("{label}: {message}"),
+            ));
         };
         if operation.id.trim().is_empty() {
             problem("`id` is empty".to_string());
@@ -493,7 +501,9 @@ mod tests {
             .unwrap();
         assert_eq!(first.register.as_deref(), Some(hash.as_str()));
         ops.register(hash.clone(), QUERY);
-        let again = ops.resolve(None, Some(&ext(&hash.to_uppercase())), &anyone).unwrap();
+        let again = ops
+            .resolve(None, Some(&ext(&hash.to_uppercase())), &anyone)
+            .unwrap();
         assert_eq!(again.query.as_deref(), Some(QUERY));
     }
 
@@ -502,10 +512,17 @@ mod tests {
         let ops = PersistedOperations::default();
         let wrong = sha256_hex("{ other }");
         let refused = ops
-            .resolve(Some(QUERY.into()), Some(&ext(&wrong)), &Principal::Anonymous)
+            .resolve(
+                Some(QUERY.into()),
+                Some(&ext(&wrong)),
+                &Principal::Anonymous,
+            )
             .unwrap_err();
         assert_eq!(refused.code, ErrorCode::PersistedQueryHashMismatch);
-        assert!(ops.resolve(None, Some(&ext(&wrong)), &Principal::Anonymous).is_err());
+        assert!(
+            ops.resolve(None, Some(&ext(&wrong)), &Principal::Anonymous)
+                .is_err()
+        );
     }
 
     #[test]
@@ -561,7 +578,10 @@ mod tests {
             ops.resolve(None, Some(&ext(&sha256_hex(other))), &anyone),
             ops.resolve(Some(other.into()), Some(&ext(&sha256_hex(other))), &anyone),
         ] {
-            assert_eq!(refused.unwrap_err().code, ErrorCode::PersistedQueryNotAllowed);
+            assert_eq!(
+                refused.unwrap_err().code,
+                ErrorCode::PersistedQueryNotAllowed
+            );
         }
         assert!(ops.allows_text(QUERY, &anyone));
         assert!(!ops.allows_text(other, &anyone));
@@ -577,23 +597,38 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert_eq!(lines[0].0, 5);
-        assert!(lines[0].1.starts_with("operations[0]: `body` is not valid GraphQL"), "{lines:?}");
+        assert!(
+            lines[0]
+                .1
+                .starts_with("operations[0]: `body` is not valid GraphQL"),
+            "{lines:?}"
+        );
         assert_eq!(lines[1].0, 6);
         assert!(lines[1].1.contains("`type` is `mutation`"), "{lines:?}");
 
-        let (_, problems) = load(PersistedMode::Apq, &[("trunc.json", "{\n  \"format\": 3\n}")]);
+        let (_, problems) = load(
+            PersistedMode::Apq,
+            &[("trunc.json", "{\n  \"format\": 3\n}")],
+        );
         let location = problems[0].location.as_ref().unwrap();
         assert_eq!(location.line, 2, "{problems:?}");
 
         let wrong_format = r#"{"format": "relay", "version": 1, "operations": []}"#;
         let (_, problems) = load(PersistedMode::Apq, &[("f.json", wrong_format)]);
-        assert!(problems[0].message.contains("`format` is `relay`"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("`format` is `relay`"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn a_safelist_without_manifests_is_a_config_error() {
         let (_, problems) = load(PersistedMode::Safelist, &[]);
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].message.contains("needs `manifests` or `clients`"));
+        assert!(
+            problems[0]
+                .message
+                .contains("needs `manifests` or `clients`")
+        );
     }
 }

@@ -301,7 +301,10 @@ fn socket_limits(state: &AppState, query: &str, context: &RequestContext) -> Opt
     match state.quotas.charge(&context.principal, 1) {
         Ok(()) => None,
         Err(limited) => {
-            let mut error = coded(ErrorCode::RateLimited, "Too many requests from this client.");
+            let mut error = coded(
+                ErrorCode::RateLimited,
+                "Too many requests from this client.",
+            );
             if let crate::quota::Limited::Rate { retry_after_s } = limited {
                 error
                     .extensions

@@ -39,12 +39,10 @@ impl CitizenCap {
             .windows
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let current = windows
-            .entry(client.to_string())
-            .or_insert_with(|| Window {
-                started: now,
-                seen: HashSet::new(),
-            });
+        let current = windows.entry(client.to_string()).or_insert_with(|| Window {
+            started: now,
+            seen: HashSet::new(),
+        });
         let elapsed = now.saturating_duration_since(current.started);
         if elapsed >= window {
             current.started = now;

@@ -29,7 +29,10 @@ async fn apq_registers_on_post_then_runs_by_hash_on_post_and_get() {
     let unknown = world.post(None, json!({"extensions": apq(&hash)})).await;
     assert_eq!(unknown.status, 200, "{}", unknown.text);
     assert_eq!(code(&unknown), "PERSISTED_QUERY_NOT_FOUND");
-    assert_eq!(unknown.body["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(
+        unknown.body["errors"][0]["message"],
+        "PersistedQueryNotFound"
+    );
     // … and 404 for the GraphQL-over-HTTP media type.
     let spec = world
         .gateway
@@ -54,7 +57,10 @@ async fn apq_registers_on_post_then_runs_by_hash_on_post_and_get() {
 
     // The hash alone now runs, on POST and on GET (the main use of APQ).
     let by_hash = world.post(None, json!({"extensions": apq(&hash)})).await;
-    assert_eq!(by_hash.body["data"]["notice"]["text"], "Offices close at noon.");
+    assert_eq!(
+        by_hash.body["data"]["notice"]["text"],
+        "Offices close at noon."
+    );
     let extensions = apq(&hash).to_string();
     let url = format!(
         "/graphql?extensions={}",
@@ -118,7 +124,10 @@ async fn a_safelist_runs_listed_operations_and_refuses_others_without_backend_ca
     ] {
         let answer = world.post(None, body.clone()).await;
         assert_eq!(answer.status, 200, "{body}: {}", answer.text);
-        assert_eq!(answer.body["data"]["notice"]["text"], "Offices close at noon.");
+        assert_eq!(
+            answer.body["data"]["notice"]["text"],
+            "Offices close at noon."
+        );
     }
     assert_eq!(world.notice_calls(), 3);
 
@@ -133,7 +142,11 @@ async fn a_safelist_runs_listed_operations_and_refuses_others_without_backend_ca
         assert_eq!(answer.status, 403, "{body}: {}", answer.text);
         assert_eq!(code(&answer), "PERSISTED_QUERY_NOT_ALLOWED");
     }
-    assert_eq!(world.notice_calls(), 3, "no refused operation reached a backend");
+    assert_eq!(
+        world.notice_calls(),
+        3,
+        "no refused operation reached a backend"
+    );
 
     // The partner with its own manifest runs its operations, and only those.
     let token = world.agency_token("dmv-portal", "dmv", &["citizen:lookup"]);
@@ -150,7 +163,12 @@ async fn a_safelist_runs_listed_operations_and_refuses_others_without_backend_ca
     let theirs = world
         .post(Some(&stranger), json!({"extensions": apq("lookup-v1")}))
         .await;
-    assert_eq!(code(&theirs), "PERSISTED_QUERY_NOT_ALLOWED", "{}", theirs.text);
+    assert_eq!(
+        code(&theirs),
+        "PERSISTED_QUERY_NOT_ALLOWED",
+        "{}",
+        theirs.text
+    );
     assert_eq!(world.notice_calls(), 3);
 }
 
@@ -165,11 +183,13 @@ fn a_broken_manifest_is_a_check_error_at_its_line() {
     let problems = crate::support::check(&project).expect_err("the manifest is broken");
     let text = problems.to_string();
     assert!(
-        text.contains("web.json:6:") && text.contains("operations[1] (`Broken`): `body` is not valid GraphQL"),
+        text.contains("web.json:6:")
+            && text.contains("operations[1] (`Broken`): `body` is not valid GraphQL"),
         "{text}"
     );
     assert!(
-        text.contains("missing.json") && text.contains("cannot read this persisted-operation manifest"),
+        text.contains("missing.json")
+            && text.contains("cannot read this persisted-operation manifest"),
         "{text}"
     );
 }

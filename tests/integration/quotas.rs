@@ -152,7 +152,10 @@ name = "the Benefits Agency"
         let persona = Persona::Agency {
             client_id: client_id.to_string(),
             agency: agency.to_string(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+            scopes: scopes
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<_>>(),
             purpose: PURPOSE.to_string(),
         };
         mint(
@@ -223,7 +226,11 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_no_backend_call() 
         "no limit values in the message: {}",
         refused.text
     );
-    assert_eq!(world.notice_calls(), 1, "a refused request calls no backend");
+    assert_eq!(
+        world.notice_calls(),
+        1,
+        "a refused request calls no backend"
+    );
 
     // Another client has its own bucket, and a larger rate of its own.
     let fast = world.agency_token("fast-portal", "benefits", &[]);
@@ -233,7 +240,10 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_no_backend_call() 
     }
     let metrics = world.gateway.get("/metrics", &[]).await.text;
     assert_eq!(
-        metrics_line(&metrics, "civicgraph_requests_rejected_total{reason=\"rate\"}"),
+        metrics_line(
+            &metrics,
+            "civicgraph_requests_rejected_total{reason=\"rate\"}"
+        ),
         Some(1),
         "{metrics}"
     );
@@ -274,9 +284,7 @@ async fn the_distinct_citizen_cap_refuses_new_citizens_and_keeps_seen_ones() {
     )
     .await;
     let token = world.agency_token("dmv-portal", "dmv", &["citizen:lookup", "dmv:read"]);
-    let ask = |id: &str| {
-        json!({"query": format!("{{ citizen(id: \"{id}\") {{ id license {{ status }} }} }}")})
-    };
+    let ask = |id: &str| json!({"query": format!("{{ citizen(id: \"{id}\") {{ id license {{ status }} }} }}")});
     for id in ["C0000001", "C0000002"] {
         let answer = world.post(Some(&token), ask(id)).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
@@ -293,7 +301,11 @@ async fn the_distinct_citizen_cap_refuses_new_citizens_and_keeps_seen_ones() {
     assert_eq!(third.body["data"]["citizen"]["id"], "C0000003");
     assert_eq!(third.body["data"]["citizen"]["license"], Value::Null);
     let error = &third.body["errors"][0];
-    assert_eq!(error["extensions"]["code"], "RATE_LIMITED", "{}", third.text);
+    assert_eq!(
+        error["extensions"]["code"], "RATE_LIMITED",
+        "{}",
+        third.text
+    );
     assert_eq!(error["path"], json!(["citizen", "license"]));
     assert!(error["extensions"]["retryAfter"].as_u64().unwrap_or(0) >= 1);
     assert!(!third.text.contains("C0000001"), "no other citizen named");
@@ -335,15 +347,23 @@ async fn past_max_in_flight_requests_are_shed_at_once_with_503() {
     let slow = tokio::spawn(async move { client.post("{ notice { text } }").await });
     world.registry.wait_for_calls(NOTICE_ROUTE, 1).await;
 
-    let shed = world.post(None, json!({"query": "{ notice { text } }"})).await;
+    let shed = world
+        .post(None, json!({"query": "{ notice { text } }"}))
+        .await;
     assert_eq!(shed.status, 503, "{}", shed.text);
     assert_eq!(code(&shed), "OVERLOADED");
     assert_eq!(shed.header("retry-after"), "2");
-    assert_eq!(world.notice_calls(), 1, "the shed request called no backend");
+    assert_eq!(
+        world.notice_calls(),
+        1,
+        "the shed request called no backend"
+    );
 
     let first = slow.await.expect("the slow request finishes");
     assert_eq!(first.status, 200, "{}", first.text);
-    let after = world.post(None, json!({"query": "{ notice { text } }"})).await;
+    let after = world
+        .post(None, json!({"query": "{ notice { text } }"}))
+        .await;
     assert_eq!(after.status, 200, "room again once the first finished");
     let metrics = world.gateway.get("/metrics", &[]).await.text;
     assert_eq!(
