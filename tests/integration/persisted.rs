@@ -193,3 +193,69 @@ fn a_broken_manifest_is_a_check_error_at_its_line() {
         "{text}"
     );
 }
+
+/// The first answer to operation `id` on a `graphql-transport-ws` socket (a `next` or an
+/// `error` message).
+async fn over_websocket(gateway: &crate::support::GatewayClient, query: &str) -> Value {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{}/graphql", gateway.addr())
+        .into_client_request()
+        .expect("a WebSocket request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("a header value"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the upgrade succeeds");
+    for message in [
+        json!({"type": "connection_init", "payload": {}}),
+        json!({"id": "1", "type": "subscribe", "payload": {"query": query}}),
+    ] {
+        socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("send a message");
+    }
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer in time")
+            .expect("the socket is open")
+            .expect("a readable frame");
+        if let Message::Text(text) = frame {
+            let message: Value = serde_json::from_str(&text).expect("JSON");
+            if message["id"] == "1" {
+                return message;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_safelist_holds_for_operations_over_websocket_too() {
+    let shared = manifest(json!([{"id": "notice-v1", "body": NOTICE}]));
+    let world = LimitsWorld::start(
+        "[persisted]\nmode = \"safelist\"\nmanifests = [\"web.json\"]\n",
+        &[("web.json", &shared)],
+        notice_reply(),
+    )
+    .await;
+    let listed = over_websocket(&world.gateway, NOTICE).await;
+    assert_eq!(
+        listed["payload"]["data"]["notice"]["text"], "Offices close at noon.",
+        "{listed}"
+    );
+    let refused = over_websocket(&world.gateway, "{ other { text } }").await;
+    let errors = match &refused["payload"] {
+        Value::Array(errors) => errors.clone(),
+        payload => payload["errors"].as_array().cloned().unwrap_or_default(),
+    };
+    assert_eq!(
+        errors[0]["extensions"]["code"], "PERSISTED_QUERY_NOT_ALLOWED",
+        "{refused}"
+    );
+    assert_eq!(world.notice_calls(), 1);
+}
