@@ -73,6 +73,23 @@ pub enum ErrorCode {
     SubscriptionLagged,
     /// A bug or an unexpected state in the gateway; details are only in the log.
     InternalError,
+    /// The request named a persisted operation by hash that this gateway does not know: send
+    /// the query text with the hash to register it (the APQ protocol). The message is
+    /// `PersistedQueryNotFound`, which Apollo clients also match on.
+    PersistedQueryNotFound,
+    /// The request's `sha256Hash` is not the SHA-256 of its query text; nothing was stored.
+    PersistedQueryHashMismatch,
+    /// `[persisted] mode = "safelist"`: the operation is not in the caller's manifest, so it
+    /// was not run.
+    PersistedQueryNotAllowed,
+    /// `[persisted] mode = "off"`: operations cannot be sent by hash; send the query text.
+    PersistedQueryNotSupported,
+    /// The caller is over its request rate, cost budget or distinct-citizen cap;
+    /// `Retry-After` (or `extensions.retryAfter` on a field) says when to come back.
+    RateLimited,
+    /// The instance has `[quotas] max_in_flight` requests under way and sheds load instead of
+    /// queueing; retry after `Retry-After` seconds (another instance may answer sooner).
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -108,6 +125,12 @@ impl ErrorCode {
             Self::EventsUnavailable => "EVENTS_UNAVAILABLE",
             Self::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
             Self::InternalError => "INTERNAL_SERVER_ERROR",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
+            Self::PersistedQueryNotAllowed => "PERSISTED_QUERY_NOT_ALLOWED",
+            Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Overloaded => "OVERLOADED",
         }
     }
 
@@ -142,6 +165,13 @@ impl ErrorCode {
             }
             Self::Conflict => StatusCode::CONFLICT,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::PersistedQueryNotFound => StatusCode::NOT_FOUND,
+            Self::PersistedQueryHashMismatch | Self::PersistedQueryNotSupported => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::PersistedQueryNotAllowed => StatusCode::FORBIDDEN,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -28,6 +28,7 @@
 //!   with `file:line:column`.
 //! - [`server`]: load → check → bind → serve → graceful shutdown.
 //! - [`error`]: the stable `extensions.code` values.
+//! - [`quota`]: per-caller request rates, cost budgets, the distinct-citizen cap, load shedding.
 //! - [`metrics`]: the Prometheus (OpenMetrics text) metrics the shield and the HTTP layer record.
 //! - [`cache_tier`]: the optional shared Redis tier under the shield's in-memory cache.
 //! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
@@ -46,6 +47,7 @@ pub mod graph;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod quota;
 pub mod server;
 pub mod shield;
 pub mod signing;

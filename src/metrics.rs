@@ -125,6 +125,11 @@ struct CodeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     event_type: String,
 }
@@ -161,6 +166,7 @@ pub struct Metrics {
     events_recorded: Family<EventLabels, Counter>,
     event_deliveries: Family<DeliveryLabels, Counter>,
     event_delivery_delay: Histogram,
+    requests_rejected: Family<ReasonLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -292,7 +298,14 @@ impl Metrics {
             "Time from an event's recording in the outbox to its acknowledged delivery.",
             event_delivery_delay.clone(),
         );
+        let requests_rejected = Family::default();
+        registry.register(
+            "requests_rejected",
+            "Requests (or, for citizens, fields) refused before any backend call, by reason: rate, cost, citizens (the distinct-citizen cap), overloaded (load shed), persisted_not_found, persisted_not_allowed, persisted_hash_mismatch, persisted_not_supported, persisted_bad_extension.",
+            requests_rejected.clone(),
+        );
         Self {
+            requests_rejected,
             registry,
             cache_hits,
             cache_misses,
@@ -440,6 +453,15 @@ impl Metrics {
     pub fn response_error(&self, code: &str) {
         self.response_errors
             .get_or_create(&CodeLabels { code: label(code) })
+            .inc();
+    }
+
+    /// A request was refused by a quota, load shedding or the persisted-operation rules.
+    pub fn request_rejected(&self, reason: &str) {
+        self.requests_rejected
+            .get_or_create(&ReasonLabels {
+                reason: label(reason),
+            })
             .inc();
     }
 

@@ -87,6 +87,8 @@ pub struct Checked {
     /// `schema/services.toml`, checked against the graph and the rules (empty when there is
     /// none).
     pub services: Arc<Catalogue>,
+    /// `[persisted]`: the manifests, read and checked.
+    pub persisted: Arc<crate::http::persisted::PersistedOperations>,
 }
 
 /// Loads and validates everything, opening nothing: what `civicgraph check` runs.
@@ -154,6 +156,9 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
         Err(_) => Catalogue::default(),
     };
     let services = Arc::new(services);
+    let (persisted, mut persisted_problems) =
+        crate::http::persisted::PersistedOperations::load(config_path, &project.gateway.persisted);
+    diagnostics.append(&mut persisted_problems);
     match built {
         Ok(graph) if diagnostics.is_empty() => Ok(Checked {
             config: project.gateway,
@@ -163,6 +168,7 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
             root: project.root,
             rules: Arc::new(rules),
             services,
+            persisted: Arc::new(persisted),
         }),
         Ok(_) => Err(sorted(diagnostics)),
         Err(mut graph_problems) => {
@@ -325,6 +331,7 @@ impl Gateway {
             )?;
             state = state.with_graphiql_assets(assets);
         }
+        state = state.with_limits(checked.persisted, &checked.config.quotas);
         if let Some(plan) = &events {
             state = state.with_events(EventServices {
                 detector: plan.detector.clone(),

@@ -34,6 +34,9 @@
 //! - `events_scale`: two instances on one PostgreSQL outbox; a killed one's leases taken over.
 //! - `browser`: GraphiQL in headless Chromium, its files served by the gateway (no CDN).
 //! - `conformance`: the `graphql-http` audit suite (GraphQL over HTTP) against a running gateway.
+//! - `quotas`: request rates and cost budgets (429 + `Retry-After`), the distinct-citizen cap,
+//!   load shedding (503), all with zero backend calls for what is refused.
+//! - `persisted`: APQ on POST and GET, hash mismatches, the safelist and per-partner manifests.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -118,3 +121,8 @@ mod browser;
 
 #[path = "integration/conformance.rs"]
 mod conformance;
+#[path = "integration/quotas.rs"]
+mod quotas;
+
+#[path = "integration/persisted.rs"]
+mod persisted;

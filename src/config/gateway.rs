@@ -26,6 +26,10 @@ pub struct GatewayConfig {
     pub cache: CacheTierConfig,
     /// Life events: detection, the outbox and delivery (`[events]`).
     pub events: EventsConfig,
+    /// Persisted operations: APQ and the safelist (`[persisted]`).
+    pub persisted: super::persisted::PersistedConfig,
+    /// Request rates, cost budgets, the distinct-citizen cap and load shedding (`[quotas]`).
+    pub quotas: super::quotas::QuotasConfig,
 }
 
 /// `[events]`: how life events are detected and delivered. The rules themselves are in

@@ -8,6 +8,8 @@ mod connector;
 mod gateway;
 mod interpolate;
 mod mainframe;
+mod persisted;
+mod quotas;
 mod shield;
 mod soap;
 mod source;
@@ -32,6 +34,8 @@ pub use mainframe::{
     EncodingConfig, ExtractConfig, FieldConfig, MainframeBatch, MainframeConfig,
     MainframeOperation, OnlineConfig, StatusConfig, TransactionConfig,
 };
+pub use persisted::{PersistedConfig, PersistedMode};
+pub use quotas::{ClientLimits, Limits, QuotasConfig};
 pub use shield::{
     BreakerConfig, CacheConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_QUEUE_TIMEOUT_MS,
     MaintenanceWindow, RetryConfig, ShieldConfig, ShieldKeys,

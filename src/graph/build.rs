@@ -574,6 +574,18 @@ async fn admit(ctx: &ResolverContext<'_>, guard: &FieldGuard) -> Result<(), asyn
         }?;
         CitizenId::parse(&text).ok()
     });
+    // An agency client over its distinct-citizen cap asks about no new citizen: refused
+    // before the policy, the ledger or any backend is consulted.
+    if let (Some(citizen), Some(allowance)) =
+        (&subject, ctx.data_opt::<crate::quota::CitizenAllowance>())
+        && let Err(reached) = allowance.admit(citizen)
+    {
+        return Err(identity_ops::coded(
+            ErrorCode::RateLimited,
+            "This client has looked up as many different citizens as it may for now.",
+        )
+        .extend_with(|_, e| e.set("retryAfter", reached.retry_after_s)));
+    }
     let caller = Caller {
         principal: scope.principal(),
         purpose: scope.context.purpose.as_deref(),

@@ -78,7 +78,7 @@ pub(crate) struct GraphqlRequest {
     operation_name: Option<String>,
     #[serde(default)]
     variables: Option<serde_json::Value>,
-    /// Accepted per the spec (no extension is understood yet), but only as a map.
+    /// `persistedQuery` (APQ and the safelist) is understood; others are ignored.
     #[serde(default)]
     extensions: Option<serde_json::Value>,
 }
@@ -146,20 +146,26 @@ pub(crate) async fn get(
             );
         }
     };
-    if params.extensions.as_deref().is_some_and(|e| {
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(e).is_err()
-    }) {
-        return request_error(
-            format,
-            ErrorCode::BadRequest,
-            "`extensions` must be a JSON object.",
-        );
-    }
+    let extensions = match params
+        .extensions
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Map<String, serde_json::Value>>)
+        .transpose()
+    {
+        Ok(extensions) => extensions.map(serde_json::Value::Object),
+        Err(_) => {
+            return request_error(
+                format,
+                ErrorCode::BadRequest,
+                "`extensions` must be a JSON object.",
+            );
+        }
+    };
     let request = GraphqlRequest {
         query: params.query,
         operation_name: params.operation_name,
         variables,
-        extensions: None,
+        extensions,
     };
     let principal = match caller(&state, &headers, format).await {
         Ok(principal) => principal,
@@ -429,8 +435,17 @@ async fn execute(
     is_get: bool,
     context: RequestContext,
 ) -> Response {
-    let Some(query) = request.query else {
-        return request_error(format, ErrorCode::BadRequest, "The request has no `query`.");
+    // Shed load before any work; the permit is held until the response is built.
+    let _in_flight = match state.quotas.enter() {
+        Ok(permit) => permit,
+        Err(shed) => {
+            return limited(
+                format,
+                ErrorCode::Overloaded,
+                "The gateway is overloaded; retry shortly.",
+                Some(shed.retry_after_s),
+            );
+        }
     };
     if !matches!(
         request.extensions,
@@ -442,6 +457,17 @@ async fn execute(
             "`extensions` must be a JSON object.",
         );
     }
+    let resolved = match state.persisted.resolve(
+        request.query,
+        request.extensions.as_ref(),
+        &context.principal,
+    ) {
+        Ok(resolved) => resolved,
+        Err(refused) => return persisted_refusal(state, format, &refused),
+    };
+    let Some(query) = resolved.query else {
+        return request_error(format, ErrorCode::BadRequest, "The request has no `query`.");
+    };
     let variables = match request.variables {
         None | Some(serde_json::Value::Null) => Variables::default(),
         Some(value @ serde_json::Value::Object(_)) => Variables::from_json(value),
@@ -462,6 +488,9 @@ async fn execute(
             return graphql_request_error(format, vec![server_error]);
         }
     };
+    if let Some(hash) = resolved.register {
+        state.persisted.register(hash, &query);
+    }
     if selected_type(&document, request.operation_name.as_deref())
         == Some(OperationType::Subscription)
     {
@@ -483,9 +512,36 @@ async fn execute(
         return response;
     }
 
+    let cost = crate::quota::fallback_cost(root_selections(
+        &document,
+        request.operation_name.as_deref(),
+    ));
+    match state.quotas.charge(&context.principal, cost) {
+        Ok(()) => {}
+        Err(crate::quota::Limited::Rate { retry_after_s }) => {
+            return limited(
+                format,
+                ErrorCode::RateLimited,
+                "Too many requests from this client; retry after the time in `Retry-After`.",
+                Some(retry_after_s),
+            );
+        }
+        Err(crate::quota::Limited::TooCostly) => {
+            return limited(
+                format,
+                ErrorCode::RateLimited,
+                "This operation costs more than this client may spend at once; split it into smaller ones.",
+                None,
+            );
+        }
+    }
+
     let mut gql_request = async_graphql::Request::new(query).variables(variables);
     if let Some(name) = &request.operation_name {
         gql_request = gql_request.operation_name(name);
+    }
+    if let Some(allowance) = state.quotas.citizen_allowance(&context.principal) {
+        gql_request = gql_request.data(allowance);
     }
     let response = match state.graph.execute(gql_request, &document, context).await {
         Outcome::Executed(response) => response,
@@ -555,6 +611,48 @@ async fn execute(
         return response;
     }
     json_response(StatusCode::OK, format, &body)
+}
+
+/// A refused persisted operation: counted, then answered with its code's status, except
+/// that `PERSISTED_QUERY_NOT_FOUND` is 200 for `application/json`, as Apollo clients expect
+/// before they retry with the text.
+fn persisted_refusal(
+    state: &AppState,
+    format: Format,
+    refused: &super::persisted::Refused,
+) -> Response {
+    state
+        .graph
+        .shields()
+        .metrics()
+        .request_rejected(refused.reason());
+    let mut response = request_error(format, refused.code, refused.message);
+    if refused.code == ErrorCode::PersistedQueryNotFound && format == Format::Json {
+        *response.status_mut() = StatusCode::OK;
+    }
+    response
+}
+
+/// A request refused by a limit, with `Retry-After` when waiting helps.
+fn limited(format: Format, code: ErrorCode, message: &str, retry_after_s: Option<u64>) -> Response {
+    let mut response = request_error(format, code, message);
+    if let Some(value) = retry_after_s.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The fields and fragments at the root of the operation that would run (0 when none is
+/// selected), for the fallback cost.
+fn root_selections(document: &ExecutableDocument, operation_name: Option<&str>) -> usize {
+    use async_graphql::parser::types::DocumentOperations;
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    operation.map_or(0, |op| op.node.selection_set.node.items.len())
 }
 
 /// A one-line, human message for a query that does not parse.

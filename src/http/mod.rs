@@ -8,6 +8,7 @@
 mod events;
 mod graphql;
 mod health;
+pub mod persisted;
 pub mod playground;
 mod ws;
 
@@ -49,6 +50,10 @@ pub struct Shared {
     pub documents: DocumentCache,
     /// Life events, for inbound webhooks (`None` when `[events] enabled = false`).
     pub events: Option<crate::events::EventServices>,
+    /// APQ registrations and the safelist manifests (`[persisted]`).
+    pub persisted: Arc<persisted::PersistedOperations>,
+    /// Per-caller limits and load shedding (`[quotas]`).
+    pub quotas: crate::quota::Quotas,
     pub(crate) graphiql: String,
     /// GraphiQL's files when the gateway serves them (`[server] graphiql_assets_dir`).
     pub(crate) graphiql_assets: Option<playground::GraphiqlAssets>,
@@ -85,7 +90,13 @@ impl AppState {
     ) -> Self {
         let graphiql = playground::page("/graphql", &[], playground::AssetSource::Cdn);
         let documents = DocumentCache::new(server.document_cache_mb.saturating_mul(1024 * 1024));
+        let quotas = crate::quota::Quotas::new(
+            &crate::config::QuotasConfig::default(),
+            Arc::clone(graph.shields().metrics()),
+        );
         Self(Arc::new(Shared {
+            persisted: Arc::default(),
+            quotas,
             graph,
             store,
             documents,
@@ -107,6 +118,24 @@ impl AppState {
         match Arc::get_mut(&mut self.0) {
             Some(shared) => shared.events = Some(events),
             None => tracing::warn!("Life events were set after the gateway started; ignored."),
+        }
+        self
+    }
+
+    /// Resolves persisted operations and applies `[quotas]` as configured (the defaults
+    /// otherwise). Only before the state is shared, like [`AppState::with_events`].
+    pub fn with_limits(
+        mut self,
+        persisted: Arc<persisted::PersistedOperations>,
+        quotas: &crate::config::QuotasConfig,
+    ) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => {
+                shared.quotas =
+                    crate::quota::Quotas::new(quotas, Arc::clone(shared.graph.shields().metrics()));
+                shared.persisted = persisted;
+            }
+            None => tracing::warn!("Limits were set after the gateway started; ignored."),
         }
         self
     }

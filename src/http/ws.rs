@@ -226,6 +226,14 @@ impl Executor for SocketExecutor {
             .cloned()
             .unwrap_or_default();
         let state = self.state.clone();
+        if let Some(refusal) = socket_limits(&state, &request.query, &context) {
+            let response = Response::from_errors(vec![refusal]);
+            return futures::stream::once(std::future::ready(response)).boxed();
+        }
+        let mut request = request;
+        if let Some(allowance) = state.quotas.citizen_allowance(&context.principal) {
+            request = request.data(allowance);
+        }
         let document = match state.documents.parse(&request.query) {
             Ok(document) => document,
             Err(error) => {
@@ -267,6 +275,44 @@ impl Executor for SocketExecutor {
             }
         })
         .boxed()
+    }
+}
+
+/// The safelist and the caller's rate, as over HTTP: an operation on a socket is refused
+/// (with the code, and `retryAfter` when waiting helps) before it is parsed. Its cost is the
+/// fallback of one per operation, since the document is not parsed yet.
+fn socket_limits(state: &AppState, query: &str, context: &RequestContext) -> Option<ServerError> {
+    let coded = |code: ErrorCode, message: &str| {
+        let mut error = ServerError::new(message, None);
+        graphql::set_code(&mut error, code);
+        error
+    };
+    if !state.persisted.allows_text(query, &context.principal) {
+        state
+            .graph
+            .shields()
+            .metrics()
+            .request_rejected("persisted_not_allowed");
+        return Some(coded(
+            ErrorCode::PersistedQueryNotAllowed,
+            "This operation is not in the persisted-operation list this caller may run.",
+        ));
+    }
+    match state.quotas.charge(&context.principal, 1) {
+        Ok(()) => None,
+        Err(limited) => {
+            let mut error = coded(
+                ErrorCode::RateLimited,
+                "Too many requests from this client.",
+            );
+            if let crate::quota::Limited::Rate { retry_after_s } = limited {
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("retryAfter", retry_after_s);
+            }
+            Some(error)
+        }
     }
 }
 
