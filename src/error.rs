@@ -73,6 +73,30 @@ pub enum ErrorCode {
     SubscriptionLagged,
     /// A bug or an unexpected state in the gateway; details are only in the log.
     InternalError,
+    /// The query text has more tokens than `[limits] max_tokens`; refused before parsing.
+    TooManyTokens,
+    /// The query text nests brackets deeper than the parser accepts; refused before parsing.
+    ParserRecursionLimit,
+    /// A selection is nested deeper than `[server] max_depth` (fragments expanded).
+    QueryTooDeep,
+    /// The operation uses more aliases than `[limits] max_aliases` (fragments expanded).
+    TooManyAliases,
+    /// The operation selects more root fields than `[limits] max_root_fields`.
+    TooManyRootFields,
+    /// The operation carries more directives than `[limits] max_directives`.
+    TooManyDirectives,
+    /// Expanding the operation's fragments gives more fields than `[limits] max_fields`.
+    TooManyFields,
+    /// A list in the variables or in an argument is longer than `[limits] max_list_length`.
+    ListTooLong,
+    /// The variables are larger than `[limits] max_variables_bytes`.
+    VariablesTooLarge,
+    /// The estimated cost (fields, backend calls, list sizes) exceeds `[limits] max_cost`.
+    QueryTooComplex,
+    /// A batch holds more operations than `[limits] max_batch_operations`; none ran.
+    BatchLimitExceeded,
+    /// `__schema` / `__type` asked of a gateway whose introspection is off.
+    IntrospectionDisabled,
 }
 
 impl ErrorCode {
@@ -108,6 +132,18 @@ impl ErrorCode {
             Self::EventsUnavailable => "EVENTS_UNAVAILABLE",
             Self::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
             Self::InternalError => "INTERNAL_SERVER_ERROR",
+            Self::TooManyTokens => "TOO_MANY_TOKENS",
+            Self::ParserRecursionLimit => "PARSER_RECURSION_LIMIT",
+            Self::QueryTooDeep => "QUERY_TOO_DEEP",
+            Self::TooManyAliases => "TOO_MANY_ALIASES",
+            Self::TooManyRootFields => "TOO_MANY_ROOT_FIELDS",
+            Self::TooManyDirectives => "TOO_MANY_DIRECTIVES",
+            Self::TooManyFields => "TOO_MANY_FIELDS",
+            Self::ListTooLong => "LIST_TOO_LONG",
+            Self::VariablesTooLarge => "VARIABLES_TOO_LARGE",
+            Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            Self::BatchLimitExceeded => "BATCH_LIMIT_EXCEEDED",
+            Self::IntrospectionDisabled => "INTROSPECTION_DISABLED",
         }
     }
 
@@ -142,6 +178,18 @@ impl ErrorCode {
             }
             Self::Conflict => StatusCode::CONFLICT,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TooManyTokens
+            | Self::ParserRecursionLimit
+            | Self::QueryTooDeep
+            | Self::TooManyAliases
+            | Self::TooManyRootFields
+            | Self::TooManyDirectives
+            | Self::TooManyFields
+            | Self::ListTooLong
+            | Self::VariablesTooLarge
+            | Self::QueryTooComplex
+            | Self::BatchLimitExceeded
+            | Self::IntrospectionDisabled => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -72,7 +72,12 @@ impl AppState {
             .subscription_endpoint("/graphql")
             .title("CivicGraph")
             .finish();
-        let documents = DocumentCache::new(server.document_cache_mb.saturating_mul(1024 * 1024));
+        let limits = &graph.request_limits().limits;
+        let documents = DocumentCache::new(server.document_cache_mb.saturating_mul(1024 * 1024))
+            .with_limits(crate::graph::LexLimits {
+                max_tokens: limits.max_tokens,
+                max_nesting: limits.max_nesting,
+            });
         Self(Arc::new(Shared {
             graph,
             store,
