@@ -110,3 +110,6 @@ mod events_crash;
 
 #[path = "integration/events_scale.rs"]
 mod events_scale;
+
+#[path = "integration/limits.rs"]
+mod limits;

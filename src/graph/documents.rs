@@ -274,7 +274,8 @@ mod tests {
             .stack_size(256 * 1024)
             .spawn(move || {
                 let lexed = DocumentCache::new(1 << 20).parse(&query).err();
-                // With the pre-parse check off, the parser's own limit answers the same.
+                // With the pre-parse check off, the parser still refuses it (as a syntax
+                // error: pest gives up before async-graphql's recursion limit is reached).
                 let unlimited = LexLimits {
                     max_tokens: usize::MAX,
                     max_nesting: usize::MAX,
@@ -283,18 +284,12 @@ mod tests {
                     .with_limits(unlimited)
                     .parse(&query)
                     .err();
-                (lexed.map(|e| e.code()), parsed.map(|e| e.code()))
+                (lexed.map(|e| e.code()), parsed.is_some())
             })
             .expect("spawn a small-stack thread")
             .join()
             .expect("no stack overflow");
-        assert_eq!(
-            outcome,
-            (
-                Some(ErrorCode::ParserRecursionLimit),
-                Some(ErrorCode::ParserRecursionLimit)
-            )
-        );
+        assert_eq!(outcome, (Some(ErrorCode::ParserRecursionLimit), true));
     }
 
     fn count(text: &str) -> usize {
@@ -308,7 +303,7 @@ mod tests {
     #[test]
     fn counts_graphql_tokens_and_skips_ignored_text() {
         assert_eq!(count("{ a }"), 3);
-        assert_eq!(count("query Q($id: ID!) { citizen(id: $id) { ...F } }"), 21);
+        assert_eq!(count("query Q($id: ID!) { citizen(id: $id) { ...F } }"), 22);
         assert_eq!(count("{ a(x: -1.5e+3, y: \"s, \\\" }\") }"), 13);
         assert_eq!(
             count("{ a(x: \"\"\"block { \\\"\"\" } [\"\"\") } # comment { {"),
