@@ -101,7 +101,7 @@ impl Default for LexLimits {
 /// Counts the GraphQL tokens of `text` and the depth of its brackets in one pass, stopping
 /// at the first limit crossed. Ignored text (white space, commas, comments) is not counted;
 /// a character that is no token counts as one, and the parser reports it.
-pub(crate) fn scan(text: &str, limits: LexLimits) -> Result<usize, ParseDocumentError> {
+pub fn scan(text: &str, limits: LexLimits) -> Result<usize, ParseDocumentError> {
     let bytes = text.as_bytes();
     let mut tokens = 0usize;
     let mut depth = 0usize;

@@ -42,7 +42,7 @@ use crate::identity::Crosswalk;
 use crate::shield::ShieldHub;
 use crate::signing::SigningKey;
 
-pub use documents::{DocumentCache, LexLimits, ParseDocumentError};
+pub use documents::{DocumentCache, LexLimits, ParseDocumentError, scan};
 pub use scope::RequestContext;
 
 use crate::connectors::Connectors;
