@@ -304,7 +304,7 @@ mod tests {
     fn counts_graphql_tokens_and_skips_ignored_text() {
         assert_eq!(count("{ a }"), 3);
         assert_eq!(count("query Q($id: ID!) { citizen(id: $id) { ...F } }"), 22);
-        assert_eq!(count("{ a(x: -1.5e+3, y: \"s, \\\" }\") }"), 13);
+        assert_eq!(count("{ a(x: -1.5e+3, y: \"s, \\\" }\") }"), 11);
         assert_eq!(
             count("{ a(x: \"\"\"block { \\\"\"\" } [\"\"\") } # comment { {"),
             8
