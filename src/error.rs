@@ -90,6 +90,30 @@ pub enum ErrorCode {
     /// The instance has `[quotas] max_in_flight` requests under way and sheds load instead of
     /// queueing; retry after `Retry-After` seconds (another instance may answer sooner).
     Overloaded,
+    /// The query text has more tokens than `[limits] max_tokens`; refused before parsing.
+    TooManyTokens,
+    /// The query text nests brackets deeper than the parser accepts; refused before parsing.
+    ParserRecursionLimit,
+    /// A selection is nested deeper than `[server] max_depth` (fragments expanded).
+    QueryTooDeep,
+    /// The operation uses more aliases than `[limits] max_aliases` (fragments expanded).
+    TooManyAliases,
+    /// The operation selects more root fields than `[limits] max_root_fields`.
+    TooManyRootFields,
+    /// The operation carries more directives than `[limits] max_directives`.
+    TooManyDirectives,
+    /// Expanding the operation's fragments gives more fields than `[limits] max_fields`.
+    TooManyFields,
+    /// A list in the variables or in an argument is longer than `[limits] max_list_length`.
+    ListTooLong,
+    /// The variables are larger than `[limits] max_variables_bytes`.
+    VariablesTooLarge,
+    /// The estimated cost (fields, backend calls, list sizes) exceeds `[limits] max_cost`.
+    QueryTooComplex,
+    /// A batch holds more operations than `[limits] max_batch_operations`; none ran.
+    BatchLimitExceeded,
+    /// `__schema` / `__type` asked of a gateway whose introspection is off.
+    IntrospectionDisabled,
 }
 
 impl ErrorCode {
@@ -131,6 +155,18 @@ impl ErrorCode {
             Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
             Self::RateLimited => "RATE_LIMITED",
             Self::Overloaded => "OVERLOADED",
+            Self::TooManyTokens => "TOO_MANY_TOKENS",
+            Self::ParserRecursionLimit => "PARSER_RECURSION_LIMIT",
+            Self::QueryTooDeep => "QUERY_TOO_DEEP",
+            Self::TooManyAliases => "TOO_MANY_ALIASES",
+            Self::TooManyRootFields => "TOO_MANY_ROOT_FIELDS",
+            Self::TooManyDirectives => "TOO_MANY_DIRECTIVES",
+            Self::TooManyFields => "TOO_MANY_FIELDS",
+            Self::ListTooLong => "LIST_TOO_LONG",
+            Self::VariablesTooLarge => "VARIABLES_TOO_LARGE",
+            Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            Self::BatchLimitExceeded => "BATCH_LIMIT_EXCEEDED",
+            Self::IntrospectionDisabled => "INTROSPECTION_DISABLED",
         }
     }
 
@@ -172,6 +208,18 @@ impl ErrorCode {
             Self::PersistedQueryNotAllowed => StatusCode::FORBIDDEN,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyTokens
+            | Self::ParserRecursionLimit
+            | Self::QueryTooDeep
+            | Self::TooManyAliases
+            | Self::TooManyRootFields
+            | Self::TooManyDirectives
+            | Self::TooManyFields
+            | Self::ListTooLong
+            | Self::VariablesTooLarge
+            | Self::QueryTooComplex
+            | Self::BatchLimitExceeded
+            | Self::IntrospectionDisabled => StatusCode::BAD_REQUEST,
         }
     }
 }

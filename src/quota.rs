@@ -7,8 +7,8 @@
 //! address would be the balancer's); operators are not limited. Every count lives in this
 //! instance's memory, so with N instances a caller gets up to N times each limit.
 //!
-//! The cost charged is what [`Quotas::charge`] is given; until the gateway's cost estimate is
-//! wired in, the HTTP layer charges [`fallback_cost`]: 1 per operation plus 1 per root field.
+//! The cost charged is what [`Quotas::charge`] is given: over HTTP, the request limits' cost
+//! estimate (`graph::limits::Estimate::cost`: fields, backend calls, list sizes).
 
 mod bucket;
 mod citizens;
@@ -271,12 +271,6 @@ impl CitizenAllowance {
                 }
             })
     }
-}
-
-/// What the HTTP layer charges until the cost estimate is wired in: 1 for the operation and
-/// 1 per field (or fragment) at its root.
-pub fn fallback_cost(root_selections: usize) -> u64 {
-    1 + root_selections as u64
 }
 
 fn whole_seconds(wait: Duration) -> u64 {

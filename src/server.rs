@@ -106,9 +106,12 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
             broken.insert(name.clone());
         }
     }
+    let server = project.gateway.server.effective();
     let options = GraphOptions {
-        introspection: project.gateway.server.introspection,
-        max_depth: project.gateway.server.max_depth,
+        introspection: server.introspection,
+        max_depth: server.max_depth,
+        limits: project.gateway.limits.clone(),
+        suggestions: server.suggestions(),
         trust: Arc::new(project.gateway.trust.clone()),
     };
     let built = build_graph(&project.schema_files, &connectors, &broken, &options);
@@ -313,7 +316,7 @@ impl Gateway {
             path: checked.root.join(&checked.config.audit.checkpoint_file),
             interval: Duration::from_secs(checked.config.audit.checkpoint_interval_s.max(1)),
         };
-        let server = checked.config.server;
+        let server = checked.config.server.effective();
         let mut state = AppState::new(
             graph,
             store,

@@ -126,3 +126,5 @@ mod quotas;
 
 #[path = "integration/persisted.rs"]
 mod persisted;
+#[path = "integration/limits.rs"]
+mod limits;

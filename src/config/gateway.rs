@@ -30,6 +30,8 @@ pub struct GatewayConfig {
     pub persisted: super::persisted::PersistedConfig,
     /// Request rates, cost budgets, the distinct-citizen cap and load shedding (`[quotas]`).
     pub quotas: super::quotas::QuotasConfig,
+    /// How large and how expensive one request may be (`[limits]`).
+    pub limits: super::limits::LimitsConfig,
 }
 
 /// `[events]`: how life events are detected and delivered. The rules themselves are in
@@ -233,6 +235,8 @@ pub struct ServerConfig {
     pub max_depth: usize,
     /// Memory for parsed queries kept between requests (0 turns the cache off).
     pub document_cache_mb: u64,
+    /// `production` turns GraphiQL, introspection and field suggestions off.
+    pub profile: super::limits::Profile,
 }
 
 impl Default for ServerConfig {
@@ -246,6 +250,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             max_depth: 32,
             document_cache_mb: 32,
+            profile: super::limits::Profile::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod connector;
 mod gateway;
 mod interpolate;
+mod limits;
 mod mainframe;
 mod persisted;
 mod quotas;
@@ -30,6 +31,7 @@ pub use gateway::{
     PathsConfig, ServerConfig, ShieldSettings, StorageConfig,
 };
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
+pub use limits::{LimitsConfig, Profile};
 pub use mainframe::{
     EncodingConfig, ExtractConfig, FieldConfig, MainframeBatch, MainframeConfig,
     MainframeOperation, OnlineConfig, StatusConfig, TransactionConfig,

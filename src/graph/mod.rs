@@ -12,10 +12,11 @@ mod complete;
 mod consent_ops;
 mod delivery;
 mod directives;
-mod documents;
+pub(crate) mod documents;
 mod event_ops;
 mod guard;
 mod identity_ops;
+pub mod limits;
 mod live;
 mod precheck;
 mod scalars;
@@ -41,7 +42,7 @@ use crate::identity::Crosswalk;
 use crate::shield::ShieldHub;
 use crate::signing::SigningKey;
 
-pub use documents::DocumentCache;
+pub use documents::{DocumentCache, LexLimits, ParseDocumentError, scan};
 pub use scope::RequestContext;
 
 use crate::connectors::Connectors;
@@ -53,6 +54,10 @@ pub struct GraphOptions {
     pub introspection: bool,
     /// Deepest selection set allowed.
     pub max_depth: usize,
+    /// `[limits]`: checked on every document before it is validated.
+    pub limits: crate::config::LimitsConfig,
+    /// Validation errors may suggest field names ("Did you mean …?"); off in production.
+    pub suggestions: bool,
     /// The purposes, categories and agencies the policy directives are checked against.
     pub trust: Arc<TrustConfig>,
 }
@@ -94,6 +99,8 @@ pub struct Graph {
     citizen_schema: Option<Schema>,
     /// The service catalogue and the offers store, for the `services` resolvers.
     proactive: Arc<service_ops::Proactive>,
+    /// The request limits and the field shapes their cost estimate needs.
+    limits: Arc<(limits::RequestLimits, limits::Shapes)>,
 }
 
 /// How one operation ended.
@@ -232,6 +239,24 @@ impl Graph {
     /// The catalogues the graph was checked against.
     pub fn trust(&self) -> &Arc<TrustConfig> {
         &self.trust
+    }
+
+    /// The limits every request is held to.
+    pub fn request_limits(&self) -> &limits::RequestLimits {
+        &self.limits.0
+    }
+
+    /// Checks a parsed document against the request limits before anything validates or runs
+    /// it; the estimate is what a per-client budget charges. Every HTTP and WebSocket
+    /// operation comes through here right after parsing.
+    pub fn check_limits(
+        &self,
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &async_graphql::Variables,
+    ) -> Result<limits::Estimate, limits::LimitError> {
+        let (request_limits, shapes) = &*self.limits;
+        limits::check(document, operation_name, variables, shapes, request_limits)
     }
 
     /// Validates and runs one parsed operation for the caller in `context`. An executed
@@ -460,6 +485,7 @@ pub fn build_graph(
         )
         .limit_depth(options.max_depth)
         .disable_introspection()
+        .disable_suggestions()
         .finish()
         .map_err(|error| {
             vec![Diagnostic {
@@ -471,10 +497,20 @@ pub fn build_graph(
     } else {
         None
     };
-    let mut builder =
-        build::build_schema(&system, &bindings, &guards, connectors).limit_depth(options.max_depth);
+    let request_limits = limits::RequestLimits {
+        limits: options.limits.clone(),
+        max_depth: options.max_depth,
+        introspection: options.introspection,
+    };
+    // Depth is `limits::check`'s (stable codes, fragments expanded once); async-graphql's
+    // own recursion check is set no tighter, so it never answers first.
+    let mut builder = build::build_schema(&system, &bindings, &guards, connectors)
+        .limit_recursive_depth(request_limits.max_nesting());
     if !options.introspection {
         builder = builder.disable_introspection();
+    }
+    if !options.suggestions {
+        builder = builder.disable_suggestions();
     }
     let schema = builder.finish().map_err(|error| {
         // A connector that failed to build took its fields with it; the schema's complaint
@@ -502,5 +538,6 @@ pub fn build_graph(
         fields: Arc::new(service_ops::FieldIndex::new(&system, &bindings)),
         citizen_schema,
         proactive: Arc::default(),
+        limits: Arc::new((request_limits, limits::Shapes::new(&system, &bindings))),
     })
 }

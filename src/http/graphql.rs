@@ -250,11 +250,7 @@ pub(crate) async fn post(
         .position(|b| !b.is_ascii_whitespace())
         .map(|i| body[i]);
     if trimmed == Some(b'[') {
-        return request_error(
-            format,
-            ErrorCode::BatchNotAllowed,
-            "Batched requests are not accepted; send one operation per request.",
-        );
+        return batch(state, &body, format, principal).await;
     }
     let request: GraphqlRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -267,6 +263,54 @@ pub(crate) async fn post(
         }
     };
     execute(&state, request, format, false, principal).await
+}
+
+/// A JSON array of operations: refused unless `[limits] max_batch_operations` lets a partner
+/// agency send this many (BAD_INPUTS row 19); then each runs in turn, every one checked as a
+/// request of its own, and the answer is the array of their bodies.
+async fn batch(state: AppState, body: &[u8], format: Format, context: RequestContext) -> Response {
+    let allowed = state.graph.request_limits().limits.max_batch_operations;
+    if allowed == 0 || !matches!(context.principal, Principal::Agency(_)) {
+        return request_error(
+            format,
+            ErrorCode::BatchNotAllowed,
+            "Batched requests are not accepted; send one operation per request.",
+        );
+    }
+    let Ok(requests) = serde_json::from_slice::<Vec<GraphqlRequest>>(body) else {
+        return request_error(
+            format,
+            ErrorCode::BadRequest,
+            "The body is not a JSON array of objects with a `query` string.",
+        );
+    };
+    if requests.is_empty() {
+        return request_error(format, ErrorCode::BadRequest, "The batch is empty.");
+    }
+    if requests.len() > allowed {
+        return request_error(
+            format,
+            ErrorCode::BatchLimitExceeded,
+            "The batch holds more operations than this gateway accepts; none of them ran.",
+        );
+    }
+    let mut answer = vec![b'['];
+    for (i, request) in requests.into_iter().enumerate() {
+        let response = execute(&state, request, format, false, context.clone()).await;
+        let Ok(part) = axum::body::to_bytes(response.into_body(), usize::MAX).await else {
+            return request_error(format, ErrorCode::InternalError, "Internal error.");
+        };
+        if i > 0 {
+            answer.push(b',');
+        }
+        answer.extend_from_slice(&part);
+    }
+    answer.push(b']');
+    let mut response = (StatusCode::OK, Body::from(answer)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, format.content_type());
+    response
 }
 
 /// The one message a refused token gets: why it was refused is logged, never told, so a
@@ -481,12 +525,20 @@ async fn execute(
     };
     let document = match state.documents.parse(&query) {
         Ok(document) => document,
-        Err(error) => {
-            let mut server_error =
-                ServerError::new(parse_error_message(&error), error.positions().next());
-            set_code(&mut server_error, ErrorCode::GraphqlParseFailed);
-            return graphql_request_error(format, vec![server_error]);
+        Err(error) if error.code() == ErrorCode::GraphqlParseFailed => {
+            return graphql_request_error(format, vec![error.to_server_error()]);
         }
+        Err(error) => return limit_error(format, error.code(), error.to_server_error()),
+    };
+    // Request limits (BAD_INPUTS rows 12-27), before validation and any backend call; the
+    // estimate they make is what the caller's cost budget is charged.
+    let estimate = match state.graph.check_limits(
+        &document,
+        request.operation_name.as_deref(),
+        &variables,
+    ) {
+        Ok(estimate) => estimate,
+        Err(error) => return limit_error(format, error.code(), error.to_server_error()),
     };
     if let Some(hash) = resolved.register {
         state.persisted.register(hash, &query);
@@ -512,11 +564,7 @@ async fn execute(
         return response;
     }
 
-    let cost = crate::quota::fallback_cost(root_selections(
-        &document,
-        request.operation_name.as_deref(),
-    ));
-    match state.quotas.charge(&context.principal, cost) {
+    match state.quotas.charge(&context.principal, estimate.cost) {
         Ok(()) => {}
         Err(crate::quota::Limited::Rate { retry_after_s }) => {
             return limited(
@@ -642,36 +690,6 @@ fn limited(format: Format, code: ErrorCode, message: &str, retry_after_s: Option
     response
 }
 
-/// The fields and fragments at the root of the operation that would run (0 when none is
-/// selected), for the fallback cost.
-fn root_selections(document: &ExecutableDocument, operation_name: Option<&str>) -> usize {
-    use async_graphql::parser::types::DocumentOperations;
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    operation.map_or(0, |op| op.node.selection_set.node.items.len())
-}
-
-/// A one-line, human message for a query that does not parse.
-pub(crate) fn parse_error_message(error: &async_graphql::parser::Error) -> String {
-    use async_graphql::parser::Error;
-    match error {
-        Error::Syntax { message, .. } => {
-            // pest's message is a multi-line drawing; its "= expected …" line is the useful part.
-            let expected = message
-                .lines()
-                .find_map(|line| line.trim_start().strip_prefix("= "))
-                .unwrap_or("unexpected input");
-            format!("Syntax error: {expected}.")
-        }
-        Error::RecursionLimitExceeded => "The query is nested too deeply.".to_string(),
-        other => other.to_string(),
-    }
-}
-
 /// Whether the operation that would run is a mutation (an unknown name selects none).
 fn selects_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
     selected_type(document, operation_name) == Some(OperationType::Mutation)
@@ -713,6 +731,21 @@ fn graphql_request_error(format: Format, errors: Vec<ServerError>) -> Response {
         extensions: &BTreeMap::new(),
     };
     json_response(status, format, &body)
+}
+
+/// A request refused by a limit: the code's status (400) whatever the media type, as for
+/// `BATCH_NOT_ALLOWED` (a fragment cycle is a validation error, answered as one); the message
+/// never states the limit.
+fn limit_error(format: Format, code: ErrorCode, error: ServerError) -> Response {
+    if code == ErrorCode::GraphqlValidationFailed {
+        return graphql_request_error(format, vec![error]);
+    }
+    let body = ResponseBody {
+        data: None,
+        errors: std::slice::from_ref(&error),
+        extensions: &BTreeMap::new(),
+    };
+    json_response(code.http_status(), format, &body)
 }
 
 /// An HTTP-level rejection with a GraphQL-shaped body and the code's status.

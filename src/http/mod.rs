@@ -89,7 +89,12 @@ impl AppState {
         tokens: TokenValidator,
     ) -> Self {
         let graphiql = playground::page("/graphql", &[], playground::AssetSource::Cdn);
-        let documents = DocumentCache::new(server.document_cache_mb.saturating_mul(1024 * 1024));
+        let limits = &graph.request_limits().limits;
+        let documents = DocumentCache::new(server.document_cache_mb.saturating_mul(1024 * 1024))
+            .with_limits(crate::graph::LexLimits {
+                max_tokens: limits.max_tokens,
+                max_nesting: limits.max_nesting,
+            });
         let quotas = crate::quota::Quotas::new(
             &crate::config::QuotasConfig::default(),
             Arc::clone(graph.shields().metrics()),

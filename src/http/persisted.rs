@@ -410,7 +410,7 @@ fn parse_manifest(source: &SourceFile, diagnostics: &mut Vec<Diagnostic>) -> Vec
             Err(error) => {
                 problem(format!(
                     "`body` is not valid GraphQL: {}",
-                    super::graphql::parse_error_message(&error)
+                    crate::graph::documents::syntax_message(&error)
                 ));
                 continue;
             }

@@ -226,9 +226,12 @@ impl Executor for SocketExecutor {
             .cloned()
             .unwrap_or_default();
         let state = self.state.clone();
+        let refuse = |error: ServerError| {
+            let response = Response::from_errors(vec![error]);
+            futures::stream::once(std::future::ready(response)).boxed()
+        };
         if let Some(refusal) = socket_limits(&state, &request.query, &context) {
-            let response = Response::from_errors(vec![refusal]);
-            return futures::stream::once(std::future::ready(response)).boxed();
+            return refuse(refusal);
         }
         let mut request = request;
         if let Some(allowance) = state.quotas.citizen_allowance(&context.principal) {
@@ -236,16 +239,16 @@ impl Executor for SocketExecutor {
         }
         let document = match state.documents.parse(&request.query) {
             Ok(document) => document,
-            Err(error) => {
-                let mut server_error = ServerError::new(
-                    graphql::parse_error_message(&error),
-                    error.positions().next(),
-                );
-                graphql::set_code(&mut server_error, ErrorCode::GraphqlParseFailed);
-                let response = Response::from_errors(vec![server_error]);
-                return futures::stream::once(std::future::ready(response)).boxed();
-            }
+            Err(error) => return refuse(error.to_server_error()),
         };
+        // The same request limits as over HTTP, before validation and any backend call.
+        if let Err(error) = state.graph.check_limits(
+            &document,
+            request.operation_name.as_deref(),
+            &request.variables,
+        ) {
+            return refuse(error.to_server_error());
+        }
         let operation = graphql::selected_type(&document, request.operation_name.as_deref());
         if operation == Some(OperationType::Subscription) {
             return state

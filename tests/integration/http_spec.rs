@@ -181,7 +181,7 @@ async fn a_query_nested_ten_thousand_deep_is_refused_and_the_gateway_keeps_servi
             registry.requests().len()
         ),
         (
-            outcome_of(400, GRAPHQL_RESPONSE, false, Some("GRAPHQL_PARSE_FAILED")),
+            outcome_of(400, GRAPHQL_RESPONSE, false, Some("PARSER_RECURSION_LIMIT")),
             json!("Ada Lovelace"),
             1
         )
