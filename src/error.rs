@@ -73,6 +73,13 @@ pub enum ErrorCode {
     SubscriptionLagged,
     /// A bug or an unexpected state in the gateway; details are only in the log.
     InternalError,
+    /// The request could have been forged by another web site: its `Content-Type` is one an
+    /// HTML form can send (or absent) and it carries none of `[http.csrf] required_headers`.
+    /// Nothing ran. Send `Content-Type: application/json` or one of those headers.
+    CsrfRejected,
+    /// A WebSocket was opened from a web page whose origin is neither the gateway's own nor in
+    /// `[http.cors] allow_origins` (cross-site WebSocket hijacking). No socket was opened.
+    OriginNotAllowed,
 }
 
 impl ErrorCode {
@@ -108,6 +115,8 @@ impl ErrorCode {
             Self::EventsUnavailable => "EVENTS_UNAVAILABLE",
             Self::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
             Self::InternalError => "INTERNAL_SERVER_ERROR",
+            Self::CsrfRejected => "CSRF_REJECTED",
+            Self::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
         }
     }
 
@@ -142,6 +151,8 @@ impl ErrorCode {
             }
             Self::Conflict => StatusCode::CONFLICT,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::CsrfRejected => StatusCode::BAD_REQUEST,
+            Self::OriginNotAllowed => StatusCode::FORBIDDEN,
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct GatewayConfig {
     pub cache: CacheTierConfig,
     /// Life events: detection, the outbox and delivery (`[events]`).
     pub events: EventsConfig,
+    /// The HTTP edge: CSRF, CORS, security headers, header limits and timeouts (`[http]`).
+    pub http: super::http_edge::HttpEdgeConfig,
 }
 
 /// `[events]`: how life events are detected and delivered. The rules themselves are in

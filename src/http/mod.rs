@@ -4,9 +4,12 @@
 //! `app(state)` builds the whole router so tests can drive it with `oneshot` and the server
 //! can wrap it with its listener; request ids and tracing are layered here, once.
 
+mod csrf;
+mod edge;
 mod events;
 mod graphql;
 mod health;
+pub mod listener;
 pub mod playground;
 mod ws;
 
@@ -48,6 +51,8 @@ pub struct Shared {
     pub documents: DocumentCache,
     /// Life events, for inbound webhooks (`None` when `[events] enabled = false`).
     pub events: Option<crate::events::EventServices>,
+    /// The HTTP edge: CSRF, CORS, security headers (`[http]`).
+    pub edge: crate::config::HttpEdgeConfig,
     pub(crate) graphiql: String,
 }
 
@@ -82,6 +87,7 @@ impl AppState {
             tokens,
             graphiql,
             events: None,
+            edge: crate::config::HttpEdgeConfig::default(),
         }))
     }
 }
@@ -93,6 +99,16 @@ impl AppState {
         match Arc::get_mut(&mut self.0) {
             Some(shared) => shared.events = Some(events),
             None => tracing::warn!("Life events were set after the gateway started; ignored."),
+        }
+        self
+    }
+
+    /// Applies `[http]` (CSRF, CORS, security headers). Only before the state is shared, like
+    /// [`AppState::with_playground`]; until then the safe defaults apply.
+    pub fn with_edge(mut self, edge: crate::config::HttpEdgeConfig) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => shared.edge = edge,
+            None => tracing::warn!("[http] settings were set after the gateway started; ignored."),
         }
         self
     }
@@ -130,7 +146,8 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id));
-    Router::new()
+    let edge = state.edge.clone();
+    let router = Router::new()
         .route("/", get(health::graphiql))
         .route("/graphql", get(ws::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
@@ -138,5 +155,6 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/events/{connector}", axum::routing::post(events::receive))
         .with_state(state)
-        .layer(layers)
+        .layer(layers);
+    edge::apply(router, &edge)
 }
