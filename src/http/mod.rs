@@ -2,7 +2,9 @@
 //! `/metrics`, and `/events/{connector}` for backends' signed change notifications.
 //!
 //! `app(state)` builds the whole router so tests can drive it with `oneshot` and the server
-//! can wrap it with its listener; request ids and tracing are layered here, once.
+//! can wrap it with its listener; request ids, tracing, CORS and the security headers are
+//! layered here, once. The listener (`listener`) holds the connection limits; the CSRF rule
+//! (`csrf`) runs in the `/graphql` handlers, where GraphiQL's page can be told from a query.
 
 mod csrf;
 mod edge;
