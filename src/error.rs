@@ -114,6 +114,13 @@ pub enum ErrorCode {
     BatchLimitExceeded,
     /// `__schema` / `__type` asked of a gateway whose introspection is off.
     IntrospectionDisabled,
+    /// The request could have been forged by another web site: its `Content-Type` is one an
+    /// HTML form can send (or absent) and it carries none of `[http.csrf] required_headers`.
+    /// Nothing ran. Send `Content-Type: application/json` or one of those headers.
+    CsrfRejected,
+    /// A WebSocket was opened from a web page whose origin is neither the gateway's own nor in
+    /// `[http.cors] allow_origins` (cross-site WebSocket hijacking). No socket was opened.
+    OriginNotAllowed,
 }
 
 impl ErrorCode {
@@ -167,6 +174,8 @@ impl ErrorCode {
             Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
             Self::BatchLimitExceeded => "BATCH_LIMIT_EXCEEDED",
             Self::IntrospectionDisabled => "INTROSPECTION_DISABLED",
+            Self::CsrfRejected => "CSRF_REJECTED",
+            Self::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
         }
     }
 
@@ -220,6 +229,8 @@ impl ErrorCode {
             | Self::QueryTooComplex
             | Self::BatchLimitExceeded
             | Self::IntrospectionDisabled => StatusCode::BAD_REQUEST,
+            Self::CsrfRejected => StatusCode::BAD_REQUEST,
+            Self::OriginNotAllowed => StatusCode::FORBIDDEN,
         }
     }
 }

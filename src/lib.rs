@@ -5,7 +5,8 @@
 //! Modules in the order a request meets them; data flows one way, down this list.
 //!
 //! - [`http`]: axum router — `/graphql` (GraphQL-over-HTTP, and subscriptions over WebSocket),
-//!   GraphiQL, health, metrics, request ids, and `/events/{connector}` for inbound webhooks.
+//!   GraphiQL, health, metrics, request ids, and `/events/{connector}` for inbound webhooks;
+//!   the edge before them: listener limits, CSRF, CORS, security headers.
 //! - [`auth`]: who is asking — the request's `Principal`.
 //! - [`graph`]: `schema/*.graphql` + bindings → async-graphql dynamic schema and resolvers.
 //! - [`identity`]: the crosswalk of citizen id ↔ each agency's key (one newtype per key kind),

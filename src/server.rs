@@ -323,7 +323,8 @@ impl Gateway {
             server.clone(),
             checked.config.auth,
             checked.tokens,
-        );
+        )
+        .with_edge(checked.config.http);
         if let Some(dir) = server
             .graphiql_assets_dir
             .as_ref()
@@ -530,10 +531,11 @@ impl BoundGateway {
         if let Some((relay, every)) = gateway.offers.clone() {
             background.push(relay.spawn(every, events_stopped.clone()));
         }
-        let server = axum::serve(listener, gateway.router()).with_graceful_shutdown(signal);
+        let server =
+            crate::http::listener::serve(listener, gateway.router(), &gateway.state.edge, signal);
         let grace = gateway.shutdown_grace;
         let result = tokio::select! {
-            result = server => result,
+            () = server => Ok(()),
             () = async {
                 let _ = stopping_rx.await;
                 tokio::time::sleep(grace).await;

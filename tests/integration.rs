@@ -37,6 +37,8 @@
 //! - `quotas`: request rates and cost budgets (429 + `Retry-After`), the distinct-citizen cap,
 //!   load shedding (503), all with zero backend calls for what is refused.
 //! - `persisted`: APQ on POST and GET, hash mismatches, the safelist and per-partner manifests.
+//! - `edge`: the HTTP edge — CSRF, CORS, security headers, GraphiQL's CSP, header limits,
+//!   slowloris, the HTTP/2 CONTINUATION flood, WebSocket origins.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -128,3 +130,5 @@ mod quotas;
 mod persisted;
 #[path = "integration/limits.rs"]
 mod limits;
+#[path = "integration/edge.rs"]
+mod edge;

@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub quotas: super::quotas::QuotasConfig,
     /// How large and how expensive one request may be (`[limits]`).
     pub limits: super::limits::LimitsConfig,
+    /// The HTTP edge: CSRF, CORS, security headers, header limits and timeouts (`[http]`).
+    pub http: super::http_edge::HttpEdgeConfig,
 }
 
 /// `[events]`: how life events are detected and delivered. The rules themselves are in

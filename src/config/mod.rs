@@ -6,6 +6,7 @@
 
 mod connector;
 mod gateway;
+mod http_edge;
 mod interpolate;
 mod limits;
 mod mainframe;
@@ -29,6 +30,10 @@ pub use connector::{
 pub use gateway::{
     AuthConfig, CacheTierConfig, EventsConfig, GatewayConfig, IssuerConfig, IssuerRole, KeysConfig,
     PathsConfig, ServerConfig, ShieldSettings, StorageConfig,
+};
+pub use http_edge::{
+    CorsConfig, CsrfConfig, DEFAULT_PREFLIGHT_HEADERS, HeaderBytes, HeaderName, HttpEdgeConfig,
+    MIN_HEADER_BYTES, Origin,
 };
 pub use interpolate::{Interpolated, Vars, interpolate_toml};
 pub use limits::{LimitsConfig, Profile};

@@ -8,7 +8,7 @@ use async_graphql::{ServerError, Value as GqlValue, Variables};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
 
@@ -115,7 +115,7 @@ pub(crate) async fn get(
         .is_some_and(|accept| accept.contains("text/html"));
     let has_query = params.as_ref().is_ok_and(|p| p.query.is_some());
     if wants_html && !has_query && state.server.graphiql {
-        return Html(state.graphiql.clone()).into_response();
+        return super::edge::graphiql_page(&state.graphiql);
     }
     let Some(format) = negotiate(&headers) else {
         return request_error(
@@ -124,6 +124,9 @@ pub(crate) async fn get(
             "Accept must allow application/graphql-response+json or application/json.",
         );
     };
+    if let Err(rejection) = super::csrf::check(&state.edge, &headers) {
+        return request_error(format, rejection.code, rejection.message);
+    }
     let Ok(Query(params)) = params else {
         return request_error(
             format,
@@ -187,6 +190,11 @@ pub(crate) async fn post(
             "Accept must allow application/graphql-response+json or application/json.",
         );
     };
+    if let Err(rejection) = super::csrf::check(&state.edge, headers)
+        .and_then(|()| super::csrf::check_body_encoding(headers))
+    {
+        return request_error(format, rejection.code, rejection.message);
+    }
     let media_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

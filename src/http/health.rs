@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
 use super::AppState;
@@ -59,7 +59,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 /// `/`: the playground, or a pointer to `/graphql` when GraphiQL is off.
 pub(crate) async fn graphiql(State(state): State<AppState>) -> Response {
     if state.server.graphiql {
-        Html(state.graphiql.clone()).into_response()
+        super::edge::graphiql_page(&state.graphiql)
     } else {
         Redirect::temporary("/graphql").into_response()
     }

@@ -3,12 +3,17 @@
 //! `/metrics`, and `/events/{connector}` for backends' signed change notifications.
 //!
 //! `app(state)` builds the whole router so tests can drive it with `oneshot` and the server
-//! can wrap it with its listener; request ids and tracing are layered here, once.
+//! can wrap it with its listener; request ids, tracing, CORS and the security headers are
+//! layered here, once. The listener (`listener`) holds the connection limits; the CSRF rule
+//! (`csrf`) runs in the `/graphql` handlers, where GraphiQL's page can be told from a query.
 
+mod csrf;
+mod edge;
 mod events;
 mod graphql;
 mod health;
 pub mod persisted;
+pub mod listener;
 pub mod playground;
 mod ws;
 
@@ -54,6 +59,8 @@ pub struct Shared {
     pub persisted: Arc<persisted::PersistedOperations>,
     /// Per-caller limits and load shedding (`[quotas]`).
     pub quotas: crate::quota::Quotas,
+    /// The HTTP edge: CSRF, CORS, security headers (`[http]`).
+    pub edge: crate::config::HttpEdgeConfig,
     pub(crate) graphiql: String,
     /// GraphiQL's files when the gateway serves them (`[server] graphiql_assets_dir`).
     pub(crate) graphiql_assets: Option<playground::GraphiqlAssets>,
@@ -112,6 +119,7 @@ impl AppState {
             graphiql_assets: None,
             playground_tabs: Vec::new(),
             events: None,
+            edge: crate::config::HttpEdgeConfig::default(),
         }))
     }
 }
@@ -141,6 +149,16 @@ impl AppState {
                 shared.persisted = persisted;
             }
             None => tracing::warn!("Limits were set after the gateway started; ignored."),
+        }
+        self
+    }
+
+    /// Applies `[http]` (CSRF, CORS, security headers). Only before the state is shared, like
+    /// [`AppState::with_playground`]; until then the safe defaults apply.
+    pub fn with_edge(mut self, edge: crate::config::HttpEdgeConfig) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => shared.edge = edge,
+            None => tracing::warn!("[http] settings were set after the gateway started; ignored."),
         }
         self
     }
@@ -194,7 +212,8 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id));
-    Router::new()
+    let edge = state.edge.clone();
+    let router = Router::new()
         .route("/", get(health::graphiql))
         .route("/graphiql/{file}", get(playground::asset))
         .route("/graphql", get(ws::get).post(graphql::post))
@@ -203,5 +222,6 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/events/{connector}", axum::routing::post(events::receive))
         .with_state(state)
-        .layer(layers)
+        .layer(layers);
+    edge::apply(router, &edge)
 }

@@ -50,6 +50,9 @@ pub(crate) async fn get(
         Err(rejection) if asks_for_websocket(&headers) => return rejection.into_response(),
         Err(_) => return graphql::get(State(state), headers, params).await,
     };
+    if let Err(rejection) = super::csrf::check_socket_origin(&state.edge, &headers) {
+        return graphql::request_error(Format::Json, rejection.code, rejection.message);
+    }
     let upgrade = upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS);
     let Some(protocol) = upgrade
         .selected_protocol()

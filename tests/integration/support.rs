@@ -31,6 +31,9 @@ use tokio::task::JoinHandle;
 /// hanging.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The header a GET query needs to pass the CSRF rule (a browser would preflight it).
+pub(crate) const PREFLIGHT_HEADER: &str = "x-civicgraph-preflight";
+
 /// The marker every fake error body carries; it must never reach a gateway client.
 pub(crate) const BACKEND_SECRET: &str = "SECRET-BACKEND-DETAIL";
 
@@ -300,6 +303,7 @@ pub(crate) fn check(project: &Project) -> Result<Checked, Diagnostics> {
 pub(crate) struct TestGatewayBuilder {
     gateway_toml: Option<String>,
     server: Vec<String>,
+    http: Vec<String>,
     schemas: BTreeMap<String, String>,
     connectors: BTreeMap<String, String>,
     files: BTreeMap<String, Vec<u8>>,
@@ -337,6 +341,12 @@ impl TestGatewayBuilder {
         self
     }
 
+    /// Adds a `key = value` line to `[http]` (dotted keys reach `csrf.` and `cors.`).
+    pub(crate) fn http(mut self, line: &str) -> Self {
+        self.http.push(line.to_string());
+        self
+    }
+
     /// Writes this exact text as `civicgraph.toml` instead of the generated one.
     pub(crate) fn gateway_toml(mut self, text: &str) -> Self {
         self.gateway_toml = Some(text.to_string());
@@ -348,8 +358,9 @@ impl TestGatewayBuilder {
         let dir = tempfile::tempdir().expect("create a temporary project directory");
         let gateway_toml = self.gateway_toml.unwrap_or_else(|| {
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n{}\n\n[storage]\nurl = \"sqlite::memory:\"\n",
-                self.server.join("\n")
+                "[server]\nlisten = \"127.0.0.1:0\"\n{}\n\n[storage]\nurl = \"sqlite::memory:\"\n\n[http]\n{}\n",
+                self.server.join("\n"),
+                self.http.join("\n")
             )
         });
         write_file(&dir.path().join("civicgraph.toml"), &gateway_toml);
@@ -409,6 +420,7 @@ impl TestGateway {
         TestGatewayBuilder {
             gateway_toml: None,
             server: Vec::new(),
+            http: Vec::new(),
             schemas: BTreeMap::new(),
             connectors: BTreeMap::new(),
             files: BTreeMap::new(),
@@ -542,11 +554,12 @@ impl GatewayClient {
         send(request).await
     }
 
-    /// `GET /graphql?query=…` (URL-encoded).
+    /// `GET /graphql?query=…` (URL-encoded), with the header that opens the CSRF gate.
     pub(crate) async fn get_query(&self, query: &str) -> Answer {
         send(
             self.http
                 .get(self.url("/graphql"))
+                .header(PREFLIGHT_HEADER, "1")
                 .query(&[("query", query)]),
         )
         .await
