@@ -29,6 +29,7 @@
 //! - [`server`]: load → check → bind → serve → graceful shutdown.
 //! - [`error`]: the stable `extensions.code` values.
 //! - [`metrics`]: the Prometheus (OpenMetrics text) metrics the shield and the HTTP layer record.
+//! - [`telemetry`]: text or JSON logs, OpenTelemetry spans exported over OTLP, `traceparent`.
 //! - [`cache_tier`]: the optional shared Redis tier under the shield's in-memory cache.
 //! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
@@ -50,3 +51,4 @@ pub mod server;
 pub mod shield;
 pub mod signing;
 pub mod store;
+pub mod telemetry;

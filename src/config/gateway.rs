@@ -26,6 +26,8 @@ pub struct GatewayConfig {
     pub cache: CacheTierConfig,
     /// Life events: detection, the outbox and delivery (`[events]`).
     pub events: EventsConfig,
+    /// Log format and OpenTelemetry traces (`[telemetry]`).
+    pub telemetry: super::telemetry::TelemetryConfig,
 }
 
 /// `[events]`: how life events are detected and delivered. The rules themselves are in

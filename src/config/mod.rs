@@ -12,6 +12,7 @@ mod shield;
 mod soap;
 mod source;
 mod sql;
+mod telemetry;
 mod trust;
 
 use std::collections::HashSet;
@@ -39,6 +40,7 @@ pub use shield::{
 pub use soap::{PasswordType, SoapBatch, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
 pub use source::{Diagnostic, Diagnostics, Location, SourceFile};
 pub use sql::{SqlBatch, SqlConfig, SqlOperation};
+pub use telemetry::{LogFormat, SamplingRatio, TelemetryConfig};
 pub use trust::{AgencyConfig, AuditConfig, OnDenied, TrustConfig, is_code};
 
 use connector::KindProbe;

@@ -455,6 +455,7 @@ async fn execute(
             return graphql_request_error(format, vec![server_error]);
         }
     };
+    super::observe::operation(&document, request.operation_name.as_deref());
     if selected_type(&document, request.operation_name.as_deref())
         == Some(OperationType::Subscription)
     {
@@ -623,6 +624,7 @@ pub(crate) fn request_error(format: Format, code: ErrorCode, message: &str) -> R
 }
 
 fn json_response(status: StatusCode, format: Format, body: &ResponseBody<'_>) -> Response {
+    super::observe::response_errors(body.errors);
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut response = (status, Body::from(bytes)).into_response();
