@@ -578,7 +578,9 @@ fn safe_operation_name(name: &str) -> bool {
         .any(|run| run.len() >= 4);
     starts_well
         && bytes.len() <= MAX_LABEL_LEN
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
         && !digit_run
 }
 
@@ -1077,19 +1079,32 @@ mod tests {
         metrics.request_in_flight_add(1);
         metrics.request(&name, 200, None, 0.02);
         metrics.request(&name, 200, Some("CONSENT_REQUIRED"), 0.03);
-        metrics.request(&metrics.operation_label(None), 400, Some("BAD_REQUEST"), 0.001);
+        metrics.request(
+            &metrics.operation_label(None),
+            400,
+            Some("BAD_REQUEST"),
+            0.001,
+        );
         let e = Exposition::parse(&metrics.render());
         assert_eq!(
             e.value(
                 "civicgraph_requests_total",
-                &[("operation", "CitizenOverview"), ("status", "200"), ("code", "none")]
+                &[
+                    ("operation", "CitizenOverview"),
+                    ("status", "200"),
+                    ("code", "none")
+                ]
             ),
             Some(1.0)
         );
         assert_eq!(
             e.value(
                 "civicgraph_requests_total",
-                &[("operation", "anonymous"), ("status", "400"), ("code", "BAD_REQUEST")]
+                &[
+                    ("operation", "anonymous"),
+                    ("status", "400"),
+                    ("code", "BAD_REQUEST")
+                ]
             ),
             Some(1.0)
         );
@@ -1111,8 +1126,14 @@ mod tests {
         let metrics = Metrics::new();
         assert_eq!(metrics.operation_label(None), ANONYMOUS_OPERATION);
         assert_eq!(metrics.operation_label(Some("")), ANONYMOUS_OPERATION);
-        assert_eq!(metrics.operation_label(Some("Citizen_C0000042")), OTHER_OPERATION);
-        assert_eq!(metrics.operation_label(Some("tin 123-45-6789")), OTHER_OPERATION);
+        assert_eq!(
+            metrics.operation_label(Some("Citizen_C0000042")),
+            OTHER_OPERATION
+        );
+        assert_eq!(
+            metrics.operation_label(Some("tin 123-45-6789")),
+            OTHER_OPERATION
+        );
         assert_eq!(metrics.operation_label(Some("9Lives")), OTHER_OPERATION);
         assert_eq!(
             metrics.operation_label(Some(&"A".repeat(MAX_LABEL_LEN + 1))),
@@ -1120,7 +1141,13 @@ mod tests {
         );
         assert_eq!(metrics.operation_label(Some("Q2")), "Q2");
         for n in 0..MAX_OPERATION_NAMES * 2 {
-            let name = format!("Op_{}", n.to_string().chars().map(|c| (b'a' + c as u8 - b'0') as char).collect::<String>());
+            let name = format!(
+                "Op_{}",
+                n.to_string()
+                    .chars()
+                    .map(|c| (b'a' + c as u8 - b'0') as char)
+                    .collect::<String>()
+            );
             let _ = metrics.operation_label(Some(&name));
         }
         // The cap holds, names seen before keep their label, new ones are "other".

@@ -84,8 +84,8 @@ pub fn init(
     format: LogFormat,
     config: &TelemetryConfig,
 ) -> Result<TelemetryGuard, InitTelemetryError> {
-    let filter =
-        EnvFilter::try_from_env("CIVICGRAPH_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = EnvFilter::try_from_env("CIVICGRAPH_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let (provider, problem) = match tracer_provider(config, &|name| std::env::var(name).ok()) {
         Ok(provider) => (provider, None),
         Err(error) => (None, Some(error)),
@@ -330,7 +330,10 @@ pub(crate) mod capture {
 
         fn record(&self, id: &Id, fields: BTreeMap<String, String>) {
             let mut spans = self.0.lock().expect("spans");
-            if let Some((_, span)) = spans.iter_mut().rev().find(|(key, _)| *key == id.into_u64())
+            if let Some((_, span)) = spans
+                .iter_mut()
+                .rev()
+                .find(|(key, _)| *key == id.into_u64())
             {
                 span.fields.extend(fields);
             }
@@ -344,8 +347,10 @@ pub(crate) mod capture {
             self.0.insert(field.name().to_string(), value.to_string());
         }
         fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0
-                .insert(field.name().to_string(), format!("{value:?}").trim_matches('"').to_string());
+            self.0.insert(
+                field.name().to_string(),
+                format!("{value:?}").trim_matches('"').to_string(),
+            );
         }
     }
 
@@ -379,7 +384,10 @@ mod tests {
     fn traces_url_appends_the_signal_path_once() {
         assert_eq!(traces_url("http://c:4318"), "http://c:4318/v1/traces");
         assert_eq!(traces_url("http://c:4318/"), "http://c:4318/v1/traces");
-        assert_eq!(traces_url("http://c:4318/v1/traces"), "http://c:4318/v1/traces");
+        assert_eq!(
+            traces_url("http://c:4318/v1/traces"),
+            "http://c:4318/v1/traces"
+        );
     }
 
     #[test]
@@ -396,16 +404,25 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let request = Request::builder()
                 .uri("/graphql?secret=1")
-                .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
                 .body(())
                 .expect("a request");
             let span = request_span(&request);
             let headers = span.in_scope(outbound_trace_headers);
             let (name, value) = headers.first().expect("a traceparent");
             assert_eq!(*name, "traceparent");
-            assert!(value.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{value}");
+            assert!(
+                value.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{value}"
+            );
             assert!(value.ends_with("-01"), "sampled by the parent: {value}");
-            assert!(!value.contains("00f067aa0ba902b7"), "the gateway's own span id: {value}");
+            assert!(
+                !value.contains("00f067aa0ba902b7"),
+                "the gateway's own span id: {value}"
+            );
         });
     }
 

@@ -76,7 +76,9 @@ fn endpoint<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>
         return Ok(None);
     }
     let uri: http::Uri = text.parse().map_err(|_| {
-        serde::de::Error::custom("otlp_endpoint is not a URL (expected e.g. `http://otel-collector:4318`)")
+        serde::de::Error::custom(
+            "otlp_endpoint is not a URL (expected e.g. `http://otel-collector:4318`)",
+        )
     })?;
     let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
     if !scheme_ok || uri.host().is_none() {
@@ -122,10 +124,19 @@ mod tests {
 
     #[test]
     fn refuses_an_endpoint_that_is_not_an_http_url() {
-        for bad in ["127.0.0.1:4318", "grpc://collector:4317", "http://", "not a url"] {
-            let error = toml::from_str::<Wrapper>(&format!("[telemetry]\notlp_endpoint = \"{bad}\"\n"))
-                .expect_err(bad);
-            assert!(error.to_string().contains("otlp_endpoint"), "{bad}: {error}");
+        for bad in [
+            "127.0.0.1:4318",
+            "grpc://collector:4317",
+            "http://",
+            "not a url",
+        ] {
+            let error =
+                toml::from_str::<Wrapper>(&format!("[telemetry]\notlp_endpoint = \"{bad}\"\n"))
+                    .expect_err(bad);
+            assert!(
+                error.to_string().contains("otlp_endpoint"),
+                "{bad}: {error}"
+            );
         }
         let empty: Wrapper = toml::from_str("[telemetry]\notlp_endpoint = \"\"\n").expect("empty");
         assert_eq!(empty.telemetry.otlp_endpoint, None);

@@ -124,10 +124,12 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(health::graphiql))
         .route(
             "/graphql",
-            get(ws::get).post(graphql::post).layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                observe::graphql,
-            )),
+            get(ws::get)
+                .post(graphql::post)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    observe::graphql,
+                )),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -25,7 +25,11 @@ tokio::task_local! {
 }
 
 /// Wraps the `/graphql` route: in-flight gauge, latency histogram and request counter.
-pub(crate) async fn graphql(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn graphql(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let metrics = std::sync::Arc::clone(state.graph.shields().metrics());
     metrics.request_in_flight_add(1);
     // Leaves the gauge however the request ends, including a client that hung up.

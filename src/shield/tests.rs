@@ -608,7 +608,11 @@ async fn backend_call_spans_carry_names_and_outcomes_never_arguments() {
         ("cache", "miss"),
         ("outcome", "ok"),
     ] {
-        assert_eq!(first.get(field).map(String::as_str), Some(value), "{field}: {first:?}");
+        assert_eq!(
+            first.get(field).map(String::as_str),
+            Some(value),
+            "{field}: {first:?}"
+        );
     }
     assert_eq!(calls[1].fields["cache"], "hit");
     let failed = &calls[2].fields;

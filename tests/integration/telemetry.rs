@@ -76,7 +76,10 @@ async fn json_logs_carry_the_request_id_and_no_token_or_personal_data() {
     let captured = Captured::default();
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     let subscriber = tracing_subscriber::registry()
-        .with(civicgraph::telemetry::log_layer(LogFormat::Json, captured.clone()))
+        .with(civicgraph::telemetry::log_layer(
+            LogFormat::Json,
+            captured.clone(),
+        ))
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
         .with(tracing_subscriber::EnvFilter::new(
             "trace,hyper=info,hyper_util=info,h2=info,reqwest=info,sqlx=info,tower=info",
@@ -98,7 +101,9 @@ async fn json_logs_carry_the_request_id_and_no_token_or_personal_data() {
         agency_answer.text
     );
     ids.push(agency_answer.header("x-request-id").to_string());
-    let me = world.ask(Some(&citizen_token), "{ me { name } }", &[]).await;
+    let me = world
+        .ask(Some(&citizen_token), "{ me { name } }", &[])
+        .await;
     assert_eq!(me.body["data"]["me"]["name"], "Ada Lovelace", "{}", me.text);
     ids.push(me.header("x-request-id").to_string());
     let by_tin = world
@@ -153,11 +158,18 @@ async fn json_logs_carry_the_request_id_and_no_token_or_personal_data() {
         let heard = backend
             .requests()
             .iter()
-            .filter_map(|r| r.headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string))
+            .filter_map(|r| {
+                r.headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
             .collect::<Vec<_>>();
         assert!(
-            heard.iter().any(|tp| tp.starts_with(&format!("00-{TRACE_ID}-"))
-                && !tp.contains("00f067aa0ba902b7")),
+            heard
+                .iter()
+                .any(|tp| tp.starts_with(&format!("00-{TRACE_ID}-"))
+                    && !tp.contains("00f067aa0ba902b7")),
             "the backend did not hear the caller's trace through a span of the gateway: {heard:?}"
         );
     }
@@ -236,7 +248,8 @@ async fn spans_are_exported_over_otlp_http_protobuf() {
 /// A malformed endpoint from the environment is a clear error, not a panic or silent loss.
 #[test]
 fn a_malformed_endpoint_variable_is_an_exporter_error() {
-    let env = |name: &str| (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "::not a url::".to_string());
+    let env =
+        |name: &str| (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "::not a url::".to_string());
     match civicgraph::telemetry::tracer_provider(&TelemetryConfig::default(), &env) {
         Ok(Some(_)) => {
             // The exporter may defer the URL check; then it must not have panicked either.

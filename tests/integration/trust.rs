@@ -279,7 +279,12 @@ impl World {
         .expect("mint a test token")
     }
 
-    pub(crate) async fn ask(&self, token: Option<&str>, query: &str, headers: &[(&str, &str)]) -> Answer {
+    pub(crate) async fn ask(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let bearer = token.map(|t| format!("Bearer {t}"));
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         if let Some(bearer) = &bearer {
