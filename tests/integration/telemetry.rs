@@ -82,7 +82,8 @@ async fn json_logs_carry_the_request_id_and_no_token_or_personal_data() {
         ))
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
         .with(tracing_subscriber::EnvFilter::new(
-            "trace,hyper=info,hyper_util=info,h2=info,reqwest=info,sqlx=info,tower=info",
+            // Connection-level lines (`axum::serve`) come before any request exists.
+            "trace,hyper=info,hyper_util=info,h2=info,reqwest=info,sqlx=info,tower=info,axum::serve=info",
         ));
     // The gateway runs on this test's one thread, so a thread-wide subscriber sees it all.
     let guard = tracing::subscriber::set_default(subscriber);
