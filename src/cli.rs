@@ -18,6 +18,7 @@ use civicgraph::demo::{self, DemoOptions};
 use civicgraph::server::{self, Gateway};
 use civicgraph::signing::{SigningError, SigningKey};
 use civicgraph::store::Store;
+use civicgraph::telemetry;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -27,9 +28,10 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "A consent-aware GraphQL gateway over legacy agency systems."
 )]
 struct Cli {
-    /// Log format: `text` for people, `json` for log collectors.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CIVICGRAPH_LOG_FORMAT")]
-    log_format: LogFormat,
+    /// Log format: `text` for people, `json` for log collectors. Default: `[telemetry]
+    /// log_format` of the configuration, else `text`.
+    #[arg(long, global = true, value_enum, env = "CIVICGRAPH_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -177,7 +179,8 @@ const MAX_RECEIPT_BYTES: u64 = 64 * 1024;
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // Kept until the process ends: dropping it sends the spans not yet exported.
+    let _telemetry = init_tracing(cli.log_format, &cli.command);
     match cli.command {
         Command::Check {
             layout: Some(copybook),
@@ -577,19 +580,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CIVICGRAPH_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
-    }
+/// Logging and tracing per `[telemetry]` of the command's configuration (unreadable or absent:
+/// the defaults; the command itself then reports the configuration's errors), with
+/// `--log-format` winning over `log_format`.
+fn init_tracing(format: Option<LogFormat>, command: &Command) -> telemetry::TelemetryGuard {
+    let config_path = match command {
+        Command::Serve { config } | Command::Migrate { config } | Command::Demo { config, .. } => {
+            Some(config.as_path())
+        }
+        _ => None,
+    };
+    let config = config_path
+        .and_then(|path| load_gateway_config(path, &Vars::from_env()).ok())
+        .map(|(gateway, _)| gateway.telemetry)
+        .unwrap_or_default();
+    let format = match format {
+        Some(LogFormat::Text) => civicgraph::config::LogFormat::Text,
+        Some(LogFormat::Json) => civicgraph::config::LogFormat::Json,
+        None => config.log_format,
+    };
+    telemetry::init(format, &config).unwrap_or_else(|error| {
+        eprintln!("warning: {error}");
+        telemetry::TelemetryGuard::default()
+    })
 }

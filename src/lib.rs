@@ -31,6 +31,7 @@
 //! - [`error`]: the stable `extensions.code` values.
 //! - [`quota`]: per-caller request rates, cost budgets, the distinct-citizen cap, load shedding.
 //! - [`metrics`]: the Prometheus (OpenMetrics text) metrics the shield and the HTTP layer record.
+//! - [`telemetry`]: text or JSON logs, OpenTelemetry spans exported over OTLP, `traceparent`.
 //! - [`cache_tier`]: the optional shared Redis tier under the shield's in-memory cache.
 //! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
@@ -53,3 +54,4 @@ pub mod server;
 pub mod shield;
 pub mod signing;
 pub mod store;
+pub mod telemetry;

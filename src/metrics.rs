@@ -130,6 +130,18 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: String,
+    status: String,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GraphqlOperationLabels {
+    operation: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     event_type: String,
 }
@@ -167,7 +179,21 @@ pub struct Metrics {
     event_deliveries: Family<DeliveryLabels, Counter>,
     event_delivery_delay: Histogram,
     requests_rejected: Family<ReasonLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    request_latency: Family<GraphqlOperationLabels, Histogram, fn() -> Histogram>,
+    requests_in_flight: Gauge,
+    operation_names: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// The most distinct GraphQL operation names labelled as themselves; later new names are
+/// counted as [`OTHER_OPERATION`], so clients inventing names cannot grow the series without end.
+pub const MAX_OPERATION_NAMES: usize = 200;
+
+/// The label of a request whose operation has no name.
+pub const ANONYMOUS_OPERATION: &str = "anonymous";
+
+/// The label of a request whose operation name is unsafe, unknown or past [`MAX_OPERATION_NAMES`].
+pub const OTHER_OPERATION: &str = "other";
 
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -304,9 +330,35 @@ impl Metrics {
             "Requests (or, for citizens, fields) refused before any backend call, by reason: rate, cost, citizens (the distinct-citizen cap), overloaded (load shed), persisted_not_found, persisted_not_allowed, persisted_hash_mismatch, persisted_not_supported, persisted_bad_extension.",
             requests_rejected.clone(),
         );
+        let requests = Family::default();
+        registry.register(
+            "requests",
+            "GraphQL requests over HTTP by operation name (anonymous, other, or a safe name), HTTP status and the first error's extensions.code (none without errors).",
+            requests.clone(),
+        );
+        let request_latency =
+            Family::<GraphqlOperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register_with_unit(
+            "request_duration",
+            "How long GraphQL requests over HTTP took, from the first byte read to the response head, by operation name.",
+            Unit::Seconds,
+            request_latency.clone(),
+        );
+        let requests_in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "GraphQL requests over HTTP being served now.",
+            requests_in_flight.clone(),
+        );
         Self {
             requests_rejected,
             registry,
+            requests,
+            request_latency,
+            requests_in_flight,
+            operation_names: std::sync::Mutex::new(std::collections::HashSet::new()),
             cache_hits,
             cache_misses,
             cache_stale_served,
@@ -465,6 +517,54 @@ impl Metrics {
             .inc();
     }
 
+    /// The label for a request's operation: [`ANONYMOUS_OPERATION`] without a name; the name
+    /// when it is a plain GraphQL name of at most 64 characters without a run of four digits
+    /// (which could be an id someone put in it) and one of the first [`MAX_OPERATION_NAMES`]
+    /// seen; else [`OTHER_OPERATION`].
+    pub fn operation_label(&self, name: Option<&str>) -> String {
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return ANONYMOUS_OPERATION.to_string();
+        };
+        if !safe_operation_name(name) {
+            return OTHER_OPERATION.to_string();
+        }
+        let mut known = self
+            .operation_names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.contains(name) {
+            return name.to_string();
+        }
+        if known.len() < MAX_OPERATION_NAMES {
+            known.insert(name.to_string());
+            return name.to_string();
+        }
+        OTHER_OPERATION.to_string()
+    }
+
+    /// A GraphQL request started (+1) or ended (-1).
+    pub fn request_in_flight_add(&self, delta: i64) {
+        self.requests_in_flight.inc_by(delta);
+    }
+
+    /// A GraphQL request labelled `operation` (from [`Metrics::operation_label`]) was answered
+    /// with `status` after `seconds`; `code` is its first error's code, if any.
+    pub fn request(&self, operation: &str, status: u16, code: Option<&str>, seconds: f64) {
+        let operation = label(operation);
+        self.request_latency
+            .get_or_create(&GraphqlOperationLabels {
+                operation: operation.clone(),
+            })
+            .observe(seconds.max(0.0));
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation,
+                status: status.to_string(),
+                code: code.map_or_else(|| "none".to_string(), label),
+            })
+            .inc();
+    }
+
     /// The whole exposition, ending in `# EOF`; serve it with [`content_type`].
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -487,6 +587,23 @@ fn operation_labels(connector: &str, operation: &str) -> OperationLabels {
         connector: label(connector),
         operation: label(operation),
     }
+}
+
+/// A GraphQL name (`[_A-Za-z][_0-9A-Za-z]*`), at most 64 bytes, with no run of four digits.
+fn safe_operation_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let starts_well = bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_');
+    let digit_run = bytes
+        .split(|b| !b.is_ascii_digit())
+        .any(|run| run.len() >= 4);
+    starts_well
+        && bytes.len() <= MAX_LABEL_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && !digit_run
 }
 
 /// `value` when it is a short identifier, else [`OTHER_LABEL`].
@@ -635,6 +752,8 @@ mod tests {
         metrics.response_error("BACKEND_TIMEOUT");
         metrics.event_recorded("JobLost");
         metrics.event_delivery("webhook", "delivered", Some(0.02));
+        metrics.request("Overview", 200, None, 0.01);
+        metrics.request_in_flight_add(0);
         let text = metrics.render();
         let exposition = Exposition::parse(&text);
         assert!(exposition.eof, "the exposition ends in # EOF:\n{text}");
@@ -658,6 +777,9 @@ mod tests {
             ("civicgraph_events_recorded", "counter"),
             ("civicgraph_event_deliveries", "counter"),
             ("civicgraph_event_delivery_delay_seconds", "histogram"),
+            ("civicgraph_requests", "counter"),
+            ("civicgraph_request_duration_seconds", "histogram"),
+            ("civicgraph_requests_in_flight", "gauge"),
         ];
         for (family, kind) in families {
             assert_eq!(
@@ -970,6 +1092,91 @@ mod tests {
             e.value("civicgraph_backend_in_flight", &[("connector", "tax")]),
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn requests_are_counted_by_operation_status_and_code() {
+        let metrics = Metrics::new();
+        let name = metrics.operation_label(Some("CitizenOverview"));
+        metrics.request_in_flight_add(1);
+        metrics.request(&name, 200, None, 0.02);
+        metrics.request(&name, 200, Some("CONSENT_REQUIRED"), 0.03);
+        metrics.request(
+            &metrics.operation_label(None),
+            400,
+            Some("BAD_REQUEST"),
+            0.001,
+        );
+        let e = Exposition::parse(&metrics.render());
+        assert_eq!(
+            e.value(
+                "civicgraph_requests_total",
+                &[
+                    ("operation", "CitizenOverview"),
+                    ("status", "200"),
+                    ("code", "none")
+                ]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            e.value(
+                "civicgraph_requests_total",
+                &[
+                    ("operation", "anonymous"),
+                    ("status", "400"),
+                    ("code", "BAD_REQUEST")
+                ]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            e.value(
+                "civicgraph_request_duration_seconds_count",
+                &[("operation", "CitizenOverview")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(e.value("civicgraph_requests_in_flight", &[]), Some(1.0));
+        metrics.request_in_flight_add(-1);
+        let e = Exposition::parse(&metrics.render());
+        assert_eq!(e.value("civicgraph_requests_in_flight", &[]), Some(0.0));
+    }
+
+    #[test]
+    fn operation_names_are_bounded_and_never_carry_ids() {
+        let metrics = Metrics::new();
+        assert_eq!(metrics.operation_label(None), ANONYMOUS_OPERATION);
+        assert_eq!(metrics.operation_label(Some("")), ANONYMOUS_OPERATION);
+        assert_eq!(
+            metrics.operation_label(Some("Citizen_C0000042")),
+            OTHER_OPERATION
+        );
+        assert_eq!(
+            metrics.operation_label(Some("tin 123-45-6789")),
+            OTHER_OPERATION
+        );
+        assert_eq!(metrics.operation_label(Some("9Lives")), OTHER_OPERATION);
+        assert_eq!(
+            metrics.operation_label(Some(&"A".repeat(MAX_LABEL_LEN + 1))),
+            OTHER_OPERATION
+        );
+        assert_eq!(metrics.operation_label(Some("Q2")), "Q2");
+        for n in 0..MAX_OPERATION_NAMES * 2 {
+            let name = format!(
+                "Op_{}",
+                n.to_string()
+                    .chars()
+                    .map(|c| (b'a' + c as u8 - b'0') as char)
+                    .collect::<String>()
+            );
+            let _ = metrics.operation_label(Some(&name));
+        }
+        // The cap holds, names seen before keep their label, new ones are "other".
+        assert_eq!(metrics.operation_label(Some("Q2")), "Q2");
+        assert_eq!(metrics.operation_label(Some("BrandNew")), OTHER_OPERATION);
+        let known = metrics.operation_names.lock().expect("names").len();
+        assert_eq!(known, MAX_OPERATION_NAMES);
     }
 
     #[test]

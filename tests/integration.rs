@@ -39,6 +39,8 @@
 //! - `persisted`: APQ on POST and GET, hash mismatches, the safelist and per-partner manifests.
 //! - `edge`: the HTTP edge — CSRF, CORS, security headers, GraphiQL's CSP, header limits,
 //!   slowloris, the HTTP/2 CONTINUATION flood, WebSocket origins.
+//! - `telemetry`: JSON logs without personal data, `traceparent` to backends, OTLP export,
+//!   request metrics.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -132,3 +134,5 @@ mod persisted;
 mod limits;
 #[path = "integration/edge.rs"]
 mod edge;
+#[path = "integration/telemetry.rs"]
+mod telemetry;

@@ -34,6 +34,8 @@ pub struct GatewayConfig {
     pub limits: super::limits::LimitsConfig,
     /// The HTTP edge: CSRF, CORS, security headers, header limits and timeouts (`[http]`).
     pub http: super::http_edge::HttpEdgeConfig,
+    /// Log format and OpenTelemetry traces (`[telemetry]`).
+    pub telemetry: super::telemetry::TelemetryConfig,
 }
 
 /// `[events]`: how life events are detected and delivered. The rules themselves are in

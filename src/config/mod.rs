@@ -16,6 +16,7 @@ mod shield;
 mod soap;
 mod source;
 mod sql;
+mod telemetry;
 mod trust;
 
 use std::collections::HashSet;
@@ -50,6 +51,7 @@ pub use shield::{
 pub use soap::{PasswordType, SoapBatch, SoapConfig, SoapOperation, SoapVersion, WsSecurity};
 pub use source::{Diagnostic, Diagnostics, Location, SourceFile};
 pub use sql::{SqlBatch, SqlConfig, SqlOperation};
+pub use telemetry::{LogFormat, SamplingRatio, TelemetryConfig};
 pub use trust::{AgencyConfig, AuditConfig, OnDenied, TrustConfig, is_code};
 
 use connector::KindProbe;

@@ -38,11 +38,12 @@ pub fn current() -> Option<CallContext> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
-/// The headers to add to a backend request made now: none outside a request.
+/// The headers to add to a backend request made now: the purpose and request id inside a
+/// request, and the W3C `traceparent` of the current backend-call span when traces are on.
 pub fn outbound_headers() -> Vec<(&'static str, String)> {
-    CURRENT
+    let mut headers = CURRENT
         .try_with(|context| {
-            let mut headers = Vec::with_capacity(2);
+            let mut headers = Vec::with_capacity(4);
             if let Some(purpose) = &context.purpose {
                 headers.push((PURPOSE_HEADER, purpose.clone()));
             }
@@ -51,7 +52,9 @@ pub fn outbound_headers() -> Vec<(&'static str, String)> {
             }
             headers
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    headers.extend(crate::telemetry::outbound_trace_headers());
+    headers
 }
 
 #[cfg(test)]

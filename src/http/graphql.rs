@@ -538,6 +538,7 @@ async fn execute(
         }
         Err(error) => return limit_error(format, error.code(), error.to_server_error()),
     };
+    super::observe::operation(&document, request.operation_name.as_deref());
     // Request limits (BAD_INPUTS rows 12-27), before validation and any backend call; the
     // estimate they make is what the caller's cost budget is charged.
     let estimate = match state.graph.check_limits(
@@ -769,6 +770,7 @@ pub(crate) fn request_error(format: Format, code: ErrorCode, message: &str) -> R
 }
 
 fn json_response(status: StatusCode, format: Format, body: &ResponseBody<'_>) -> Response {
+    super::observe::response_errors(body.errors);
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut response = (status, Body::from(bytes)).into_response();

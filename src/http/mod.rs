@@ -14,13 +14,14 @@ mod graphql;
 mod health;
 pub mod persisted;
 pub mod listener;
+mod observe;
 pub mod playground;
 mod ws;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderName, Request};
+use axum::http::HeaderName;
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -196,27 +197,24 @@ pub fn app(state: AppState) -> Router {
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let id = request
-                    .headers()
-                    .get(REQUEST_ID_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                // The path only: query strings can carry personal data.
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id = %id,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(crate::telemetry::request_span)
+                .on_response(crate::telemetry::record_status),
         )
         .layer(PropagateRequestIdLayer::new(request_id));
     let edge = state.edge.clone();
     let router = Router::new()
         .route("/", get(health::graphiql))
         .route("/graphiql/{file}", get(playground::asset))
-        .route("/graphql", get(ws::get).post(graphql::post))
+        .route(
+            "/graphql",
+            get(ws::get)
+                .post(graphql::post)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    observe::graphql,
+                )),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -32,6 +32,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
+use tracing::{Instrument as _, Span};
 
 use crate::cache_tier::{RedisTier, StoredEntry, TierRead};
 use crate::config::ShieldConfig;
@@ -39,6 +40,7 @@ use crate::connectors::context;
 use crate::connectors::{Arguments, BatchSpec, CallError, Connector, Reply};
 use crate::error::ErrorCode;
 use crate::metrics::{Metrics, RedisOutcome};
+use crate::telemetry;
 
 use breaker::{Breaker, Verdict};
 use budget::RetryBudget;
@@ -326,8 +328,25 @@ impl Shield {
         dropped
     }
 
-    /// One call through the shield.
+    /// One call through the shield, in its own `backend_call` span (see [`crate::telemetry`]).
     pub async fn call(
+        &self,
+        operation: &str,
+        args: &Arguments,
+        scope: &CacheScope,
+        kind: CallKind,
+    ) -> Result<Served, ShieldError> {
+        let span = telemetry::backend_span(&self.inner.name, operation, scope, kind);
+        let result = self
+            .call_in_span(operation, args, scope, kind)
+            .instrument(span.clone())
+            .await;
+        let code = result.as_ref().err().map(|error| error.code().as_str());
+        telemetry::record_outcome(&span, code);
+        result
+    }
+
+    async fn call_in_span(
         &self,
         operation: &str,
         args: &Arguments,
@@ -355,10 +374,14 @@ impl Shield {
         let key = cache_key(&inner.name, operation, args, scope);
         let started = inner.generations(operation, scope.agency());
         let stale = match inner.cached(operation, &key, started).await {
-            Cached::Fresh(reply) => return Ok(Served::fresh(reply)),
+            Cached::Fresh(reply) => {
+                Span::current().record("cache", "hit");
+                return Ok(Served::fresh(reply));
+            }
             Cached::Stale(copy) => Some(copy),
             Cached::Miss => None,
         };
+        Span::current().record("cache", "miss");
         if let Some(error) = inner.in_maintenance() {
             return serve_stale_or(inner, operation, stale, error);
         }
@@ -367,6 +390,7 @@ impl Shield {
             match inflight.get(&key) {
                 Some(load) => {
                     inner.hub.metrics.coalesced(&inner.name, operation);
+                    Span::current().record("cache", "coalesced");
                     load.clone()
                 }
                 None => {
@@ -393,6 +417,25 @@ impl Shield {
     /// per `max` keys. Without a batch form, the calls go one by one, concurrently, still
     /// bounded by the bulkhead. One answer per entry of `args`, in order.
     pub async fn call_many(
+        &self,
+        operation: &str,
+        args: &[Arguments],
+        scope: &CacheScope,
+    ) -> Vec<Result<Served, ShieldError>> {
+        let span = telemetry::backend_span(&self.inner.name, operation, scope, CallKind::Read);
+        span.record("keys", args.len());
+        let results = self
+            .call_many_in_span(operation, args, scope)
+            .instrument(span.clone())
+            .await;
+        let code = results
+            .iter()
+            .find_map(|result| result.as_ref().err().map(|error| error.code().as_str()));
+        telemetry::record_outcome(&span, code);
+        results
+    }
+
+    async fn call_many_in_span(
         &self,
         operation: &str,
         args: &[Arguments],
@@ -428,6 +471,14 @@ impl Shield {
             }
         }
         let missing: Vec<usize> = (0..args.len()).filter(|&i| results[i].is_none()).collect();
+        Span::current().record(
+            "cache",
+            match missing.len() {
+                0 => "hit",
+                n if n == args.len() => "miss",
+                _ => "partial",
+            },
+        );
         if missing.is_empty() {
             return results.into_iter().flatten().collect();
         }
@@ -517,6 +568,7 @@ fn serve_stale_or(
     match stale {
         Some(copy) if error.allows_stale() => {
             inner.hub.metrics.cache_stale_served(&inner.name, operation);
+            Span::current().record("cache", "stale");
             tracing::info!(connector = %inner.name, operation, code = %error.code(), age_s = copy.age.as_secs(), "Served a stale answer: the backend could not answer.");
             Ok(Served {
                 reply: copy.reply,
@@ -707,6 +759,7 @@ impl Inner {
             lock(&self.inflight).remove(&key);
             result
         }
+        .instrument(Span::current())
         .boxed()
         .shared()
     }
@@ -755,6 +808,7 @@ impl Inner {
             drop(inflight);
             result
         }
+        .instrument(Span::current())
         .boxed()
         .shared()
     }

@@ -562,3 +562,64 @@ async fn with_the_shield_off_every_call_goes_to_the_backend() {
     read(&shield, "1", &scope).await.unwrap();
     assert_eq!(backend.calls(), 2);
 }
+
+/// A backend call's span names the connector, operation, calling agency, client and purpose,
+/// the cache outcome and the call's outcome, and nothing the caller asked about.
+#[tokio::test]
+async fn backend_call_spans_carry_names_and_outcomes_never_arguments() {
+    use tracing::Instrument as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let spans = crate::telemetry::capture::Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let backend = Backend::new(Behaviour::Answer);
+    let (shield, _hub) = shield_with(&backend, config());
+    let context = context::CallContext {
+        purpose: Some("benefit-eligibility".into()),
+        request_id: Some("req-7".into()),
+    };
+    let tin = "123-45-6789";
+    let scope = agency("benefit-eligibility");
+    context::scope(context.clone(), async {
+        read(&shield, tin, &scope).await.expect("an answer");
+        read(&shield, tin, &scope).await.expect("a cached answer");
+    })
+    .instrument(tracing::info_span!("request"))
+    .await;
+    backend.set(Behaviour::ServerError(500));
+    context::scope(context, async {
+        let _ = read(&shield, "C0000001", &citizen("C0000001")).await;
+    })
+    .await;
+
+    let calls = spans.named("backend_call");
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    let first = &calls[0].fields;
+    for (field, value) in [
+        ("connector", "ui"),
+        ("operation", "claims"),
+        ("caller", "agency"),
+        ("agency", "benefits"),
+        ("client_id", "portal"),
+        ("purpose", "benefit-eligibility"),
+        ("request_id", "req-7"),
+        ("kind", "read"),
+        ("cache", "miss"),
+        ("outcome", "ok"),
+    ] {
+        assert_eq!(
+            first.get(field).map(String::as_str),
+            Some(value),
+            "{field}: {first:?}"
+        );
+    }
+    assert_eq!(calls[1].fields["cache"], "hit");
+    let failed = &calls[2].fields;
+    assert_eq!(failed["caller"], "citizen");
+    assert_eq!(failed["outcome"], "BACKEND_UNAVAILABLE");
+    assert_eq!(failed["otel.status_code"], "ERROR");
+    let everything = format!("{calls:?}");
+    assert!(!everything.contains(tin), "{everything}");
+    assert!(!everything.contains("C0000001"), "{everything}");
+}

@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 use crate::support::{Answer, FakeAgency, Reply, RunningAgency, TestGateway};
 
-const ADA: &str = "C0000001";
+pub(crate) const ADA: &str = "C0000001";
 const LICENSE_ROUTE: &str = "/v1/licenses/{number}";
-const PURPOSE: &str = "benefit-eligibility";
+pub(crate) const PURPOSE: &str = "benefit-eligibility";
 
 const SDL: &str = r#"scalar DateTime
 
@@ -74,7 +74,7 @@ select = "/license"
 
 /// Which store a world runs on.
 #[derive(Debug, Clone)]
-enum Db {
+pub(crate) enum Db {
     Sqlite,
     Postgres(String),
 }
@@ -95,11 +95,11 @@ impl Db {
 
 /// A gateway with the trust configuration over a fake registry and DMV, plus direct handles
 /// on its ledger and audit trail (a second connection, as another instance would have).
-struct World {
+pub(crate) struct World {
     dir: tempfile::TempDir,
     gateway: TestGateway,
-    dmv: RunningAgency,
-    registry: RunningAgency,
+    pub(crate) dmv: RunningAgency,
+    pub(crate) registry: RunningAgency,
     config: GatewayConfig,
     config_path: PathBuf,
     ledger: ConsentLedger,
@@ -178,7 +178,7 @@ async fn pg_schema(base: &str) -> (String, String) {
 }
 
 impl World {
-    async fn start(db: &Db) -> Self {
+    pub(crate) async fn start(db: &Db) -> Self {
         Self::start_with(db, "null", Reply::json(200, license())).await
     }
 
@@ -268,7 +268,7 @@ impl World {
         }
     }
 
-    fn token(&self, persona: &Persona) -> String {
+    pub(crate) fn token(&self, persona: &Persona) -> String {
         mint(
             &self.config,
             Path::new("/"),
@@ -279,7 +279,12 @@ impl World {
         .expect("mint a test token")
     }
 
-    async fn ask(&self, token: Option<&str>, query: &str, headers: &[(&str, &str)]) -> Answer {
+    pub(crate) async fn ask(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let bearer = token.map(|t| format!("Bearer {t}"));
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         if let Some(bearer) = &bearer {
@@ -323,11 +328,11 @@ fn license() -> Value {
     json!({"license": {"number": "D1234567", "status": "VALID"}})
 }
 
-fn citizen(id: &str) -> Persona {
+pub(crate) fn citizen(id: &str) -> Persona {
     Persona::Citizen(CitizenId::parse(id).unwrap())
 }
 
-fn agency(agency: &str, scopes: &[&str], purpose: &str) -> Persona {
+pub(crate) fn agency(agency: &str, scopes: &[&str], purpose: &str) -> Persona {
     Persona::Agency {
         client_id: format!("{agency}-portal"),
         agency: agency.to_string(),
