@@ -73,6 +73,27 @@ impl RedisOutcome {
     }
 }
 
+/// Why an instance dropped cached reads on a notice from the store, for
+/// `civicgraph_consent_broadcasts_received_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastKind {
+    /// A consent given to one agency was withdrawn (on any instance).
+    Withdrawn,
+    /// Notices may have been missed (listener reconnected, or an unreadable notice): every
+    /// agency's cached reads were dropped.
+    Resync,
+}
+
+impl BroadcastKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Withdrawn => "withdrawn",
+            Self::Resync => "resync",
+        }
+    }
+}
+
 /// A backend's circuit breaker, as the gauge `civicgraph_breaker_state` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -120,6 +141,11 @@ struct RedisLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: String,
 }
@@ -161,6 +187,8 @@ pub struct Metrics {
     events_recorded: Family<EventLabels, Counter>,
     event_deliveries: Family<DeliveryLabels, Counter>,
     event_delivery_delay: Histogram,
+    consent_broadcasts: Family<KindLabels, Counter>,
+    consent_listener_up: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -292,6 +320,18 @@ impl Metrics {
             "Time from an event's recording in the outbox to its acknowledged delivery.",
             event_delivery_delay.clone(),
         );
+        let consent_broadcasts = Family::default();
+        registry.register(
+            "consent_broadcasts_received",
+            "Consent-withdrawal notices from the shared PostgreSQL by kind: withdrawn (one agency's cached reads dropped) or resync (every agency's, after the listener reconnected).",
+            consent_broadcasts.clone(),
+        );
+        let consent_listener_up = Gauge::default();
+        registry.register(
+            "consent_listener_up",
+            "1 while this instance listens for consent withdrawals on the shared PostgreSQL; always 0 on SQLite, where one instance needs no listener.",
+            consent_listener_up.clone(),
+        );
         Self {
             registry,
             cache_hits,
@@ -312,7 +352,23 @@ impl Metrics {
             events_recorded,
             event_deliveries,
             event_delivery_delay,
+            consent_broadcasts,
+            consent_listener_up,
         }
+    }
+
+    /// A consent-withdrawal notice of `kind` was acted on.
+    pub fn consent_broadcast(&self, kind: BroadcastKind) {
+        self.consent_broadcasts
+            .get_or_create(&KindLabels {
+                kind: kind.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Whether the consent-withdrawal listener is connected now.
+    pub fn consent_listener_up(&self, up: bool) {
+        self.consent_listener_up.set(i64::from(up));
     }
 
     /// An answer was served fresh from the cache.

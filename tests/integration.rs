@@ -32,6 +32,8 @@
 //! - `events_world`: a change feed, a webhook receiver and `civicgraph serve` as a child process.
 //! - `events_crash`: `kill -9` between detection and delivery, then a restart on the same file.
 //! - `events_scale`: two instances on one PostgreSQL outbox; a killed one's leases taken over.
+//! - `scale_out`: three instances on one PostgreSQL, Redis and NATS: revocations heard by
+//!   every instance, the shared cache tier and outbox, a SIGKILLed instance losing nothing.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -110,3 +112,6 @@ mod events_crash;
 
 #[path = "integration/events_scale.rs"]
 mod events_scale;
+
+#[path = "integration/scale_out.rs"]
+mod scale_out;
