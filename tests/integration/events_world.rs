@@ -521,11 +521,6 @@ impl ServeProcess {
         GatewayClient::new(self.addr)
     }
 
-    /// Where it listens.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// `kill -9`: the process ends at once, in whatever it was doing (`Child::kill` sends
     /// SIGKILL on Unix).
     pub(crate) fn kill(&mut self) {

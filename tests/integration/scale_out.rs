@@ -233,9 +233,10 @@ impl Cluster {
             own.push(("CHECKPOINTS".into(), format!("checkpoints-{n}.jsonl")));
             own
         };
+        let (env_two, env_three) = (with_checkpoints(1), with_checkpoints(2));
         let (second, third) = tokio::join!(
-            ServeProcess::start_in(root, &config, &with_checkpoints(1)),
-            ServeProcess::start_in(root, &config, &with_checkpoints(2)),
+            ServeProcess::start_in(root, &config, &env_two),
+            ServeProcess::start_in(root, &config, &env_three),
         );
         Self {
             dir,
