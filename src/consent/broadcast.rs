@@ -2,7 +2,7 @@
 //! `LISTEN`/`NOTIFY`, so each drops what it cached for the agency at once.
 //!
 //! The instance that records a revoke or a pause sends a `NOTIFY` inside the same transaction
-//! ([`AnnounceWithdrawal`]), so the notice goes out exactly when the change commits and never
+//! (`AnnounceWithdrawal`), so the notice goes out exactly when the change commits and never
 //! for a change that rolled back. Every instance keeps one connection listening
 //! ([`spawn_listener`]) and reports each notice as [`ListenerEvent::Withdrawn`]; the gateway
 //! bumps that agency's cache generation, so none of its cached answers is served again and
@@ -21,7 +21,7 @@
 //!
 //! The channel is named after the connection's schema, so gateways that share a database but
 //! not a schema (tests, several environments) do not hear each other. SQLite is one instance,
-//! so it needs none of this: its [`AnnounceWithdrawal`] does nothing.
+//! so it needs none of this: its `AnnounceWithdrawal` does nothing.
 
 use std::time::Duration;
 
