@@ -73,6 +73,27 @@ impl RedisOutcome {
     }
 }
 
+/// Why an instance dropped cached reads on a notice from the store, for
+/// `civicgraph_consent_broadcasts_received_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastKind {
+    /// A consent given to one agency was withdrawn (on any instance).
+    Withdrawn,
+    /// Notices may have been missed (listener reconnected, or an unreadable notice): every
+    /// agency's cached reads were dropped.
+    Resync,
+}
+
+impl BroadcastKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Withdrawn => "withdrawn",
+            Self::Resync => "resync",
+        }
+    }
+}
+
 /// A backend's circuit breaker, as the gauge `civicgraph_breaker_state` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -117,6 +138,11 @@ struct OutcomeLabels {
 struct RedisLabels {
     connector: String,
     outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -183,6 +209,8 @@ pub struct Metrics {
     request_latency: Family<GraphqlOperationLabels, Histogram, fn() -> Histogram>,
     requests_in_flight: Gauge,
     operation_names: std::sync::Mutex<std::collections::HashSet<String>>,
+    consent_broadcasts: Family<KindLabels, Counter>,
+    consent_listener_up: Gauge,
 }
 
 /// The most distinct GraphQL operation names labelled as themselves; later new names are
@@ -352,6 +380,18 @@ impl Metrics {
             "GraphQL requests over HTTP being served now.",
             requests_in_flight.clone(),
         );
+        let consent_broadcasts = Family::default();
+        registry.register(
+            "consent_broadcasts_received",
+            "Consent-withdrawal notices from the shared PostgreSQL by kind: withdrawn (one agency's cached reads dropped) or resync (every agency's, after the listener reconnected).",
+            consent_broadcasts.clone(),
+        );
+        let consent_listener_up = Gauge::default();
+        registry.register(
+            "consent_listener_up",
+            "1 while this instance listens for consent withdrawals on the shared PostgreSQL; always 0 on SQLite, where one instance needs no listener.",
+            consent_listener_up.clone(),
+        );
         Self {
             requests_rejected,
             registry,
@@ -377,7 +417,23 @@ impl Metrics {
             events_recorded,
             event_deliveries,
             event_delivery_delay,
+            consent_broadcasts,
+            consent_listener_up,
         }
+    }
+
+    /// A consent-withdrawal notice of `kind` was acted on.
+    pub fn consent_broadcast(&self, kind: BroadcastKind) {
+        self.consent_broadcasts
+            .get_or_create(&KindLabels {
+                kind: kind.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Whether the consent-withdrawal listener is connected now.
+    pub fn consent_listener_up(&self, up: bool) {
+        self.consent_listener_up.set(i64::from(up));
     }
 
     /// An answer was served fresh from the cache.

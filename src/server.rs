@@ -205,6 +205,9 @@ pub struct Gateway {
     /// Turns life events into service offers while serving (when `[events] enabled` and a
     /// service has triggers), passing every `feed_poll_ms`.
     offers: Option<(OfferRelay, Duration)>,
+    /// On PostgreSQL, the store and the shields whose caches other instances' consent
+    /// withdrawals clear while serving (`consent::broadcast`).
+    withdrawals: Option<(sqlx::PgPool, Arc<ShieldHub>)>,
 }
 
 /// What runs in the background for life events while the gateway serves: the pollers and
@@ -342,7 +345,12 @@ impl Gateway {
                 allow_private_endpoints: checked.config.events.allow_private_endpoints,
             });
         }
+        let withdrawals = match &state.store {
+            Store::Postgres(pool) => Some((pool.clone(), Arc::clone(checked.connectors.hub()))),
+            Store::Sqlite(_) => None,
+        };
         Ok(Self {
+            withdrawals,
             listen: server.listen,
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
             state,
@@ -531,6 +539,13 @@ impl BoundGateway {
         if let Some((relay, every)) = gateway.offers.clone() {
             background.push(relay.spawn(every, events_stopped.clone()));
         }
+        if let Some((pool, hub)) = gateway.withdrawals.clone() {
+            background.push(crate::consent::broadcast::spawn_listener(
+                pool,
+                move |event| withdrawal_heard(&hub, event),
+                events_stopped.clone(),
+            ));
+        }
         let server =
             crate::http::listener::serve(listener, gateway.router(), &gateway.state.edge, signal);
         let grace = gateway.shutdown_grace;
@@ -595,6 +610,32 @@ impl RunningGateway {
         match (&mut self.task).await {
             Ok(result) => result,
             Err(error) => Err(std::io::Error::other(error)),
+        }
+    }
+}
+
+/// Acts on what the consent-withdrawal listener heard: one agency's cached reads go, or
+/// every agency's when notices may have been missed.
+fn withdrawal_heard(hub: &ShieldHub, event: crate::consent::broadcast::ListenerEvent) {
+    use crate::consent::broadcast::ListenerEvent;
+    match event {
+        ListenerEvent::Withdrawn(withdrawal) => {
+            tracing::debug!(agency = %withdrawal.agency, generation = withdrawal.generation, "Consent withdrawal heard.");
+            hub.consent_withdrawn_elsewhere(&withdrawal.agency);
+        }
+        ListenerEvent::Listening => {
+            hub.set_consent_listener_up(true);
+            hub.consents_may_have_changed();
+        }
+        ListenerEvent::Lost => {
+            hub.set_consent_listener_up(false);
+            hub.consents_may_have_changed();
+        }
+        ListenerEvent::Unreadable => {
+            tracing::warn!(
+                "An unreadable consent-withdrawal notice; dropping every agency's cached reads."
+            );
+            hub.consents_may_have_changed();
         }
     }
 }

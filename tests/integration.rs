@@ -41,6 +41,8 @@
 //!   slowloris, the HTTP/2 CONTINUATION flood, WebSocket origins.
 //! - `telemetry`: JSON logs without personal data, `traceparent` to backends, OTLP export,
 //!   request metrics.
+//! - `scale_out`: three instances on one PostgreSQL, Redis and NATS: revocations heard by
+//!   every instance, the shared cache tier and outbox, a SIGKILLed instance losing nothing.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -136,3 +138,5 @@ mod limits;
 mod edge;
 #[path = "integration/telemetry.rs"]
 mod telemetry;
+#[path = "integration/scale_out.rs"]
+mod scale_out;

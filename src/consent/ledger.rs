@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::broadcast::AnnounceWithdrawal;
 use super::receipt::ReceiptAction;
 use crate::config::{TrustConfig, quoted_list};
 use crate::identity::CitizenId;
@@ -537,6 +538,10 @@ impl ConsentLedger {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            if to != ConsentState::Active {
+                // Every instance drops the agency's cached reads when this commits.
+                AnnounceWithdrawal::announce_withdrawal(&mut *tx, &consent.grantee).await?;
+            }
             tx.commit().await?;
             Ok(consent)
         })

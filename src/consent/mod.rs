@@ -5,7 +5,10 @@
 //! - [`policy`]: who may read a field: the decision per field, caller and citizen.
 //! - [`receipt`]: the compact JWS a citizen keeps for each change, shaped after the Kantara
 //!   Consent Receipt, checked offline by `civicgraph consent verify`.
+//! - [`broadcast`]: revokes and pauses announced to every instance on one PostgreSQL
+//!   (`LISTEN`/`NOTIFY`), so each drops the agency's cached reads at once.
 
+pub mod broadcast;
 pub mod ledger;
 pub mod policy;
 pub mod receipt;

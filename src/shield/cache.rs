@@ -169,21 +169,24 @@ fn approximate_size(reply: &Reply) -> usize {
 
 /// The generation of each agency's consents: bumped whenever a citizen withdraws (revokes or
 /// pauses) a consent given to that agency, so its cached reads are not served again and its
-/// loads in flight are not written.
+/// loads in flight are not written. An agency's generation is the common epoch (bumped for
+/// every agency at once, when withdrawals may have been missed) plus its own count.
 #[derive(Debug, Default)]
 pub(crate) struct AgencyGenerations {
     by_agency: Mutex<HashMap<String, u64>>,
+    epoch: AtomicU64,
 }
 
 impl AgencyGenerations {
     pub(crate) fn current(&self, agency: Option<&str>) -> u64 {
         let Some(agency) = agency else { return 0 };
-        *self
+        let own = *self
             .by_agency
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(agency)
-            .unwrap_or(&0)
+            .unwrap_or(&0);
+        self.epoch.load(Ordering::SeqCst).wrapping_add(own)
     }
 
     pub(crate) fn bump(&self, agency: &str) {
@@ -193,5 +196,10 @@ impl AgencyGenerations {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(agency.to_string())
             .or_default() += 1;
+    }
+
+    /// Every agency's generation moves, including agencies never bumped before.
+    pub(crate) fn bump_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -39,7 +39,7 @@ use crate::config::ShieldConfig;
 use crate::connectors::context;
 use crate::connectors::{Arguments, BatchSpec, CallError, Connector, Reply};
 use crate::error::ErrorCode;
-use crate::metrics::{Metrics, RedisOutcome};
+use crate::metrics::{BroadcastKind, Metrics, RedisOutcome};
 use crate::telemetry;
 
 use breaker::{Breaker, Verdict};
@@ -97,6 +97,25 @@ impl ShieldHub {
     /// served again, and none of its loads in flight is cached.
     pub fn consent_withdrawn(&self, agency: &str) {
         self.agencies.bump(agency);
+    }
+
+    /// Another instance (or this one) announced a withdrawal from `agency` through the store
+    /// (`consent::broadcast`): drop that agency's cached reads here too.
+    pub fn consent_withdrawn_elsewhere(&self, agency: &str) {
+        self.agencies.bump(agency);
+        self.metrics.consent_broadcast(BroadcastKind::Withdrawn);
+    }
+
+    /// Withdrawals may have been missed (the listener was reconnecting, or a notice was
+    /// unreadable): no agency's cached read is served again.
+    pub fn consents_may_have_changed(&self) {
+        self.agencies.bump_all();
+        self.metrics.consent_broadcast(BroadcastKind::Resync);
+    }
+
+    /// Whether this instance hears other instances' withdrawals now (`/metrics` shows it).
+    pub fn set_consent_listener_up(&self, up: bool) {
+        self.metrics.consent_listener_up(up);
     }
 }
 

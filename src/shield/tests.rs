@@ -472,6 +472,37 @@ async fn a_load_that_started_before_a_consent_withdrawal_is_not_cached() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn withdrawals_heard_from_other_instances_and_resyncs_retire_agency_entries() {
+    let backend = Backend::new(Behaviour::Answer);
+    let (shield, hub) = shield_with(&backend, config());
+    let scope = agency("benefit-eligibility");
+    read(&shield, "1", &scope).await.unwrap();
+    read(&shield, "1", &citizen("C1")).await.unwrap();
+    assert_eq!(backend.calls(), 2);
+
+    // Another instance's withdrawal, heard through the store: the agency's entry goes.
+    hub.consent_withdrawn_elsewhere("benefits");
+    read(&shield, "1", &scope).await.unwrap();
+    assert_eq!(backend.calls(), 3);
+
+    // Notices may have been missed: every agency's entries go, including agencies never
+    // withdrawn from before; a citizen's own reads rest on no consent and stay.
+    hub.consents_may_have_changed();
+    read(&shield, "1", &scope).await.unwrap();
+    read(&shield, "1", &citizen("C1")).await.unwrap();
+    assert_eq!(backend.calls(), 4);
+    let text = hub.metrics().render();
+    assert!(
+        text.contains("civicgraph_consent_broadcasts_received_total{kind=\"withdrawn\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("civicgraph_consent_broadcasts_received_total{kind=\"resync\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn invalidation_drops_entries_and_keeps_loads_in_flight_out() {
     let backend = Backend::new(Behaviour::Answer);
     let (shield, _) = shield_with(&backend, config());

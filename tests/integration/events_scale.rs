@@ -21,14 +21,14 @@ use crate::events_world::{
 const WAIT: Duration = Duration::from_secs(120);
 
 /// A PostgreSQL schema of one test's own, dropped at the end.
-struct PgSchema {
-    admin: sqlx::PgPool,
-    schema: String,
-    url: String,
+pub(crate) struct PgSchema {
+    pub(crate) admin: sqlx::PgPool,
+    pub(crate) schema: String,
+    pub(crate) url: String,
 }
 
 impl PgSchema {
-    async fn create() -> Option<Self> {
+    pub(crate) async fn create() -> Option<Self> {
         let Ok(url) = std::env::var("CIVICGRAPH_TEST_POSTGRES_URL") else {
             eprintln!("skipped: CIVICGRAPH_TEST_POSTGRES_URL is not set");
             return None;
@@ -49,7 +49,7 @@ impl PgSchema {
     }
 
     /// Deliveries by state, read past the gateways.
-    async fn states(&self) -> BTreeMap<String, i64> {
+    pub(crate) async fn states(&self) -> BTreeMap<String, i64> {
         sqlx::query_as::<_, (String, i64)>(&format!(
             "SELECT state, count(*) FROM {}.event_deliveries GROUP BY state",
             self.schema
@@ -61,12 +61,12 @@ impl PgSchema {
         .collect()
     }
 
-    async fn delivered(&self) -> i64 {
+    pub(crate) async fn delivered(&self) -> i64 {
         self.states().await.get("delivered").copied().unwrap_or(0)
     }
 
     /// Every event id in the outbox.
-    async fn event_ids(&self) -> BTreeSet<String> {
+    pub(crate) async fn event_ids(&self) -> BTreeSet<String> {
         sqlx::query_as::<_, (String,)>(&format!("SELECT id FROM {}.life_events", self.schema))
             .fetch_all(&self.admin)
             .await
@@ -76,7 +76,7 @@ impl PgSchema {
             .collect()
     }
 
-    async fn drop_schema(self) {
+    pub(crate) async fn drop_schema(self) {
         sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
             .execute(&self.admin)
             .await

@@ -320,7 +320,7 @@ fn spawn_server(listener: tokio::net::TcpListener, app: Router) -> SocketAddr {
 
 /// The rules: every change of the feed is a `CaseUpdated` event about its `citizen_id`, one
 /// per change (`key` is the change's sequence number).
-const RULES: &str = r#"
+pub(crate) const RULES: &str = r#"
 [sources.case-feed]
 kind = "poll"
 connector = "cases"
@@ -338,7 +338,7 @@ subject = { case = "case_id", change = "seq" }
 key = ["change"]
 "#;
 
-const CASES_CONNECTOR: &str = r#"
+pub(crate) const CASES_CONNECTOR: &str = r#"
 name = "cases"
 kind = "rest"
 base_url = "${CASES_URL}"
@@ -452,12 +452,22 @@ pub(crate) struct ServeProcess {
 impl ServeProcess {
     /// Starts `civicgraph serve` on `project` and waits (at most 60 s) for its listener.
     pub(crate) async fn start(project: &EventsProject) -> Self {
+        Self::start_in(project.dir.path(), &project.config_path(), &project.env).await
+    }
+
+    /// Starts `civicgraph serve --config config` in `dir` with only `env` in its environment,
+    /// and waits (at most 60 s) for its listener.
+    pub(crate) async fn start_in(
+        dir: &std::path::Path,
+        config: &std::path::Path,
+        env: &[(String, String)],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_civicgraph"))
             .args(["serve", "--log-format", "json", "--config"])
-            .arg(project.config_path())
-            .current_dir(project.dir.path())
+            .arg(config)
+            .current_dir(dir)
             .env_clear()
-            .envs(project.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("CIVICGRAPH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
