@@ -27,6 +27,7 @@
 //! - [`config`]: `civicgraph.toml`, `connectors/*.toml`, `${VAR}` interpolation, diagnostics
 //!   with `file:line:column`.
 //! - [`server`]: load → check → bind → serve → graceful shutdown.
+//! - [`reload`]: hot reload on file changes or SIGHUP — check, then swap the served graph.
 //! - [`error`]: the stable `extensions.code` values.
 //! - [`metrics`]: the Prometheus (OpenMetrics text) metrics the shield and the HTTP layer record.
 //! - [`cache_tier`]: the optional shared Redis tier under the shield's in-memory cache.
@@ -46,6 +47,7 @@ pub mod graph;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod reload;
 pub mod server;
 pub mod shield;
 pub mod signing;

@@ -135,6 +135,11 @@ struct DeliveryLabels {
     outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -161,6 +166,9 @@ pub struct Metrics {
     events_recorded: Family<EventLabels, Counter>,
     event_deliveries: Family<DeliveryLabels, Counter>,
     event_delivery_delay: Histogram,
+    reloads: Family<ReloadLabels, Counter>,
+    reload_ok: Gauge,
+    reload_time: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -292,6 +300,26 @@ impl Metrics {
             "Time from an event's recording in the outbox to its acknowledged delivery.",
             event_delivery_delay.clone(),
         );
+        let reloads = Family::default();
+        registry.register(
+            "graph_reloads",
+            "Hot reloads by outcome: success (the new graph serves) or failure (it was invalid; the previous graph keeps serving). Alert on failure.",
+            reloads.clone(),
+        );
+        let reload_ok = Gauge::default();
+        reload_ok.set(1);
+        registry.register(
+            "graph_reload_ok",
+            "1 when the files on disk are what is served (no reload yet, or the last one succeeded); 0 when the last reload failed.",
+            reload_ok.clone(),
+        );
+        let reload_time = Gauge::default();
+        registry.register_with_unit(
+            "graph_reload_last_timestamp",
+            "When the last reload finished, in Unix seconds (0 before the first).",
+            Unit::Seconds,
+            reload_time.clone(),
+        );
         Self {
             registry,
             cache_hits,
@@ -312,7 +340,18 @@ impl Metrics {
             events_recorded,
             event_deliveries,
             event_delivery_delay,
+            reloads,
+            reload_ok,
+            reload_time,
         }
+    }
+
+    /// A hot reload finished: `ok` when the new graph now serves, not when it was refused.
+    pub fn graph_reloaded(&self, ok: bool) {
+        let outcome = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
+        self.reload_ok.set(i64::from(ok));
+        self.reload_time.set(chrono::Utc::now().timestamp());
     }
 
     /// An answer was served fresh from the cache.

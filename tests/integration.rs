@@ -32,6 +32,8 @@
 //! - `events_world`: a change feed, a webhook receiver and `civicgraph serve` as a child process.
 //! - `events_crash`: `kill -9` between detection and delivery, then a restart on the same file.
 //! - `events_scale`: two instances on one PostgreSQL outbox; a killed one's leases taken over.
+//! - `reload`: hot reload from edited files and SIGHUP; an invalid edit keeps the old graph;
+//!   requests in flight finish on the graph they started on.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -110,3 +112,6 @@ mod events_crash;
 
 #[path = "integration/events_scale.rs"]
 mod events_scale;
+
+#[path = "integration/reload.rs"]
+mod reload;

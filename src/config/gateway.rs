@@ -26,6 +26,8 @@ pub struct GatewayConfig {
     pub cache: CacheTierConfig,
     /// Life events: detection, the outbox and delivery (`[events]`).
     pub events: EventsConfig,
+    /// Hot reload: file watching and its debounce (`[reload]`).
+    pub reload: super::reload::ReloadConfig,
 }
 
 /// `[events]`: how life events are detected and delivered. The rules themselves are in

@@ -8,6 +8,7 @@ mod connector;
 mod gateway;
 mod interpolate;
 mod mainframe;
+mod reload;
 mod shield;
 mod soap;
 mod source;
@@ -32,6 +33,7 @@ pub use mainframe::{
     EncodingConfig, ExtractConfig, FieldConfig, MainframeBatch, MainframeConfig,
     MainframeOperation, OnlineConfig, StatusConfig, TransactionConfig,
 };
+pub use reload::ReloadConfig;
 pub use shield::{
     BreakerConfig, CacheConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_QUEUE_TIMEOUT_MS,
     MaintenanceWindow, RetryConfig, ShieldConfig, ShieldKeys,
