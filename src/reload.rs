@@ -242,8 +242,7 @@ impl Worker {
                 return false;
             }
         };
-        self.current
-            .store(Arc::new(app(assembled.state.clone())));
+        self.current.store(Arc::new(app(assembled.state.clone())));
         // Requests still running on the previous graph keep it alive until they finish.
         self.live = assembled;
         // The previous graph's pollers and workers stop before the new ones start, so no
@@ -275,7 +274,9 @@ impl Worker {
             return None;
         }
         let Some(watched) = Watched::new(&self.config_path, &self.live.config) else {
-            tracing::warn!("Cannot resolve the configuration's directory; file changes are not watched (SIGHUP still reloads).");
+            tracing::warn!(
+                "Cannot resolve the configuration's directory; file changes are not watched (SIGHUP still reloads)."
+            );
             return None;
         };
         let trigger = trigger.clone();
@@ -421,11 +422,13 @@ fn hangup_signal() -> Hangup {
     }
 }
 
+/// The next SIGHUP; never, when there is no signal to wait for.
 async fn next_hangup(hangup: &mut Hangup) -> Option<()> {
     #[cfg(unix)]
-    if let Some(signal) = hangup {
+    if let Some(signal) = hangup.as_mut() {
         return signal.recv().await;
     }
+    #[cfg(not(unix))]
     let _ = hangup;
     std::future::pending().await
 }

@@ -178,9 +178,11 @@ async fn an_invalid_schema_keeps_the_old_graph_serving_until_it_is_fixed() {
     );
 
     replace_file(&schema_file(&project), &sdl_with_tin());
-    let body = ask_until(&client, r#"{ citizen(id: "C0000001") { name tin } }"#, |body| {
-        body.get("errors").is_none()
-    })
+    let body = ask_until(
+        &client,
+        r#"{ citizen(id: "C0000001") { name tin } }"#,
+        |body| body.get("errors").is_none(),
+    )
     .await;
     assert_eq!(
         body,
