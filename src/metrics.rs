@@ -652,6 +652,7 @@ mod tests {
         metrics.response_error("BACKEND_TIMEOUT");
         metrics.event_recorded("JobLost");
         metrics.event_delivery("webhook", "delivered", Some(0.02));
+        metrics.graph_reloaded(false);
         let text = metrics.render();
         let exposition = Exposition::parse(&text);
         assert!(exposition.eof, "the exposition ends in # EOF:\n{text}");
@@ -675,6 +676,9 @@ mod tests {
             ("civicgraph_events_recorded", "counter"),
             ("civicgraph_event_deliveries", "counter"),
             ("civicgraph_event_delivery_delay_seconds", "histogram"),
+            ("civicgraph_graph_reloads", "counter"),
+            ("civicgraph_graph_reload_ok", "gauge"),
+            ("civicgraph_graph_reload_last_timestamp_seconds", "gauge"),
         ];
         for (family, kind) in families {
             assert_eq!(
