@@ -34,8 +34,8 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
-use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::event::{EventKind, MetadataKind, ModifyKind};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
@@ -90,7 +90,11 @@ impl Reloader {
             live,
             current,
         };
-        let task = tokio::spawn(worker.run(stopped));
+        // Watching starts before serving does, so no edit made after start-up is missed.
+        let (trigger, triggers) = mpsc::channel::<Trigger>(1);
+        let watcher = worker.watch(&trigger);
+        let hangup = hangup_signal();
+        let task = tokio::spawn(worker.run(stopped, trigger, triggers, watcher, hangup));
         (Self { stop, task }, served)
     }
 
@@ -172,16 +176,23 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
-        let (trigger, mut triggers) = mpsc::channel::<Trigger>(1);
-        let mut watcher = self.watch(&trigger);
-        let mut hangup = hangup_signal();
+    async fn run(
+        mut self,
+        mut stopped: watch::Receiver<bool>,
+        trigger: mpsc::Sender<Trigger>,
+        mut triggers: mpsc::Receiver<Trigger>,
+        mut watcher: Option<RecommendedWatcher>,
+        mut hangup: Hangup,
+    ) {
         loop {
             let cause = tokio::select! {
                 _ = stopped.changed() => break,
                 Some(cause) = triggers.recv() => cause,
                 Some(()) = next_hangup(&mut hangup) => Trigger::Hangup,
             };
+            if cause == Trigger::Files {
+                self.settle(&mut triggers).await;
+            }
             if *stopped.borrow() {
                 break;
             }
@@ -194,6 +205,19 @@ impl Worker {
         drop(watcher);
         if let Some(background) = self.background.take() {
             background.stop().await;
+        }
+    }
+
+    /// Waits until the files have been quiet for `[reload] debounce_ms`, so an editor's burst
+    /// of writes (or a `git checkout` of many files) becomes one reload; at most ten quiet
+    /// periods, so a file written all the time still gets reloaded.
+    async fn settle(&self, triggers: &mut mpsc::Receiver<Trigger>) {
+        let quiet = Duration::from_millis(self.live.config.reload.debounce_ms.max(1));
+        for _ in 0..10 {
+            match tokio::time::timeout(quiet, triggers.recv()).await {
+                Ok(Some(Trigger::Files)) => continue,
+                _ => return,
+            }
         }
     }
 
@@ -267,10 +291,9 @@ impl Worker {
     }
 
     /// Watches `civicgraph.toml` and the schema and connectors directories when `[reload]
-    /// watch` is on; a change sends `trigger` once the files have been quiet for the debounce.
-    fn watch(&self, trigger: &mpsc::Sender<Trigger>) -> Option<Debouncer<RecommendedWatcher>> {
-        let settings = &self.live.config.reload;
-        if !settings.watch {
+    /// watch` is on; a change sends `trigger` (the worker then debounces).
+    fn watch(&self, trigger: &mpsc::Sender<Trigger>) -> Option<RecommendedWatcher> {
+        if !self.live.config.reload.watch {
             return None;
         }
         let Some(watched) = Watched::new(&self.config_path, &self.live.config) else {
@@ -281,23 +304,24 @@ impl Worker {
         };
         let trigger = trigger.clone();
         let filter = watched.clone();
-        let handler = move |result: DebounceEventResult| match result {
-            Ok(events) => {
-                if events.iter().any(|event| filter.matters(&event.path)) {
+        let handler = move |result: notify::Result<notify::Event>| match result {
+            Ok(event) => {
+                if changes_content(&event.kind)
+                    && event.paths.iter().any(|path| filter.matters(path))
+                {
                     // Full means a reload is queued already, which will read this change too.
                     let _ = trigger.try_send(Trigger::Files);
                 }
             }
             Err(error) => tracing::warn!(%error, "The file watcher reported an error."),
         };
-        let mut debouncer =
-            match new_debouncer(Duration::from_millis(settings.debounce_ms.max(1)), handler) {
-                Ok(debouncer) => debouncer,
-                Err(error) => {
-                    tracing::warn!(%error, "Cannot watch files; SIGHUP still reloads.");
-                    return None;
-                }
-            };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(watcher) => watcher,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot watch files; SIGHUP still reloads.");
+                return None;
+            }
+        };
         let mut targets = vec![(watched.root.clone(), RecursiveMode::NonRecursive)];
         targets.extend(
             watched
@@ -306,12 +330,21 @@ impl Worker {
                 .map(|dir| (dir.clone(), RecursiveMode::Recursive)),
         );
         for (path, mode) in targets {
-            if let Err(error) = debouncer.watcher().watch(&path, mode) {
+            if let Err(error) = watcher.watch(&path, mode) {
                 tracing::warn!(path = %path.display(), %error, "Cannot watch this path for changes.");
             }
         }
-        Some(debouncer)
+        Some(watcher)
     }
+}
+
+/// Whether an event can mean new content. Opening, reading and closing a file unchanged (as
+/// every reload does) and access-time updates cannot; reacting to them would reload forever.
+fn changes_content(kind: &EventKind) -> bool {
+    !matches!(
+        kind,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))
+    )
 }
 
 /// The paths whose changes start a reload.
@@ -451,6 +484,21 @@ mod tests {
         assert!(new.cache.redis_url.is_none());
         // A reloadable setting is applied.
         assert_eq!(new.server.max_body_bytes, 10);
+    }
+
+    #[test]
+    fn reading_a_file_is_not_a_change() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, DataChange};
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!changes_content(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::AccessTime
+        ))));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Content
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
     }
 
     #[test]

@@ -580,10 +580,10 @@ impl BoundGateway {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish within the
     /// configured grace period and closes the store.
-    pub async fn serve(
+    pub fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
         let Self {
             gateway, listener, ..
         } = self;
@@ -605,27 +605,31 @@ impl BoundGateway {
         let store = opened.store.clone();
         let feed = opened.feed.clone();
         // The reloader owns the graph from here: it starts its background work and swaps in
-        // every valid new one; the listener always serves whichever is current.
+        // every valid new one; the listener always serves whichever is current. It starts
+        // when `serve` is called, not when its future is first polled, so an edit made right
+        // after `spawn` returns is already watched.
         let (reloader, served) = crate::reload::Reloader::start(config_path, vars, opened, live);
-        let server = axum::serve(listener, served).with_graceful_shutdown(signal);
-        let result = tokio::select! {
-            result = server => result,
-            () = async {
-                let _ = stopping_rx.await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!(grace_ms = grace.as_millis() as u64, "Shutdown grace period ended with requests still in flight.");
-                Ok(())
+        async move {
+            let server = axum::serve(listener, served).with_graceful_shutdown(signal);
+            let result = tokio::select! {
+                result = server => result,
+                () = async {
+                    let _ = stopping_rx.await;
+                    tokio::time::sleep(grace).await;
+                } => {
+                    tracing::warn!(grace_ms = grace.as_millis() as u64, "Shutdown grace period ended with requests still in flight.");
+                    Ok(())
+                }
+            };
+            // Open subscriptions end (their sockets close) before the store they read goes away.
+            if let Some(feed) = feed {
+                feed.shutdown();
             }
-        };
-        // Open subscriptions end (their sockets close) before the store they read goes away.
-        if let Some(feed) = feed {
-            feed.shutdown();
+            reloader.stop().await;
+            checkpointer.shutdown().await;
+            store.close().await;
+            result
         }
-        reloader.stop().await;
-        checkpointer.shutdown().await;
-        store.close().await;
-        result
     }
 
     /// Serves in a background task; the handle stops it. For tests, benchmarks and the demo.
