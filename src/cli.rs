@@ -456,11 +456,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "Graph loaded."
             );
             let bound = gateway.bind().await?;
-            tracing::info!(addr = %bound.local_addr(), "CivicGraph is listening.");
-            bound
-                .serve(server::shutdown_signal())
-                .await
-                .context("serving HTTP")?;
+            let addr = bound.local_addr();
+            // Logged once SIGHUP reloads (instead of ending the process) and edits are watched.
+            let serving = bound.serve(server::shutdown_signal());
+            tracing::info!(%addr, "CivicGraph is listening.");
+            serving.await.context("serving HTTP")?;
             Ok(())
         }
         Command::Demo {

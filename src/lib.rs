@@ -28,6 +28,7 @@
 //! - [`config`]: `civicgraph.toml`, `connectors/*.toml`, `${VAR}` interpolation, diagnostics
 //!   with `file:line:column`.
 //! - [`server`]: load → check → bind → serve → graceful shutdown.
+//! - [`reload`]: hot reload on file changes or SIGHUP — check, then swap the served graph.
 //! - [`error`]: the stable `extensions.code` values.
 //! - [`quota`]: per-caller request rates, cost budgets, the distinct-citizen cap, load shedding.
 //! - [`metrics`]: the Prometheus (OpenMetrics text) metrics the shield and the HTTP layer record.
@@ -50,6 +51,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod quota;
+pub mod reload;
 pub mod server;
 pub mod shield;
 pub mod signing;

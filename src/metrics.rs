@@ -178,6 +178,11 @@ struct DeliveryLabels {
     outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -211,6 +216,9 @@ pub struct Metrics {
     operation_names: std::sync::Mutex<std::collections::HashSet<String>>,
     consent_broadcasts: Family<KindLabels, Counter>,
     consent_listener_up: Gauge,
+    reloads: Family<ReloadLabels, Counter>,
+    reload_ok: Gauge,
+    reload_time: Gauge,
 }
 
 /// The most distinct GraphQL operation names labelled as themselves; later new names are
@@ -392,6 +400,26 @@ impl Metrics {
             "1 while this instance listens for consent withdrawals on the shared PostgreSQL; always 0 on SQLite, where one instance needs no listener.",
             consent_listener_up.clone(),
         );
+        let reloads = Family::default();
+        registry.register(
+            "graph_reloads",
+            "Hot reloads by outcome: success (the new graph serves) or failure (it was invalid; the previous graph keeps serving). Alert on failure.",
+            reloads.clone(),
+        );
+        let reload_ok = Gauge::default();
+        reload_ok.set(1);
+        registry.register(
+            "graph_reload_ok",
+            "1 when the files on disk are what is served (no reload yet, or the last one succeeded); 0 when the last reload failed.",
+            reload_ok.clone(),
+        );
+        let reload_time = Gauge::default();
+        registry.register_with_unit(
+            "graph_reload_last_timestamp",
+            "When the last reload finished, in Unix seconds (0 before the first).",
+            Unit::Seconds,
+            reload_time.clone(),
+        );
         Self {
             requests_rejected,
             registry,
@@ -419,7 +447,18 @@ impl Metrics {
             event_delivery_delay,
             consent_broadcasts,
             consent_listener_up,
+            reloads,
+            reload_ok,
+            reload_time,
         }
+    }
+
+    /// A hot reload finished: `ok` when the new graph now serves, not when it was refused.
+    pub fn graph_reloaded(&self, ok: bool) {
+        let outcome = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
+        self.reload_ok.set(i64::from(ok));
+        self.reload_time.set(chrono::Utc::now().timestamp());
     }
 
     /// A consent-withdrawal notice of `kind` was acted on.
@@ -810,6 +849,7 @@ mod tests {
         metrics.event_delivery("webhook", "delivered", Some(0.02));
         metrics.request("Overview", 200, None, 0.01);
         metrics.request_in_flight_add(0);
+        metrics.graph_reloaded(false);
         let text = metrics.render();
         let exposition = Exposition::parse(&text);
         assert!(exposition.eof, "the exposition ends in # EOF:\n{text}");
@@ -836,6 +876,9 @@ mod tests {
             ("civicgraph_requests", "counter"),
             ("civicgraph_request_duration_seconds", "histogram"),
             ("civicgraph_requests_in_flight", "gauge"),
+            ("civicgraph_graph_reloads", "counter"),
+            ("civicgraph_graph_reload_ok", "gauge"),
+            ("civicgraph_graph_reload_last_timestamp_seconds", "gauge"),
         ];
         for (family, kind) in families {
             assert_eq!(

@@ -87,16 +87,46 @@ pub struct Checked {
     /// `schema/services.toml`, checked against the graph and the rules (empty when there is
     /// none).
     pub services: Arc<Catalogue>,
+    /// Connectors taken over unchanged from the graph a reload replaces (see
+    /// [`check_for_reload`]); empty otherwise.
+    pub kept_connectors: Vec<String>,
     /// `[persisted]`: the manifests, read and checked.
     pub persisted: Arc<crate::http::persisted::PersistedOperations>,
 }
 
 /// Loads and validates everything, opening nothing: what `civicgraph check` runs.
 pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
+    check_with(config_path, vars, None)
+}
+
+/// [`check`] for a hot reload: the same validation, with the shields sharing the serving
+/// graph's hub (metrics, Redis tier, consent generations) and every connector whose file is
+/// unchanged taken over warm from `serving`.
+pub fn check_for_reload(
+    config_path: &Path,
+    vars: &Vars,
+    serving: &Connectors,
+) -> Result<Checked, Diagnostics> {
+    check_with(config_path, vars, Some(serving))
+}
+
+fn check_with(
+    config_path: &Path,
+    vars: &Vars,
+    serving: Option<&Connectors>,
+) -> Result<Checked, Diagnostics> {
     let (project, mut diagnostics) = load_project(config_path, vars);
-    let hub = ShieldHub::new(project.gateway.shield.enabled);
-    let (connectors, mut connector_problems) = build_shielded_connectors(&project.connectors, hub);
+    let hub = match serving {
+        Some(serving) => Arc::clone(serving.hub()),
+        None => ShieldHub::new(project.gateway.shield.enabled),
+    };
+    let (mut connectors, mut connector_problems) =
+        build_shielded_connectors(&project.connectors, hub);
     diagnostics.append(&mut connector_problems);
+    let kept_connectors = match serving {
+        Some(serving) => connectors.keep_unchanged(serving),
+        None => Vec::new(),
+    };
     // A connector that parsed but did not build is already reported; its fields must not
     // also be called "unknown connector".
     let mut broken = project.broken_connectors.clone();
@@ -171,6 +201,7 @@ pub fn check(config_path: &Path, vars: &Vars) -> Result<Checked, Diagnostics> {
             root: project.root,
             rules: Arc::new(rules),
             services,
+            kept_connectors,
             persisted: Arc::new(persisted),
         }),
         Ok(_) => Err(sorted(diagnostics)),
@@ -197,27 +228,56 @@ fn sorted(mut diagnostics: Vec<crate::config::Diagnostic>) -> Diagnostics {
 /// A loaded gateway, ready to serve.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    state: AppState,
+    /// What the current configuration built; a reload replaces it whole.
+    live: Assembled,
+    /// What was opened once and outlives every reload.
+    opened: Opened,
     listen: SocketAddr,
     shutdown_grace: Duration,
     checkpoints: CheckpointPlan,
-    events: Option<EventsPlan>,
+    /// Where the configuration is read from again on reload, with the same variables.
+    config_path: PathBuf,
+    vars: Vars,
+}
+
+/// What a gateway opens once, at start, and keeps across reloads: the store and everything
+/// bound to it or to a connection. Settings behind these need a restart (see `reload`).
+#[derive(Debug, Clone)]
+pub(crate) struct Opened {
+    pub(crate) store: Store,
+    pub(crate) key: SigningKey,
+    pub(crate) audit: AuditLog,
+    pub(crate) writer: AuditWriter,
+    pub(crate) nats: Option<crate::events::nats::NatsPublisher>,
+    /// One feed for every graph, so subscriptions opened before a reload keep streaming and
+    /// shutdown ends them all.
+    pub(crate) feed: Option<EventFeed>,
+    /// This instance's id for leases (pollers, deliveries), the same across reloads.
+    pub(crate) owner: String,
+    pub(crate) tabs: Option<Vec<crate::http::playground::PlaygroundTab>>,
+}
+
+/// What one checked configuration becomes on top of [`Opened`]: the HTTP state with its
+/// graph, and the background work bound to that graph's rules and connectors.
+#[derive(Debug, Clone)]
+pub(crate) struct Assembled {
+    pub(crate) state: AppState,
+    pub(crate) events: Option<EventsPlan>,
     /// Turns life events into service offers while serving (when `[events] enabled` and a
     /// service has triggers), passing every `feed_poll_ms`.
-    offers: Option<(OfferRelay, Duration)>,
-    /// On PostgreSQL, the store and the shields whose caches other instances' consent
-    /// withdrawals clear while serving (`consent::broadcast`).
-    withdrawals: Option<(sqlx::PgPool, Arc<ShieldHub>)>,
+    pub(crate) offers: Option<(OfferRelay, Duration)>,
+    pub(crate) config: GatewayConfig,
+    pub(crate) connectors: Connectors,
 }
 
 /// What runs in the background for life events while the gateway serves: the pollers and
 /// the delivery dispatcher.
 #[derive(Debug, Clone)]
-struct EventsPlan {
-    detector: Detector,
-    dispatcher: crate::events::deliver::Dispatcher,
-    connectors: Connectors,
-    owner: String,
+pub(crate) struct EventsPlan {
+    pub(crate) detector: Detector,
+    pub(crate) dispatcher: crate::events::deliver::Dispatcher,
+    pub(crate) connectors: Connectors,
+    pub(crate) owner: String,
 }
 
 /// What the audit checkpointer needs; it starts when the gateway serves and writes a last
@@ -234,164 +294,59 @@ impl Gateway {
     /// Loads the configuration, builds the graph and opens the store.
     pub async fn load(config_path: &Path, vars: &Vars) -> Result<Self, StartGatewayError> {
         let checked = check(config_path, vars)?;
-        let key =
-            SigningKey::load_or_create(&checked.root.join(&checked.config.trust.signing_key))?;
-        let store = Store::connect(&checked.config.storage).await?;
-        checked.connectors.attach(&store).await;
-        if let Some(url) = checked
-            .config
-            .cache
-            .redis_url
-            .as_ref()
-            .filter(|url| !url.expose().is_empty())
-        {
-            let tier = crate::cache_tier::RedisTier::new(
-                url.expose(),
-                checked
-                    .config
-                    .cache
-                    .redis_secret
-                    .as_ref()
-                    .filter(|secret| !secret.expose().is_empty())
-                    .map(|secret| secret.expose().as_bytes()),
-                Duration::from_millis(checked.config.cache.redis_timeout_ms.max(1)),
-            )
-            .map_err(StartGatewayError::CacheTier)?;
-            checked.connectors.hub().set_redis(tier);
-        }
-        let audit = AuditLog::new(
-            store.clone(),
-            Duration::from_millis(checked.config.audit.timeout_ms.max(1)),
-        );
-        let services = TrustServices {
-            ledger: ConsentLedger::new(store.clone(), Arc::clone(checked.graph.trust())),
-            audit: audit.clone(),
-            writer: AuditWriter::spawn(audit.clone()),
-            signing: key.clone(),
-        };
-        let events = if checked.config.events.enabled {
-            Some(
-                events_plan(
-                    &checked,
-                    &store,
-                    services.ledger.clone(),
-                    Arc::clone(checked.graph.trust()),
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        let outbox = Outbox::new(store.clone());
-        let settings = &checked.config.events;
-        let offers = (settings.enabled
-            && checked
-                .services
-                .services()
-                .iter()
-                .any(|s| !s.triggers.is_empty()))
-        .then(|| {
-            let lease = Duration::from_secs(settings.lease_s.max(1));
-            let relay = OfferRelay::new(outbox.clone(), Arc::clone(&checked.services), lease);
-            (relay, Duration::from_millis(settings.feed_poll_ms.max(10)))
-        });
-        let mut graph = checked
-            .graph
-            .clone()
-            .with_crosswalk(Crosswalk::new(store.clone()))
-            .with_trust_services(services)
-            .with_service_offers(ServiceOffers::new(outbox, Arc::clone(&checked.services)));
-        if let Some(plan) = &events {
-            graph = graph.with_events(EventServices {
-                detector: plan.detector.clone(),
-                allow_private_endpoints: checked.config.events.allow_private_endpoints,
-            });
-        }
-        if checked.config.events.enabled {
-            graph = graph.with_event_feed(EventFeed::new(
-                Outbox::new(store.clone()),
-                Duration::from_millis(checked.config.events.feed_poll_ms.max(1)),
-            ));
-        }
+        let opened = open(&checked).await?;
         let checkpoints = CheckpointPlan {
-            audit,
-            key,
+            audit: opened.audit.clone(),
+            key: opened.key.clone(),
             path: checked.root.join(&checked.config.audit.checkpoint_file),
             interval: Duration::from_secs(checked.config.audit.checkpoint_interval_s.max(1)),
         };
-        let server = checked.config.server.effective();
-        let mut state = AppState::new(
-            graph,
-            store,
-            server.clone(),
-            checked.config.auth,
-            checked.tokens,
-        )
-        .with_edge(checked.config.http);
-        if let Some(dir) = server
-            .graphiql_assets_dir
-            .as_ref()
-            .filter(|dir| !dir.get_ref().trim().is_empty())
-        {
-            let assets = crate::http::playground::GraphiqlAssets::load(
-                &checked.root.join(dir.get_ref().trim()),
-            )?;
-            state = state.with_graphiql_assets(assets);
-        }
-        state = state.with_limits(checked.persisted, &checked.config.quotas);
-        if let Some(plan) = &events {
-            state = state.with_events(EventServices {
-                detector: plan.detector.clone(),
-                allow_private_endpoints: checked.config.events.allow_private_endpoints,
-            });
-        }
-        let withdrawals = match &state.store {
-            Store::Postgres(pool) => Some((pool.clone(), Arc::clone(checked.connectors.hub()))),
-            Store::Sqlite(_) => None,
-        };
+        let live = assemble(checked, &opened).await?;
+        let server = &live.config.server;
         Ok(Self {
-            withdrawals,
             listen: server.listen,
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
-            state,
+            live,
+            opened,
             checkpoints,
-            events,
-            offers,
+            config_path: config_path.to_path_buf(),
+            vars: vars.clone(),
         })
     }
 
     /// The identity crosswalk in this gateway's store (for loading links, e.g. the demo's).
     pub fn crosswalk(&self) -> Crosswalk {
-        Crosswalk::new(self.state.store.clone())
+        Crosswalk::new(self.opened.store.clone())
     }
 
     /// The summary `civicgraph check` prints, for start-up logs.
     pub fn summary(&self) -> &GraphSummary {
-        &self.state.graph.summary
+        &self.live.state.graph.summary
     }
 
-    /// Opens GraphiQL with these tabs (the demo's personas).
+    /// Opens GraphiQL with these tabs (the demo's personas); reloads keep them.
     pub fn with_playground(mut self, tabs: &[crate::http::playground::PlaygroundTab]) -> Self {
-        self.state = self.state.with_playground(tabs);
+        self.live.state = self.live.state.with_playground(tabs);
+        self.opened.tabs = Some(tabs.to_vec());
         self
     }
 
     /// The consent ledger in this gateway's store (for tests and tools).
     pub fn consent_ledger(&self) -> crate::consent::ConsentLedger {
         crate::consent::ConsentLedger::new(
-            self.state.store.clone(),
-            std::sync::Arc::clone(self.state.graph.trust()),
+            self.opened.store.clone(),
+            std::sync::Arc::clone(self.live.state.graph.trust()),
         )
     }
 
     /// The live feed behind `Subscription.lifeEvents` (`None` with `[events] enabled = false`).
     pub fn event_feed(&self) -> Option<EventFeed> {
-        self.state.graph.event_feed().cloned()
+        self.opened.feed.clone()
     }
 
     /// The life-event outbox in this gateway's store (for tests and tools).
     pub fn outbox(&self) -> Outbox {
-        Outbox::new(self.state.store.clone())
+        Outbox::new(self.opened.store.clone())
     }
 
     /// The audit trail in this gateway's store.
@@ -405,9 +360,10 @@ impl Gateway {
         self
     }
 
-    /// The router, for in-process use (benchmarks, `oneshot` tests).
+    /// The router, for in-process use (benchmarks, `oneshot` tests). It serves the graph
+    /// loaded now; only [`BoundGateway::serve`] reloads.
     pub fn router(&self) -> axum::Router {
-        app(self.state.clone())
+        app(self.live.state.clone())
     }
 
     /// Binds the listener; the port is known before serving starts.
@@ -433,27 +389,41 @@ impl Gateway {
     }
 }
 
-/// Builds what life events need: the outbox, the detector over the checked rules, NATS when
-/// configured, and the dispatcher that delivers for this instance.
-async fn events_plan(
-    checked: &Checked,
-    store: &Store,
-    ledger: ConsentLedger,
-    trust: Arc<crate::config::TrustConfig>,
-) -> Result<EventsPlan, StartGatewayError> {
-    let settings = checked.config.events.clone();
-    let outbox = Outbox::new(store.clone());
-    let metrics = Arc::clone(checked.connectors.hub().metrics());
-    let detector = Detector::new(
-        Arc::clone(&checked.rules),
-        outbox.clone(),
-        Crosswalk::new(store.clone()),
-        Arc::clone(&metrics),
+/// Opens what outlives reloads: the signing key, the store, the Redis tier, the audit writer,
+/// NATS and the subscription feed.
+async fn open(checked: &Checked) -> Result<Opened, StartGatewayError> {
+    let key = SigningKey::load_or_create(&checked.root.join(&checked.config.trust.signing_key))?;
+    let store = Store::connect(&checked.config.storage).await?;
+    if let Some(url) = checked
+        .config
+        .cache
+        .redis_url
+        .as_ref()
+        .filter(|url| !url.expose().is_empty())
+    {
+        let tier = crate::cache_tier::RedisTier::new(
+            url.expose(),
+            checked
+                .config
+                .cache
+                .redis_secret
+                .as_ref()
+                .filter(|secret| !secret.expose().is_empty())
+                .map(|secret| secret.expose().as_bytes()),
+            Duration::from_millis(checked.config.cache.redis_timeout_ms.max(1)),
+        )
+        .map_err(StartGatewayError::CacheTier)?;
+        checked.connectors.hub().set_redis(tier);
+    }
+    let audit = AuditLog::new(
+        store.clone(),
+        Duration::from_millis(checked.config.audit.timeout_ms.max(1)),
     );
+    let settings = &checked.config.events;
     let nats = match settings
         .nats_url
         .as_ref()
-        .filter(|url| !url.expose().is_empty())
+        .filter(|url| settings.enabled && !url.expose().is_empty())
     {
         Some(url) => {
             let publisher = crate::events::nats::NatsPublisher::connect(
@@ -463,27 +433,151 @@ async fn events_plan(
             )
             .await
             .map_err(StartGatewayError::Nats)?;
-            outbox
+            Outbox::new(store.clone())
                 .ensure_nats_subscriber(&settings.subject_prefix)
                 .await?;
             Some(publisher)
         }
         None => None,
     };
+    let feed = settings.enabled.then(|| {
+        EventFeed::new(
+            Outbox::new(store.clone()),
+            Duration::from_millis(settings.feed_poll_ms.max(1)),
+        )
+    });
+    Ok(Opened {
+        writer: AuditWriter::spawn(audit.clone()),
+        key,
+        audit,
+        nats,
+        feed,
+        owner: format!("gw-{}", uuid::Uuid::new_v4().simple()),
+        tabs: None,
+        store,
+    })
+}
+
+/// Builds the served graph and its background work from a checked configuration, on top of
+/// what is open. Start-up and every reload come through here.
+pub(crate) async fn assemble(
+    checked: Checked,
+    opened: &Opened,
+) -> Result<Assembled, StartGatewayError> {
+    checked.connectors.attach(&opened.store).await;
+    let store = &opened.store;
+    let services = TrustServices {
+        ledger: ConsentLedger::new(store.clone(), Arc::clone(checked.graph.trust())),
+        audit: opened.audit.clone(),
+        writer: opened.writer.clone(),
+        signing: opened.key.clone(),
+    };
+    let events = if checked.config.events.enabled {
+        Some(events_plan(
+            &checked,
+            opened,
+            services.ledger.clone(),
+            Arc::clone(checked.graph.trust()),
+        )?)
+    } else {
+        None
+    };
+    let outbox = Outbox::new(store.clone());
+    let settings = &checked.config.events;
+    let offers = (settings.enabled
+        && checked
+            .services
+            .services()
+            .iter()
+            .any(|s| !s.triggers.is_empty()))
+    .then(|| {
+        let lease = Duration::from_secs(settings.lease_s.max(1));
+        let relay = OfferRelay::new(outbox.clone(), Arc::clone(&checked.services), lease);
+        (relay, Duration::from_millis(settings.feed_poll_ms.max(10)))
+    });
+    let mut graph = checked
+        .graph
+        .clone()
+        .with_crosswalk(Crosswalk::new(store.clone()))
+        .with_trust_services(services)
+        .with_service_offers(ServiceOffers::new(outbox, Arc::clone(&checked.services)));
+    if let Some(plan) = &events {
+        graph = graph.with_events(EventServices {
+            detector: plan.detector.clone(),
+            allow_private_endpoints: checked.config.events.allow_private_endpoints,
+        });
+    }
+    if let Some(feed) = &opened.feed {
+        graph = graph.with_event_feed(feed.clone());
+    }
+    let server = checked.config.server.effective();
+    let mut state = AppState::new(
+        graph,
+        store.clone(),
+        server.clone(),
+        checked.config.auth.clone(),
+        checked.tokens,
+    )
+    .with_edge(checked.config.http.clone());
+    if let Some(dir) = server
+        .graphiql_assets_dir
+        .as_ref()
+        .filter(|dir| !dir.get_ref().trim().is_empty())
+    {
+        let assets = crate::http::playground::GraphiqlAssets::load(
+            &checked.root.join(dir.get_ref().trim()),
+        )?;
+        state = state.with_graphiql_assets(assets);
+    }
+    state = state.with_limits(checked.persisted, &checked.config.quotas);
+    if let Some(plan) = &events {
+        state = state.with_events(EventServices {
+            detector: plan.detector.clone(),
+            allow_private_endpoints: checked.config.events.allow_private_endpoints,
+        });
+    }
+    if let Some(tabs) = &opened.tabs {
+        state = state.with_playground(tabs);
+    }
+    Ok(Assembled {
+        state,
+        events,
+        offers,
+        config: checked.config,
+        connectors: checked.connectors,
+    })
+}
+
+/// Builds what life events need: the detector over the checked rules and the dispatcher that
+/// delivers for this instance (through NATS too when it was opened).
+fn events_plan(
+    checked: &Checked,
+    opened: &Opened,
+    ledger: ConsentLedger,
+    trust: Arc<crate::config::TrustConfig>,
+) -> Result<EventsPlan, StartGatewayError> {
+    let settings = checked.config.events.clone();
+    let outbox = Outbox::new(opened.store.clone());
+    let metrics = Arc::clone(checked.connectors.hub().metrics());
+    let detector = Detector::new(
+        Arc::clone(&checked.rules),
+        outbox.clone(),
+        Crosswalk::new(opened.store.clone()),
+        Arc::clone(&metrics),
+    );
     let egress = crate::events::egress::Egress::new(
         settings.allow_private_endpoints,
         Duration::from_millis(settings.delivery_timeout_ms.max(1)),
     )
     .map_err(StartGatewayError::Egress)?;
-    let owner = format!("gw-{}", uuid::Uuid::new_v4().simple());
     let dispatcher = crate::events::deliver::Dispatcher::new(
         outbox,
         ledger,
         trust,
         egress,
-        nats,
+        opened.nats.clone(),
         settings,
-        owner.clone(),
+        opened.owner.clone(),
         metrics,
         detector.recorded(),
     );
@@ -491,7 +585,7 @@ async fn events_plan(
         detector,
         dispatcher,
         connectors: checked.connectors.clone(),
-        owner,
+        owner: opened.owner.clone(),
     })
 }
 
@@ -511,10 +605,10 @@ impl BoundGateway {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish within the
     /// configured grace period and closes the store.
-    pub async fn serve(
+    pub fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
         let Self {
             gateway, listener, ..
         } = self;
@@ -525,51 +619,61 @@ impl BoundGateway {
         };
         let plan = gateway.checkpoints.clone();
         let checkpointer = Checkpointer::spawn(plan.audit, plan.key, plan.path, plan.interval);
-        let (stop_events, events_stopped) = tokio::sync::watch::channel(false);
-        let mut background = Vec::new();
-        if let Some(plan) = &gateway.events {
-            background.extend(crate::events::poll::spawn_pollers(
-                &plan.detector,
-                &plan.connectors,
-                &plan.owner,
-                &events_stopped,
-            ));
-            background.push(plan.dispatcher.clone().spawn(events_stopped.clone()));
-        }
-        if let Some((relay, every)) = gateway.offers.clone() {
-            background.push(relay.spawn(every, events_stopped.clone()));
-        }
-        if let Some((pool, hub)) = gateway.withdrawals.clone() {
-            background.push(crate::consent::broadcast::spawn_listener(
-                pool,
-                move |event| withdrawal_heard(&hub, event),
-                events_stopped.clone(),
-            ));
-        }
-        let server =
-            crate::http::listener::serve(listener, gateway.router(), &gateway.state.edge, signal);
-        let grace = gateway.shutdown_grace;
-        let result = tokio::select! {
-            () = server => Ok(()),
-            () = async {
-                let _ = stopping_rx.await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!(grace_ms = grace.as_millis() as u64, "Shutdown grace period ended with requests still in flight.");
-                Ok(())
+        let Gateway {
+            live,
+            opened,
+            shutdown_grace: grace,
+            config_path,
+            vars,
+            ..
+        } = gateway;
+        let store = opened.store.clone();
+        let feed = opened.feed.clone();
+        let edge = live.config.http.clone();
+        // Other instances' consent withdrawals (PostgreSQL only), heard for the life of the
+        // process: the shield hub it clears is shared by every reloaded graph.
+        let (stop_listening, listening_stopped) = tokio::sync::watch::channel(false);
+        let withdrawals = match &store {
+            Store::Postgres(pool) => {
+                let hub = Arc::clone(live.connectors.hub());
+                Some(crate::consent::broadcast::spawn_listener(
+                    pool.clone(),
+                    move |event| withdrawal_heard(&hub, event),
+                    listening_stopped,
+                ))
             }
+            Store::Sqlite(_) => None,
         };
-        // Open subscriptions end (their sockets close) before the store they read goes away.
-        if let Some(feed) = gateway.state.graph.event_feed() {
-            feed.shutdown();
+        // The reloader owns the graph from here: it starts its background work and swaps in
+        // every valid new one; the listener always serves whichever is current. It starts
+        // when `serve` is called, not when its future is first polled, so an edit made right
+        // after `spawn` returns is already watched.
+        let (reloader, served) = crate::reload::Reloader::start(config_path, vars, opened, live);
+        async move {
+            let server = crate::http::listener::serve(listener, served, &edge, signal);
+            let result = tokio::select! {
+                () = server => Ok(()),
+                () = async {
+                    let _ = stopping_rx.await;
+                    tokio::time::sleep(grace).await;
+                } => {
+                    tracing::warn!(grace_ms = grace.as_millis() as u64, "Shutdown grace period ended with requests still in flight.");
+                    Ok(())
+                }
+            };
+            // Open subscriptions end (their sockets close) before the store they read goes away.
+            if let Some(feed) = feed {
+                feed.shutdown();
+            }
+            reloader.stop().await;
+            let _ = stop_listening.send(true);
+            if let Some(task) = withdrawals {
+                let _ = task.await;
+            }
+            checkpointer.shutdown().await;
+            store.close().await;
+            result
         }
-        let _ = stop_events.send(true);
-        for task in background {
-            let _ = task.await;
-        }
-        checkpointer.shutdown().await;
-        gateway.state.store.close().await;
-        result
     }
 
     /// Serves in a background task; the handle stops it. For tests, benchmarks and the demo.

@@ -43,6 +43,8 @@
 //!   request metrics.
 //! - `scale_out`: three instances on one PostgreSQL, Redis and NATS: revocations heard by
 //!   every instance, the shared cache tier and outbox, a SIGKILLed instance losing nothing.
+//! - `reload`: hot reload from edited files and SIGHUP; an invalid edit keeps the old graph;
+//!   requests in flight finish on the graph they started on.
 
 #[path = "integration/support.rs"]
 mod support;
@@ -140,3 +142,5 @@ mod edge;
 mod telemetry;
 #[path = "integration/scale_out.rs"]
 mod scale_out;
+#[path = "integration/reload.rs"]
+mod reload;

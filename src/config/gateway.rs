@@ -36,6 +36,8 @@ pub struct GatewayConfig {
     pub http: super::http_edge::HttpEdgeConfig,
     /// Log format and OpenTelemetry traces (`[telemetry]`).
     pub telemetry: super::telemetry::TelemetryConfig,
+    /// Hot reload: file watching and its debounce (`[reload]`).
+    pub reload: super::reload::ReloadConfig,
 }
 
 /// `[events]`: how life events are detected and delivered. The rules themselves are in

@@ -12,6 +12,7 @@ mod limits;
 mod mainframe;
 mod persisted;
 mod quotas;
+mod reload;
 mod shield;
 mod soap;
 mod source;
@@ -44,6 +45,7 @@ pub use mainframe::{
 };
 pub use persisted::{PersistedConfig, PersistedMode};
 pub use quotas::{ClientLimits, Limits, QuotasConfig};
+pub use reload::ReloadConfig;
 pub use shield::{
     BreakerConfig, CacheConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_QUEUE_TIMEOUT_MS,
     MaintenanceWindow, RetryConfig, ShieldConfig, ShieldKeys,

@@ -245,6 +245,9 @@ pub struct Connectors {
     shields: HashMap<String, Shield>,
     specs: BTreeMap<String, ConnectorSpec>,
     hub: Arc<ShieldHub>,
+    /// The file text each connector was built from, for kinds whose file says everything
+    /// about them (no copybook or WSDL beside it), so a reload can tell it is unchanged.
+    sources: HashMap<String, String>,
 }
 
 impl Default for Connectors {
@@ -254,6 +257,7 @@ impl Default for Connectors {
             shields: HashMap::new(),
             specs: BTreeMap::new(),
             hub: ShieldHub::new(true),
+            sources: HashMap::new(),
         }
     }
 }
@@ -283,6 +287,27 @@ impl Connectors {
     /// The static description of every connector.
     pub fn specs(&self) -> &BTreeMap<String, ConnectorSpec> {
         &self.specs
+    }
+
+    /// Takes over, from the connectors a reload replaces, every connector whose file did not
+    /// change, so its cache, breaker and bulkhead carry on warm instead of starting cold.
+    /// Both sets must share one [`ShieldHub`]. Returns the names kept, sorted.
+    pub fn keep_unchanged(&mut self, previous: &Connectors) -> Vec<String> {
+        let mut kept = Vec::new();
+        for (name, source) in &self.sources {
+            if previous.sources.get(name) != Some(source) {
+                continue;
+            }
+            if let (Some(shield), Some(runtime)) =
+                (previous.shields.get(name), previous.by_name.get(name))
+            {
+                self.shields.insert(name.clone(), shield.clone());
+                self.by_name.insert(name.clone(), Arc::clone(runtime));
+                kept.push(name.clone());
+            }
+        }
+        kept.sort();
+        kept
     }
 
     /// Gives every connector the gateway's store (see [`Connector::attach`]), all at once.
@@ -592,6 +617,14 @@ pub fn build_shielded_connectors(
         };
         match built {
             Ok((runtime, mut spec)) => {
+                if matches!(
+                    connector.config,
+                    ConnectorConfig::Rest(_) | ConnectorConfig::Sql(_)
+                ) {
+                    connectors
+                        .sources
+                        .insert(name.clone(), connector.file.source.text.clone());
+                }
                 spec.identifier = connector.config.identifier().map(|k| *k.get_ref());
                 let shield = Shield::new(
                     &name,
