@@ -31,6 +31,7 @@
 //! - [`metrics`]: the Prometheus (OpenMetrics text) metrics the shield and the HTTP layer record.
 //! - [`cache_tier`]: the optional shared Redis tier under the shield's in-memory cache.
 //! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
+//! - `fuzzing` (hidden): the few entry points the cargo-fuzz targets in `fuzz/` need.
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
 
 pub mod audit;
@@ -42,6 +43,8 @@ pub mod consent;
 pub mod demo;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod http;
 pub mod identity;
