@@ -30,7 +30,7 @@ const SCHEMA: &str = r#"scalar Money
 
 type Query {
   citizen(id: ID!): Citizen @connect(connector: "registry", operation: "person") @public
-  citizens(ids: [ID!]!): [Citizen] @connect(connector: "registry", operation: "person") @public
+  me: Citizen @connect(connector: "registry", operation: "person", args: {id: "$caller.citizenId"}) @public
 }
 
 type Citizen {
