@@ -99,13 +99,13 @@ mod subscriptions;
 #[path = "../fuzz/harness/decode_record.rs"]
 mod decode_record_harness;
 
+#[path = "../fuzz/harness/copybook.rs"]
+mod copybook_harness;
 /// The other cargo-fuzz harnesses, for the same reason; `fuzz_corpus` replays their corpora.
 #[path = "../fuzz/harness/graphql_request.rs"]
 mod graphql_request_harness;
 #[path = "../fuzz/harness/soap_answer.rs"]
 mod soap_answer_harness;
-#[path = "../fuzz/harness/copybook.rs"]
-mod copybook_harness;
 
 #[path = "integration/fuzz_corpus.rs"]
 mod fuzz_corpus;

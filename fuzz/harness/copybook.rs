@@ -35,7 +35,10 @@ pub(crate) fn check(data: &[u8]) {
         let Ok(codec) = RecordCodec::new(item, CodecOptions::default()) else {
             continue;
         };
-        assert!(codec.min_len() <= codec.record_len(), "min_len > record_len");
+        assert!(
+            codec.min_len() <= codec.record_len(),
+            "min_len > record_len"
+        );
         let Ok(decoded) = codec.decode(record) else {
             continue;
         };

@@ -154,16 +154,17 @@ fn request(data: &[u8]) -> Option<Request<Body>> {
             let mut value = b"Bearer ".to_vec();
             value.extend_from_slice(rest);
             let value = axum::http::HeaderValue::from_bytes(&value).ok()?;
-            post()
-                .header(header::AUTHORIZATION, value)
-                .body(Body::from(r#"{"query":"{ citizen(id: \"C1\") { name } }"}"#))
+            post().header(header::AUTHORIZATION, value).body(Body::from(
+                r#"{"query":"{ citizen(id: \"C1\") { name } }"}"#,
+            ))
         }
         _ => {
             let (query, variables) = match rest.iter().position(|&b| b == 0) {
                 Some(nul) => (&rest[..nul], &rest[nul + 1..]),
                 None => (rest, &b"{}"[..]),
             };
-            let mut body = format!("{{\"query\":{},\"variables\":", json_string(query)).into_bytes();
+            let mut body =
+                format!("{{\"query\":{},\"variables\":", json_string(query)).into_bytes();
             body.extend_from_slice(variables);
             body.push(b'}');
             post().body(Body::from(body))
@@ -207,7 +208,9 @@ pub(crate) fn check(data: &[u8]) {
         .flatten()
     {
         assert!(
-            error.pointer("/extensions/code").is_some_and(Value::is_string),
+            error
+                .pointer("/extensions/code")
+                .is_some_and(Value::is_string),
             "HTTP {status}: an error without extensions.code: {error}"
         );
     }

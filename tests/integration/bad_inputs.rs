@@ -23,8 +23,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use crate::support::{
-    ACCOUNT_ROUTE, Answer, FakeAgency, PERSON_ROUTE, Reply, RunningAgency, TestGateway,
-    ada_account, ada, refused_url,
+    ACCOUNT_ROUTE, Answer, FakeAgency, PERSON_ROUTE, Reply, RunningAgency, TestGateway, ada,
+    ada_account, refused_url,
 };
 
 const EC_KEY: &str = include_str!("../fixtures/keys/ec.key.pem");
@@ -599,7 +599,10 @@ fn rows() -> Vec<Row> {
 /// suggests today; `disable_suggestions` is being built with rows 1–27, and the row is
 /// `Row { number: 21, send: Send::Steps(misspelt_field), expect_status: 400,
 /// expect_code: "GRAPHQL_VALIDATION_FAILED", .. }`.
-#[expect(dead_code, reason = "row 21 joins rows() when suggestions are turned off")]
+#[expect(
+    dead_code,
+    reason = "row 21 joins rows() when suggestions are turned off"
+)]
 fn misspelt_field(world: &World) -> BoxFuture<'_, Answer> {
     Box::pin(async move {
         let answer = send(
@@ -651,7 +654,11 @@ fn attacker_key_urls(world: &World) -> BoxFuture<'_, Answer> {
             Jwk::from_encoding_key(&attacker_key, Algorithm::ES256).expect("the attacker's JWK"),
         );
         let answer = send(world, &with_token(&sign(&header, &claims(), ATTACKER_KEY))).await;
-        assert_eq!(world.attacker.requests().len(), 0, "the attacker was fetched");
+        assert_eq!(
+            world.attacker.requests().len(),
+            0,
+            "the attacker was fetched"
+        );
         answer
     })
 }
@@ -734,7 +741,10 @@ async fn every_bad_input_row_is_refused_as_the_table_says_and_changes_nothing() 
         let store_after = world.store_counts().await;
         let mut wrong = Vec::new();
         if answer.status.as_u16() != row.expect_status {
-            wrong.push(format!("status {} (want {})", answer.status, row.expect_status));
+            wrong.push(format!(
+                "status {} (want {})",
+                answer.status, row.expect_status
+            ));
         }
         if code != row.expect_code {
             wrong.push(format!("code {code} (want {})", row.expect_code));
@@ -743,7 +753,9 @@ async fn every_bad_input_row_is_refused_as_the_table_says_and_changes_nothing() 
             wrong.push(format!("{calls} backend calls (want none)"));
         }
         if store_after != store_before {
-            wrong.push(format!("the store changed: {store_before:?} → {store_after:?}"));
+            wrong.push(format!(
+                "the store changed: {store_before:?} → {store_after:?}"
+            ));
         }
         if !wrong.is_empty() {
             failures.push(format!(

@@ -35,11 +35,7 @@ fn replay(target: &str, min_seeds: usize, check: fn(&[u8])) {
 
 #[test]
 fn the_graphql_request_corpus_gets_coded_json_answers_and_no_500() {
-    replay(
-        "graphql_request",
-        20,
-        crate::graphql_request_harness::check,
-    );
+    replay("graphql_request", 20, crate::graphql_request_harness::check);
 }
 
 #[test]
