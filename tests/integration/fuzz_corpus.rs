@@ -18,7 +18,7 @@ fn corpus(target: &str) -> Vec<PathBuf> {
 }
 
 /// Runs `check` on every seed of `target`, naming the seed that panics.
-fn replay(target: &str, min_seeds: usize, check: fn(&[u8])) {
+fn replay(target: &str, min_seeds: usize, check: Check) {
     let files = corpus(target);
     assert!(
         files.len() >= min_seeds,
@@ -47,6 +47,9 @@ fn the_soap_answer_corpus_maps_without_panics_and_failures_never_become_data() {
 fn the_copybook_corpus_parses_lays_out_and_decodes_without_panics() {
     replay("copybook", 10, crate::copybook_harness::check);
 }
+
+/// A harness's `check`: panics on an input its target must not fail on.
+type Check = fn(&[u8]);
 
 /// A small xorshift generator: mutations are reproducible from the printed seed.
 struct Mutator(u64);
@@ -109,7 +112,7 @@ fn mutated_corpora_keep_their_targets_checks() {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64 | 1);
-    let targets: [(&str, fn(&[u8])); 4] = [
+    let targets: [(&str, Check); 4] = [
         ("graphql_request", crate::graphql_request_harness::check),
         ("soap_answer", crate::soap_answer_harness::check),
         ("copybook", crate::copybook_harness::check),
