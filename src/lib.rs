@@ -35,6 +35,7 @@
 //! - [`telemetry`]: text or JSON logs, OpenTelemetry spans exported over OTLP, `traceparent`.
 //! - [`cache_tier`]: the optional shared Redis tier under the shield's in-memory cache.
 //! - [`signing`]: the gateway's Ed25519 keys and the JWS it signs (receipts, checkpoints).
+//! - `fuzzing` (hidden): the few entry points the cargo-fuzz targets in `fuzz/` need.
 //! - [`demo`]: simulated agencies with synthetic citizens for the demo, tests and benchmarks.
 
 pub mod audit;
@@ -46,6 +47,8 @@ pub mod consent;
 pub mod demo;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod http;
 pub mod identity;

@@ -31,6 +31,8 @@
 //!   offers made from life events, accepting one tells the providing agency.
 //! - `events_world`: a change feed, a webhook receiver and `civicgraph serve` as a child process.
 //! - `events_crash`: `kill -9` between detection and delivery, then a restart on the same file.
+//! - `bad_inputs`: the rows of the team's bad-input table, as data, against one gateway.
+//! - `fuzz_corpus`: the cargo-fuzz targets' checks over their committed seed corpora.
 //! - `events_scale`: two instances on one PostgreSQL outbox; a killed one's leases taken over.
 //! - `browser`: GraphiQL in headless Chromium, its files served by the gateway (no CDN).
 //! - `conformance`: the `graphql-http` audit suite (GraphQL over HTTP) against a running gateway.
@@ -109,6 +111,20 @@ mod subscriptions;
 /// The cargo-fuzz harness of the record decoder, so the seed corpus runs on every `cargo test`.
 #[path = "../fuzz/harness/decode_record.rs"]
 mod decode_record_harness;
+
+#[path = "../fuzz/harness/copybook.rs"]
+mod copybook_harness;
+/// The other cargo-fuzz harnesses, for the same reason; `fuzz_corpus` replays their corpora.
+#[path = "../fuzz/harness/graphql_request.rs"]
+mod graphql_request_harness;
+#[path = "../fuzz/harness/soap_answer.rs"]
+mod soap_answer_harness;
+
+#[path = "integration/fuzz_corpus.rs"]
+mod fuzz_corpus;
+
+#[path = "integration/bad_inputs.rs"]
+mod bad_inputs;
 
 #[path = "integration/events.rs"]
 mod events;

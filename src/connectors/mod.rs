@@ -8,11 +8,11 @@ pub mod context;
 mod http_client;
 pub mod mainframe;
 mod rest;
-mod soap;
+pub(crate) mod soap;
 mod sql;
 mod template;
 mod wsdl;
-mod xml;
+pub(crate) mod xml;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

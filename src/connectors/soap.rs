@@ -681,7 +681,7 @@ fn check_argument(name: &str, value: &Value) -> Result<(), RenderError> {
 }
 
 /// Turns a backend's answer into the selected JSON, a fault, or the reason it is unusable.
-fn read_answer(
+pub(crate) fn read_answer(
     status: u16,
     bytes: &[u8],
     select: &[Name],

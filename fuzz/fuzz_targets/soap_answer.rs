@@ -1,0 +1,11 @@
+//! See `fuzz/harness/soap_answer.rs`: the harness is shared with the integration test that replays
+//! the committed corpus.
+
+#![no_main]
+
+#[path = "../harness/soap_answer.rs"]
+mod harness;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| harness::check(data));
