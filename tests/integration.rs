@@ -148,15 +148,15 @@ mod conformance;
 #[path = "integration/quotas.rs"]
 mod quotas;
 
-#[path = "integration/persisted.rs"]
-mod persisted;
-#[path = "integration/limits.rs"]
-mod limits;
 #[path = "integration/edge.rs"]
 mod edge;
-#[path = "integration/telemetry.rs"]
-mod telemetry;
-#[path = "integration/scale_out.rs"]
-mod scale_out;
+#[path = "integration/limits.rs"]
+mod limits;
+#[path = "integration/persisted.rs"]
+mod persisted;
 #[path = "integration/reload.rs"]
 mod reload;
+#[path = "integration/scale_out.rs"]
+mod scale_out;
+#[path = "integration/telemetry.rs"]
+mod telemetry;

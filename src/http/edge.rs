@@ -273,7 +273,11 @@ mod tests {
 
     #[test]
     fn the_playground_page_policy_names_its_hashes_and_cdn() {
-        let html = super::super::playground::page("/graphql", &[], super::super::playground::AssetSource::Cdn);
+        let html = super::super::playground::page(
+            "/graphql",
+            &[],
+            super::super::playground::AssetSource::Cdn,
+        );
         let csp = page_csp(&html);
         let inline = elements(&html, "script")
             .into_iter()

@@ -541,14 +541,14 @@ async fn execute(
     super::observe::operation(&document, request.operation_name.as_deref());
     // Request limits (BAD_INPUTS rows 12-27), before validation and any backend call; the
     // estimate they make is what the caller's cost budget is charged.
-    let estimate = match state.graph.check_limits(
-        &document,
-        request.operation_name.as_deref(),
-        &variables,
-    ) {
-        Ok(estimate) => estimate,
-        Err(error) => return limit_error(format, error.code(), error.to_server_error()),
-    };
+    let estimate =
+        match state
+            .graph
+            .check_limits(&document, request.operation_name.as_deref(), &variables)
+        {
+            Ok(estimate) => estimate,
+            Err(error) => return limit_error(format, error.code(), error.to_server_error()),
+        };
     if let Some(hash) = resolved.register {
         state.persisted.register(hash, &query);
     }

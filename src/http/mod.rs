@@ -12,9 +12,9 @@ mod edge;
 mod events;
 mod graphql;
 mod health;
-pub mod persisted;
 pub mod listener;
 mod observe;
+pub mod persisted;
 pub mod playground;
 mod ws;
 
