@@ -850,6 +850,9 @@ mod tests {
         metrics.request("Overview", 200, None, 0.01);
         metrics.request_in_flight_add(0);
         metrics.graph_reloaded(false);
+        metrics.request_rejected("rate");
+        metrics.consent_broadcast(BroadcastKind::Withdrawn);
+        metrics.consent_listener_up(true);
         let text = metrics.render();
         let exposition = Exposition::parse(&text);
         assert!(exposition.eof, "the exposition ends in # EOF:\n{text}");
@@ -879,6 +882,9 @@ mod tests {
             ("civicgraph_graph_reloads", "counter"),
             ("civicgraph_graph_reload_ok", "gauge"),
             ("civicgraph_graph_reload_last_timestamp_seconds", "gauge"),
+            ("civicgraph_requests_rejected", "counter"),
+            ("civicgraph_consent_broadcasts_received", "counter"),
+            ("civicgraph_consent_listener_up", "gauge"),
         ];
         for (family, kind) in families {
             assert_eq!(

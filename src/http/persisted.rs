@@ -278,7 +278,7 @@ fn persisted_hash(extensions: Option<&serde_json::Value>) -> Result<Option<&str>
         Some(serde_json::Value::Object(map)) => map,
         Some(_) => return bad("`extensions` must be a JSON object."),
     };
-    let Some(persisted) = extensions.get("persistedQuery") else {
+    let Some(persisted) = extensions.get("persistedQuery").filter(|v| !v.is_null()) else {
         return Ok(None);
     };
     let Some(persisted) = persisted.as_object() else {

@@ -11,8 +11,8 @@
 //! outbox, Redis, consent races) are listed in [`ELSEWHERE`] with the test that covers each;
 //! a test here fails when one of those tests is renamed or removed, so the list stays true.
 //!
-//! Rows 1–27 (request limits, CSRF, batching, introspection) are being built elsewhere; add
-//! theirs to [`rows`] as they land.
+//! The gateway here runs the production profile (`[server] profile = "production"`):
+//! introspection, field suggestions and GraphiQL are off.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -169,7 +169,7 @@ impl World {
             r#"[server]
 listen = "127.0.0.1:0"
 max_body_bytes = {MAX_BODY_BYTES}
-introspection = false
+profile = "production"
 
 [storage]
 url = "sqlite://{db}?mode=rwc"
@@ -382,6 +382,9 @@ fn token_row(number: u32, title: &'static str, token: String) -> Row {
     }
 }
 
+/// The header that opens the CSRF gate for a GET.
+const PREFLIGHT: &str = "x-civicgraph-preflight";
+
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
 fn rows() -> Vec<Row> {
@@ -435,7 +438,7 @@ fn rows() -> Vec<Row> {
             send: Send::Http {
                 method: "GET",
                 path: "/graphql?query=mutation%20%7B%20fileReturn(tin%3A%20%22123456789%22%2C%20year%3A%202025)%20%7B%20tin%20%7D%20%7D",
-                headers: vec![],
+                headers: vec![(PREFLIGHT, "1".to_string())],
                 body: Body::None,
             },
             expect_status: 405,
@@ -443,11 +446,154 @@ fn rows() -> Vec<Row> {
             backends: Backends::Untouched,
         },
         Row {
+            number: 4,
+            title: "a text/plain POST with a valid JSON query and a cookie is a CSRF rejection",
+            send: Send::Http {
+                method: "POST",
+                path: "/graphql",
+                headers: vec![
+                    ("content-type", "text/plain".to_string()),
+                    ("cookie", "session=abc".to_string()),
+                ],
+                body: Body::Query("{ me { id } }".to_string()),
+            },
+            expect_status: 400,
+            expect_code: "CSRF_REJECTED",
+            backends: Backends::Untouched,
+        },
+        Row {
+            number: 5,
+            title: "a multipart/form-data POST is 415",
+            send: Send::Http {
+                method: "POST",
+                path: "/graphql",
+                headers: vec![(
+                    "content-type",
+                    "multipart/form-data; boundary=x".to_string(),
+                )],
+                body: Body::Raw(
+                    b"--x\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n{}\r\n--x--\r\n"
+                        .to_vec(),
+                ),
+            },
+            expect_status: 415,
+            expect_code: "UNSUPPORTED_MEDIA_TYPE",
+            backends: Backends::Untouched,
+        },
+        Row {
+            number: 5,
+            title: "an x-www-form-urlencoded POST is 415",
+            send: Send::Http {
+                method: "POST",
+                path: "/graphql",
+                headers: vec![(
+                    "content-type",
+                    "application/x-www-form-urlencoded".to_string(),
+                )],
+                body: Body::Raw(b"query=%7B%20me%20%7B%20id%20%7D%20%7D".to_vec()),
+            },
+            expect_status: 415,
+            expect_code: "UNSUPPORTED_MEDIA_TYPE",
+            backends: Backends::Untouched,
+        },
+        Row {
+            number: 8,
+            title: "a GET with no Content-Type and no preflight header is a CSRF rejection",
+            send: Send::Http {
+                method: "GET",
+                path: "/graphql?query=%7B%20me%20%7B%20id%20%7D%20%7D",
+                headers: vec![("x-demo-citizen", "C0000001".to_string())],
+                body: Body::None,
+            },
+            expect_status: 400,
+            expect_code: "CSRF_REJECTED",
+            backends: Backends::Untouched,
+        },
+        Row {
+            number: 13,
+            title: "20 000 tokens are refused before the document is built",
+            send: post(
+                &format!("{{ {} }}", "__typename ".repeat(20_000).replace("__typename ", "a ")),
+                vec![("accept", GRAPHQL_RESPONSE.to_string())],
+            ),
+            expect_status: 400,
+            expect_code: "TOO_MANY_TOKENS",
+            backends: Backends::Untouched,
+        },
+        Row {
+            number: 14,
+            title: "hundreds of aliases of citizen(id:) are refused with no backend call",
+            send: post(
+                &format!(
+                    "{{ {} }}",
+                    (0..300)
+                        .map(|i| format!(r#"c{i}: citizen(id: "C0000001") {{ id }}"#))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                vec![("accept", GRAPHQL_RESPONSE.to_string())],
+            ),
+            expect_status: 400,
+            expect_code: "TOO_MANY_ALIASES",
+            backends: Backends::Untouched,
+        },
+        Row {
+            number: 18,
+            title: "a selection 50 deep is refused",
+            send: post(
+                &format!("{{ me {}{} }}", "{ taxAccount ".repeat(49), "}".repeat(49)),
+                vec![("accept", GRAPHQL_RESPONSE.to_string())],
+            ),
+            expect_status: 400,
+            expect_code: "QUERY_TOO_DEEP",
+            backends: Backends::Untouched,
+        },
+        Row {
+            number: 21,
+            title: "a misspelt field is refused without a suggestion",
+            send: Send::Steps(misspelt_field),
+            expect_status: 400,
+            expect_code: "GRAPHQL_VALIDATION_FAILED",
+            backends: Backends::Untouched,
+        },
+        Row {
+            number: 23,
+            title: "a variable list of 101 ids is refused before any fan-out",
+            send: Send::Http {
+                method: "POST",
+                path: "/graphql",
+                headers: vec![("accept", GRAPHQL_RESPONSE.to_string())],
+                body: Body::Json(json!({
+                    "query": "query($ids: [ID!]!) { __typename }",
+                    "variables": {"ids": (0..101).map(|i| format!("C{i:07}")).collect::<Vec<_>>()},
+                })),
+            },
+            expect_status: 400,
+            expect_code: "LIST_TOO_LONG",
+            backends: Backends::Untouched,
+        },
+        Row {
+            number: 23,
+            title: "a million ids are larger than the body limit here: 413 before parsing",
+            send: Send::Http {
+                method: "POST",
+                path: "/graphql",
+                headers: vec![],
+                body: Body::Json(json!({
+                    "query": "query($ids: [ID!]!) { __typename }",
+                    "variables": {"ids": (0..1_000_000).map(|i| i.to_string()).collect::<Vec<_>>()},
+                })),
+            },
+            expect_status: 413,
+            expect_code: "PAYLOAD_TOO_LARGE",
+            backends: Backends::Untouched,
+        },
+        Row {
             number: 12,
-            title: "a query nested 10 000 deep is a parse error",
+            title: "a query nested 10 000 deep is refused before the parser recurses",
             send: post(&deep, vec![("accept", GRAPHQL_RESPONSE.to_string())]),
             expect_status: 400,
-            expect_code: "GRAPHQL_PARSE_FAILED",
+            expect_code: "PARSER_RECURSION_LIMIT",
             backends: Backends::Untouched,
         },
         Row {
@@ -489,7 +635,7 @@ fn rows() -> Vec<Row> {
                 ],
             ),
             expect_status: 400,
-            expect_code: "GRAPHQL_VALIDATION_FAILED",
+            expect_code: "INTROSPECTION_DISABLED",
             backends: Backends::Untouched,
         },
         Row {
@@ -503,7 +649,7 @@ fn rows() -> Vec<Row> {
                 ],
             ),
             expect_status: 400,
-            expect_code: "GRAPHQL_VALIDATION_FAILED",
+            expect_code: "INTROSPECTION_DISABLED",
             backends: Backends::Untouched,
         },
         // Tokens.
@@ -595,14 +741,7 @@ fn rows() -> Vec<Row> {
 }
 
 /// Row 21: `{ citizn { name } }` is refused, and the message suggests no field name (which
-/// would help map a schema with introspection off). Not a row yet: the validator still
-/// suggests today; `disable_suggestions` is being built with rows 1–27, and the row is
-/// `Row { number: 21, send: Send::Steps(misspelt_field), expect_status: 400,
-/// expect_code: "GRAPHQL_VALIDATION_FAILED", .. }`.
-#[expect(
-    dead_code,
-    reason = "row 21 joins rows() when suggestions are turned off"
-)]
+/// would help map a schema with introspection off).
 fn misspelt_field(world: &World) -> BoxFuture<'_, Answer> {
     Box::pin(async move {
         let answer = send(
@@ -785,6 +924,42 @@ struct Elsewhere {
 
 /// Rows whose scenario needs its own world.
 const ELSEWHERE: &[Elsewhere] = &[
+    Elsewhere {
+        number: 9,
+        title: "slowloris: headers at 1 byte/s closed at the header-read timeout",
+        test: "tests/integration/edge.rs::row_9_a_slowloris_client_is_disconnected_at_the_header_read_timeout_while_others_are_served",
+        why: "needs its own short timeout and raw sockets",
+    },
+    Elsewhere {
+        number: 11,
+        title: "HTTP/2 CONTINUATION flood: GOAWAY and the connection closed",
+        test: "tests/integration/edge.rs::row_11_an_http2_continuation_flood_gets_goaway_and_the_connection_closes",
+        why: "raw HTTP/2 frames on a socket of its own",
+    },
+    Elsewhere {
+        number: 11,
+        title: "the locked h2 is patched (RUSTSEC-2024-0332)",
+        test: "tests/integration/edge.rs::row_11_the_locked_h2_is_patched_against_the_continuation_flood",
+        why: "reads Cargo.lock, not a request",
+    },
+    Elsewhere {
+        number: 23,
+        title: "a million ids with a body limit large enough to carry them: VARIABLES_TOO_LARGE",
+        test: "tests/integration/limits.rs::row_23_a_million_ids_or_a_long_list_are_refused_before_any_fan_out",
+        why: "needs a 16 MiB body limit",
+    },
+    Elsewhere {
+        number: 25,
+        title: "unknown fields in an input-object variable",
+        test: "tests/integration/limits.rs::row_25_an_unknown_field_in_an_input_object_variable_is_refused",
+        why: "needs an input type this world's schema does not have",
+    },
+    Elsewhere {
+        number: 27,
+        title: "50 aliases of an expensive list field with identical args: QUERY_TOO_COMPLEX",
+        test: "tests/integration/limits.rs::row_27_fifty_aliases_of_an_expensive_field_are_too_complex",
+        why: "needs a list field with `first:`, which this world's schema does not have",
+    },
     Elsewhere {
         number: 30,
         title: "≤ 1 JWKS fetch per issuer per 30 s (the window itself)",

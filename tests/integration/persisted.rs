@@ -68,7 +68,13 @@ async fn apq_registers_on_post_then_runs_by_hash_on_post_and_get() {
     );
     let get = world
         .gateway
-        .get(&url, &[("accept", "application/json")])
+        .get(
+            &url,
+            &[
+                ("accept", "application/json"),
+                ("x-civicgraph-preflight", "1"),
+            ],
+        )
         .await;
     assert_eq!(get.status, 200, "{}", get.text);
     assert_eq!(get.body["data"]["notice"]["text"], "Offices close at noon.");

@@ -252,12 +252,13 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_no_backend_call() 
 #[tokio::test]
 async fn an_operation_costing_more_than_the_whole_budget_is_refused_without_retry_after() {
     let world = LimitsWorld::start(
-        "[quotas.anonymous]\ncost_per_s = 1\ncost_burst = 3\n",
+        "[quotas.anonymous]\ncost_per_s = 1\ncost_burst = 20\n",
         &[],
         notice_reply(),
     )
     .await;
-    // 1 for the operation + 3 root fields = 4 > 3.
+    // The request limits' estimate: each root field calls a backend (10) and selects one
+    // field (1), so three cost 33 > 20.
     let answer = world
         .post(
             None,
@@ -268,7 +269,7 @@ async fn an_operation_costing_more_than_the_whole_budget_is_refused_without_retr
     assert_eq!(code(&answer), "RATE_LIMITED");
     assert_eq!(answer.header("retry-after"), "", "waiting would not help");
     assert_eq!(world.notice_calls(), 0);
-    // A cheaper one fits (1 + 1 = 2 ≤ 3).
+    // A cheaper one fits (11 ≤ 20).
     let cheap = world
         .post(None, json!({"query": "{ notice { text } }"}))
         .await;
