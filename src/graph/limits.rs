@@ -754,9 +754,16 @@ mod tests {
         }
         let mut deep_enough = limits();
         deep_enough.max_depth = 64;
-        assert_eq!(
-            run_with(&query, serde_json::Value::Null, &deep_enough),
-            Err(LimitError::TooManyFields)
+        // Fragments summarised before the operation are visited in the document's map order,
+        // so the first one past a limit may be past the field count or the cost first; both
+        // refuse the bomb before it is expanded.
+        let outcome = run_with(&query, serde_json::Value::Null, &deep_enough);
+        assert!(
+            matches!(
+                outcome,
+                Err(LimitError::TooManyFields | LimitError::TooComplex)
+            ),
+            "{outcome:?}"
         );
     }
 
