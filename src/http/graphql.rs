@@ -499,16 +499,7 @@ async fn execute(
             );
         }
     };
-    if !matches!(
-        request.extensions,
-        None | Some(serde_json::Value::Null | serde_json::Value::Object(_))
-    ) {
-        return request_error(
-            format,
-            ErrorCode::BadRequest,
-            "`extensions` must be a JSON object.",
-        );
-    }
+    // Resolving checks `extensions` too: anything but an object (or null) is `BAD_REQUEST`.
     let resolved = match state.persisted.resolve(
         request.query,
         request.extensions.as_ref(),
